@@ -1,0 +1,30 @@
+# One image for every focused MCP server; the app is chosen by command:
+#   docker run IMAGE apps.db
+# BASE_IMAGE defaults to the official slim Python image; the offline build passes a local Debian base.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+FROM ${BASE_IMAGE} AS build
+ARG UV_VERSION=0.13.9
+# Extra CA certificates (a TLS-intercepting proxy) can be supplied in certs/; none are needed otherwise.
+COPY certs/ /usr/local/share/ca-certificates/
+RUN (command -v update-ca-certificates >/dev/null && update-ca-certificates >/dev/null || true) \
+ && python3 -m pip install --no-cache-dir --disable-pip-version-check "uv==${UV_VERSION}"
+ENV UV_NATIVE_TLS=1 UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
+WORKDIR /app
+COPY pyproject.toml uv.lock ./
+RUN uv sync --locked --no-dev --no-install-project --python "$(command -v python3)"
+
+FROM ${BASE_IMAGE}
+RUN groupadd --system --gid 10001 mcp && useradd --system --uid 10001 --gid mcp --no-create-home mcp
+WORKDIR /app
+COPY --from=build /app/.venv /app/.venv
+COPY apps/ /app/apps/
+COPY infra/__init__.py /app/infra/__init__.py
+COPY infra/postgres/ /app/infra/postgres/
+ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PORT=8080
+USER 10001:10001
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD python -c "import os,urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\",\"8080\")}/health', timeout=2)"
+ENTRYPOINT ["python", "-m"]
+CMD ["apps.db"]

@@ -1,0 +1,1 @@
+"""Focused MCP servers, each one job, sharing the production layer in `apps.kit`."""

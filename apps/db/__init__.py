@@ -1,0 +1,1 @@
+"""The focused database MCP server (`python -m apps.db`)."""

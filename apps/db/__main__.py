@@ -1,0 +1,3 @@
+from apps.db.server import server
+
+server.serve()

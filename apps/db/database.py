@@ -1,0 +1,159 @@
+"""The database server's state: a read pool and a write pool, two roles, and the catalog.
+
+Pools start empty (`min_size=0`) so the server starts, and reports not-ready,
+while Postgres is still coming up. The catalog (tables, columns, primary keys
+visible in the allowed schema) is read through the read role and refreshed
+when a caller names a table it does not know yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from mcp.server.mcpserver.exceptions import ToolError
+
+from apps.db.config import DbSettings
+from apps.db.sql import Column, Table
+from apps.kit.metrics import KitMetrics
+from apps.kit.server import Check
+from apps.kit.tools import CallerError
+
+CATALOG_SQL = """
+SELECT c.relname AS table_name, a.attname AS column_name,
+       format_type(a.atttypid, a.atttypmod) AS data_type,
+       NOT a.attnotnull AS nullable, (a.atthasdef OR a.attidentity <> '') AS has_default,
+       COALESCE(a.attnum = ANY (i.indkey), false) AS in_pk, array_position(i.indkey, a.attnum) AS pk_pos
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v')
+  AND has_table_privilege(c.oid, 'SELECT')
+ORDER BY c.relname, a.attnum
+"""
+
+# Connection-level failures: the database is unreachable, not the request wrong.
+UNAVAILABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+)
+
+
+class Database:
+    """Two pools (read, write) and the schema catalog."""
+
+    CATALOG_REFRESH_SECONDS = 5.0
+
+    def __init__(self, settings: DbSettings, read_pool: asyncpg.Pool, write_pool: asyncpg.Pool):
+        self.settings = settings
+        self.schema = settings.db_schema
+        self.read_pool = read_pool
+        self.write_pool = write_pool
+        self._tables: dict[str, Table] = {}
+        self._loaded_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    def readiness_checks(self) -> Mapping[str, Check]:
+        async def select_one(pool: asyncpg.Pool) -> None:
+            async with pool.acquire(timeout=1.0) as conn:
+                await conn.fetchval("SELECT 1", timeout=1.0)
+
+        return {"db_read": lambda: select_one(self.read_pool), "db_write": lambda: select_one(self.write_pool)}
+
+    def pool_stats(self) -> dict[str, tuple[int, int]]:
+        stats = {}
+        for name, pool in (("read", self.read_pool), ("write", self.write_pool)):
+            size = pool.get_size()
+            stats[name] = (size - pool.get_idle_size(), size)
+        return stats
+
+    async def tables(self, refresh: bool = False) -> dict[str, Table]:
+        stale = time.monotonic() - self._loaded_at >= self.CATALOG_REFRESH_SECONDS
+        if not self._tables or (refresh and stale):
+            async with self._lock:
+                if not self._tables or (refresh and time.monotonic() - self._loaded_at >= self.CATALOG_REFRESH_SECONDS):
+                    rows = await self.fetch_read(CATALOG_SQL, self.schema)
+                    self._tables = _tables_from_rows(rows)
+                    self._loaded_at = time.monotonic()
+        return self._tables
+
+    async def table(self, name: str) -> Table:
+        tables = await self.tables()
+        if name not in tables:
+            tables = await self.tables(refresh=True)
+        if name not in tables:
+            raise CallerError(f"unknown table '{name}' in schema '{self.schema}'")
+        return tables[name]
+
+    async def fetch_read(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self._run(self.read_pool, "fetch", sql, args)
+        return rows
+
+    async def fetch_write(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self._run(self.write_pool, "fetch", sql, args)
+        return rows
+
+    async def execute_write(self, sql: str, *args: Any) -> str:
+        status: str = await self._run(self.write_pool, "execute", sql, args)
+        return status
+
+    async def _run(self, pool: asyncpg.Pool, method: str, sql: str, args: tuple[Any, ...]) -> Any:
+        """Run one statement; map failures to clear tool errors that never quote the DSN."""
+        timeout = self.settings.db_statement_timeout_ms / 1000 + 1
+        try:
+            async with pool.acquire(timeout=self.settings.db_acquire_timeout_seconds) as conn:
+                return await getattr(conn, method)(sql, *args, timeout=timeout)
+        except asyncpg.QueryCanceledError:
+            raise ToolError("statement timed out") from None
+        except asyncpg.InsufficientPrivilegeError:
+            raise ToolError("permission denied by the database role") from None
+        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as error:
+            raise CallerError(
+                f"rejected by the database: {error.args[0] if error.args else type(error).__name__}"
+            ) from None
+        except UNAVAILABLE as error:
+            raise ToolError(f"database unavailable ({type(error).__name__}); retry later") from None
+
+
+def _tables_from_rows(rows: list[asyncpg.Record]) -> dict[str, Table]:
+    columns: dict[str, dict[str, Column]] = {}
+    keys: dict[str, list[tuple[int, str]]] = {}
+    for row in rows:
+        table = row["table_name"]
+        columns.setdefault(table, {})[row["column_name"]] = Column(
+            row["column_name"], row["data_type"], row["nullable"], row["has_default"]
+        )
+        if row["in_pk"]:
+            keys.setdefault(table, []).append((row["pk_pos"], row["column_name"]))
+    return {name: Table(name, cols, tuple(c for _, c in sorted(keys.get(name, [])))) for name, cols in columns.items()}
+
+
+@asynccontextmanager
+async def open_database(settings: DbSettings, metrics: KitMetrics) -> AsyncIterator[Database]:
+    """Create both pools (lazily connecting), expose their metrics, close them on shutdown."""
+    common: dict[str, Any] = {
+        "min_size": settings.db_pool_min,
+        "max_size": settings.db_pool_max,
+        "timeout": settings.db_connect_timeout_seconds,
+        "command_timeout": settings.db_statement_timeout_ms / 1000 + 1,
+        "server_settings": {
+            "statement_timeout": str(settings.db_statement_timeout_ms),
+            "application_name": "mcpfleet-db",
+        },
+    }
+    read_pool = await asyncpg.create_pool(settings.db_read_url.get_secret_value(), **common)
+    write_pool = await asyncpg.create_pool(settings.db_write_url.get_secret_value(), **common)
+    database = Database(settings, read_pool, write_pool)
+    metrics.watch_pools(database.pool_stats, lambda: {"read": settings.db_pool_max, "write": settings.db_pool_max})
+    try:
+        yield database
+    finally:
+        await asyncio.gather(read_pool.close(), write_pool.close(), return_exceptions=True)

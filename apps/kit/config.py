@@ -1,0 +1,130 @@
+"""Kit configuration from the environment, validated once at start-up.
+
+A bad value stops the server with one message that names every bad field and
+never echoes a value, because the values include secrets.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ALLOWED_ALGORITHMS = frozenset({"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "PS256"})
+SYMMETRIC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+
+
+class RedisFailureMode(StrEnum):
+    """What the rate limiter does when Redis does not answer."""
+
+    LOCAL = "local"  # fall back to this replica's in-memory window (bounded, default)
+    OPEN = "open"  # admit every call
+    CLOSED = "closed"  # refuse every call with 429 (and /ready fails)
+
+
+class KitSettings(BaseSettings):
+    """Settings every focused server shares; a server adds its own by subclassing."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    mcp_resource_url: AnyHttpUrl
+    mcp_issuer: str = Field(min_length=1)
+    mcp_jwt_secret: SecretStr | None = None
+    mcp_jwks_url: AnyHttpUrl | None = None
+    mcp_jwt_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["HS256"])
+    mcp_jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    mcp_jwks_min_refresh_seconds: float = Field(default=60.0, ge=1.0)
+
+    redis_url: SecretStr | None = None
+    rate_limit_per_minute: int = Field(default=100, ge=1, le=1_000_000)
+    rate_limit_redis_failure: RedisFailureMode = RedisFailureMode.LOCAL
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=1, le=65535)
+    shutdown_grace_seconds: float = Field(default=25.0, ge=0, le=600)
+
+    otel_service_name: str | None = None
+    otel_exporter_otlp_endpoint: str | None = None
+
+    @field_validator("mcp_jwt_algorithms", mode="before")
+    @classmethod
+    def _split_algorithms(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part for part in value.replace(",", " ").split() if part]
+        return value
+
+    @field_validator("mcp_jwt_algorithms")
+    @classmethod
+    def _known_algorithms(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one algorithm is required")
+        unknown = sorted(set(value) - ALLOWED_ALGORITHMS)
+        if unknown:
+            raise ValueError(f"unsupported algorithm(s) {unknown}; allowed: {sorted(ALLOWED_ALGORITHMS)}")
+        return value
+
+    @field_validator("mcp_issuer")
+    @classmethod
+    def _issuer_is_url(cls, value: str) -> str:
+        """Kept as the exact string (compared to `iss` verbatim), but it must be an http(s) URL."""
+        AnyHttpUrl(value)
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> KitSettings:
+        secret = self.mcp_jwt_secret.get_secret_value() if self.mcp_jwt_secret else None
+        if secret is None and self.mcp_jwks_url is None:
+            raise ValueError("set MCP_JWT_SECRET (HS*) or MCP_JWKS_URL (RS*/ES*)")
+        if secret is not None and self.mcp_jwks_url is not None:
+            raise ValueError("set only one of MCP_JWT_SECRET and MCP_JWKS_URL")
+        symmetric = set(self.mcp_jwt_algorithms) & SYMMETRIC_ALGORITHMS
+        if secret is not None:
+            if len(secret.encode()) < 32:
+                raise ValueError("MCP_JWT_SECRET must be at least 32 bytes")
+            if symmetric != set(self.mcp_jwt_algorithms):
+                raise ValueError("MCP_JWT_SECRET allows only HS* algorithms in MCP_JWT_ALGORITHMS")
+        elif symmetric:
+            # A public key used as an HMAC secret is the classic alg-confusion attack.
+            raise ValueError("MCP_JWKS_URL allows only asymmetric algorithms in MCP_JWT_ALGORITHMS")
+        return self
+
+    @property
+    def resource_url(self) -> str:
+        """The canonical audience, without a trailing slash."""
+        return str(self.mcp_resource_url).rstrip("/")
+
+
+class ConfigError(SystemExit):
+    """Raised (as an exit) when configuration is invalid; the message names fields only."""
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def describe_errors(error: ValidationError) -> str:
+    """One line per bad field, with pydantic's reason but never the rejected value."""
+    lines = []
+    for err in error.errors(include_input=False, include_url=False):
+        field = ".".join(str(part) for part in err["loc"]).upper() or "(settings)"
+        reason = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {field}: {reason}")
+    return "\n".join(lines)
+
+
+def load_settings(settings_cls: type[SettingsT]) -> SettingsT:
+    """Build settings from the environment or exit with a message naming every bad field."""
+    try:
+        return settings_cls()
+    except ValidationError as error:
+        message = f"invalid configuration for {settings_cls.__name__}:\n{describe_errors(error)}"
+        print(message, file=sys.stderr)
+        raise ConfigError(message) from None

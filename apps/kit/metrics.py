@@ -1,0 +1,106 @@
+"""Prometheus metrics for one server instance, in its own registry.
+
+Names follow the OpenTelemetry MCP semantic conventions where they apply
+(`mcp.server.operation.duration` in seconds, `mcp.method.name`,
+`gen_ai.tool.name`), rendered the way Prometheus spells them. The alert rules
+in `alerts/` and the dashboards read exactly these names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+# 5 ms to 10 s, dense around the 1 s p99 objective.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
+
+# Outcomes of a tools/call, the `outcome` label. `error` and `internal_error`
+# count against the availability SLO; the others are the caller's doing.
+OUTCOMES = ("ok", "error", "internal_error", "rejected", "invalid_params", "forbidden", "unknown_tool")
+SERVER_FAULT_OUTCOMES = ("error", "internal_error")
+
+PoolStats = Callable[[], dict[str, tuple[int, int]]]  # pool name -> (in use, size)
+
+
+class _PoolCollector(Collector):
+    """Reads pool usage at scrape time, so nothing has to keep a gauge in sync."""
+
+    def __init__(self, stats: PoolStats, max_size: Callable[[], dict[str, int]]):
+        self._stats = stats
+        self._max = max_size
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        in_use = GaugeMetricFamily("mcp_db_pool_connections_in_use", "Connections checked out", labels=["pool"])
+        size = GaugeMetricFamily("mcp_db_pool_connections", "Connections open in the pool", labels=["pool"])
+        limit = GaugeMetricFamily("mcp_db_pool_max_connections", "Configured pool maximum", labels=["pool"])
+        for pool, (used, opened) in self._stats().items():
+            in_use.add_metric([pool], used)
+            size.add_metric([pool], opened)
+        for pool, maximum in self._max().items():
+            limit.add_metric([pool], maximum)
+        yield in_use
+        yield size
+        yield limit
+
+
+class KitMetrics:
+    """Every metric the kit exposes on `/metrics`."""
+
+    def __init__(self, server: str) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        self.operation_duration = Histogram(
+            "mcp_server_operation_duration_seconds",
+            "Duration of MCP tool calls handled by this server (mcp.server.operation.duration).",
+            ["mcp_method_name", "gen_ai_tool_name", "outcome"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.auth_failures = Counter(
+            "mcp_auth_failures_total",
+            "Requests refused at authentication, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.authz_denials = Counter(
+            "mcp_authz_denials_total",
+            "Tool calls refused for a missing scope, by tool.",
+            ["gen_ai_tool_name"],
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "mcp_rate_limited_total",
+            "Tool calls refused with 429 by the per-principal rate limit.",
+            registry=self.registry,
+        )
+        self.rate_limit_backend_errors = Counter(
+            "mcp_rate_limit_backend_errors_total",
+            "Rate-limit decisions taken without Redis because it failed.",
+            registry=self.registry,
+        )
+        self.inflight = Gauge(
+            "mcp_inflight_calls",
+            "Tool calls in progress.",
+            registry=self.registry,
+        )
+        self.ready = Gauge(
+            "mcp_ready",
+            "1 when every dependency answered the last readiness check.",
+            registry=self.registry,
+        )
+        self.info = Gauge(
+            "mcp_server_info",
+            "Constant 1, labelled with the server's name.",
+            ["server"],
+            registry=self.registry,
+        )
+        self.info.labels(server=server).set(1)
+        # Pre-create the label sets alerts divide by, so ratios are 0 rather than absent.
+        for reason in ("missing_token", "invalid_token"):
+            self.auth_failures.labels(reason=reason)
+
+    def watch_pools(self, stats: PoolStats, max_size: Callable[[], dict[str, int]]) -> None:
+        self.registry.register(_PoolCollector(stats, max_size))

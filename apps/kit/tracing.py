@@ -1,0 +1,40 @@
+"""OpenTelemetry tracing: a tracer provider always (so log lines carry trace ids),
+an OTLP exporter when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and asyncpg spans.
+
+Spans for MCP messages come from the SDK's own OpenTelemetry middleware, which
+reads the global tracer provider installed here.
+"""
+
+from __future__ import annotations
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from apps.kit.config import KitSettings
+
+_installed: TracerProvider | None = None
+
+
+def setup_tracing(settings: KitSettings, default_service_name: str) -> TracerProvider:
+    """Install the global tracer provider once per process; later calls return it."""
+    global _installed
+    if _installed is not None:
+        return _installed
+    resource = Resource.create({"service.name": settings.otel_service_name or default_service_name})
+    provider = TracerProvider(resource=resource)
+    if settings.otel_exporter_otlp_endpoint:
+        # Reads the standard OTEL_EXPORTER_OTLP_* variables (endpoint, headers, timeout) itself.
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    try:
+        from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+        AsyncPGInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
+    except ImportError:  # a server without a database does not ship asyncpg
+        pass
+    _installed = provider
+    return provider

@@ -1,0 +1,85 @@
+"""Shared fixtures: settings, tokens, a served demo app, captured JSON log lines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from apps.kit.config import KitSettings
+from apps.kit.logs import JsonFormatter
+from apps.kit.token import mint
+
+SECRET = "test-secret-0123456789-abcdefghijklmnop"
+ISSUER = "https://issuer.mcpfleet.test"
+
+
+def requirement_missing(reason: str) -> None:
+    """Skip locally, but fail in CI: there, every test must run."""
+    if os.environ.get("CI"):
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def set_env(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """A clean server environment: valid kit defaults plus overrides (None removes a variable)."""
+
+    def apply(**values: Any) -> None:
+        for name in list(os.environ):
+            if name.startswith(("MCP_", "REDIS_", "RATE_LIMIT", "DB_", "OTEL_", "PORT", "LOG_LEVEL")):
+                monkeypatch.delenv(name)
+        base = {"MCP_RESOURCE_URL": "http://127.0.0.1:9/mcp", "MCP_ISSUER": ISSUER, "MCP_JWT_SECRET": SECRET}
+        for key, value in {**base, **values}.items():
+            if value is None:
+                monkeypatch.delenv(key, raising=False)
+            else:
+                monkeypatch.setenv(key, str(value))
+
+    return apply
+
+
+@pytest.fixture
+def make_settings(set_env: Callable[..., None]) -> Callable[..., KitSettings]:
+    def make(cls: type[KitSettings] = KitSettings, **values: Any) -> KitSettings:
+        set_env(**values)
+        return cls()
+
+    return make
+
+
+class LogCapture(logging.Handler):
+    """Collect the exact JSON lines the app writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def events(self, event: str) -> list[dict[str, Any]]:
+        parsed = [json.loads(line) for line in self.lines]
+        return [p for p in parsed if p.get("event") == event]
+
+
+@pytest.fixture
+def logs() -> Iterator[LogCapture]:
+    capture = LogCapture()
+    root = logging.getLogger()
+    root.addHandler(capture)
+    yield capture
+    root.removeHandler(capture)
+
+
+@pytest.fixture
+def token_for() -> Callable[..., str]:
+    def make(scopes: str, audience: str, subject: str = "alice", **kw: Any) -> str:
+        return mint(SECRET, issuer=ISSUER, audience=audience, subject=subject, scopes=scopes, **kw)
+
+    return make

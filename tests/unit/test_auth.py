@@ -1,0 +1,251 @@
+"""Attacks on the token check; each must fail with the right reason."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from apps.kit.auth import AuthFailure, JwksKeys, JwtVerifier
+from apps.kit.metrics import KitMetrics
+from apps.kit.token import mint
+from tests.conftest import ISSUER, SECRET
+
+AUD = "http://127.0.0.1:9/mcp"
+
+
+@pytest.fixture
+def hs_verifier(make_settings) -> JwtVerifier:
+    return JwtVerifier(make_settings(MCP_RESOURCE_URL=AUD), KitMetrics("test"))
+
+
+def hs_token(**kw) -> str:
+    defaults = {"issuer": ISSUER, "audience": AUD, "subject": "alice", "scopes": "db:read"}
+    return mint(SECRET, **{**defaults, **kw})
+
+
+async def refused(verifier: JwtVerifier, token: str) -> str:
+    with pytest.raises(AuthFailure) as failure:
+        await verifier.verify(token)
+    return failure.value.reason
+
+
+async def test_good_token_gives_principal_and_scopes(hs_verifier):
+    access = await hs_verifier.verify(hs_token(scopes="db:read db:write", client_id="cli-1"))
+    assert access.subject == "alice"
+    assert access.client_id == "cli-1"
+    assert set(access.scopes) == {"db:read", "db:write"}
+
+
+async def test_expired(hs_verifier):
+    assert await refused(hs_verifier, hs_token(expires_in=-120)) == "expired"
+
+
+async def test_expiry_within_leeway_is_accepted(hs_verifier):
+    assert (await hs_verifier.verify(hs_token(expires_in=-5))).subject == "alice"
+
+
+async def test_not_yet_valid(hs_verifier):
+    assert await refused(hs_verifier, hs_token(now=time.time() + 600)) == "not_yet_valid"
+
+
+async def test_wrong_issuer(hs_verifier):
+    assert await refused(hs_verifier, hs_token(issuer="https://evil.test")) == "wrong_issuer"
+
+
+async def test_token_for_another_server_is_refused(hs_verifier):
+    assert await refused(hs_verifier, hs_token(audience="http://127.0.0.1:9/other-mcp")) == "wrong_audience"
+
+
+async def test_audience_list_containing_this_server_is_accepted(hs_verifier):
+    token = jwt.encode(
+        {"iss": ISSUER, "aud": ["https://other", AUD], "sub": "bob", "exp": time.time() + 60}, SECRET, algorithm="HS256"
+    )
+    assert (await hs_verifier.verify(token)).subject == "bob"
+
+
+async def test_missing_exp_is_refused(hs_verifier):
+    token = jwt.encode({"iss": ISSUER, "aud": AUD, "sub": "bob"}, SECRET, algorithm="HS256")
+    assert await refused(hs_verifier, token) == "missing_claim"
+
+
+async def test_alg_none_is_refused(hs_verifier):
+    claims = {"iss": ISSUER, "aud": AUD, "sub": "mallory", "exp": time.time() + 60, "scope": "db:write"}
+    token = jwt.encode(claims, None, algorithm="none")
+    assert await refused(hs_verifier, token) == "algorithm_not_allowed"
+
+
+async def test_hs512_is_refused_when_only_hs256_is_pinned(hs_verifier):
+    token = jwt.encode({"iss": ISSUER, "aud": AUD, "exp": time.time() + 60}, SECRET, algorithm="HS512")
+    assert await refused(hs_verifier, token) == "algorithm_not_allowed"
+
+
+async def test_tampered_payload_fails_signature(hs_verifier):
+    header, payload, signature = hs_token().split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    claims["scope"] = "db:read db:write"
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    assert await refused(hs_verifier, f"{header}.{forged}.{signature}") == "bad_signature"
+
+
+async def test_wrong_secret_fails_signature(hs_verifier):
+    token = mint("another-secret-that-is-32-bytes-long!!", issuer=ISSUER, audience=AUD, subject="x", scopes="")
+    assert await refused(hs_verifier, token) == "bad_signature"
+
+
+@pytest.mark.parametrize("garbage", ["", "abc", "a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30"])
+async def test_garbage_is_malformed(hs_verifier, garbage):
+    assert await refused(hs_verifier, garbage) == "malformed"
+
+
+async def test_failures_are_counted_by_reason(hs_verifier):
+    await hs_verifier.verify_token(hs_token(expires_in=-3600))
+    await hs_verifier.verify_token("garbage")
+    registry = hs_verifier._metrics.registry
+    assert registry.get_sample_value("mcp_auth_failures_total", {"reason": "expired"}) == 1
+    assert registry.get_sample_value("mcp_auth_failures_total", {"reason": "malformed"}) == 1
+
+
+# --- RS256/ES256 through a JWKS served over real HTTP --------------------------------------------
+
+
+class JwksServer:
+    def __init__(self) -> None:
+        self.keys: list[dict] = []
+        self.hits = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.hits += 1
+                body = json.dumps({"keys": owner.keys}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/jwks.json"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def publish(self, private_key, kid: str, alg: str) -> None:
+        jwk = json.loads(jwt.algorithms.get_default_algorithms()[alg].to_jwk(private_key.public_key()))
+        self.keys.append({**jwk, "kid": kid, "alg": alg, "use": "sig"})
+
+
+@pytest.fixture
+def jwks_server() -> Iterator[JwksServer]:
+    server = JwksServer()
+    yield server
+    server.httpd.shutdown()
+
+
+@pytest.fixture
+def rsa_key():
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def jwks_verifier(make_settings, url: str, algorithms: str = "RS256 ES256", refresh: float = 60) -> JwtVerifier:
+    settings = make_settings(
+        MCP_RESOURCE_URL=AUD,
+        MCP_JWT_SECRET=None,
+        MCP_JWKS_URL=url,
+        MCP_JWT_ALGORITHMS=algorithms,
+        MCP_JWKS_MIN_REFRESH_SECONDS=refresh,
+    )
+    return JwtVerifier(settings, KitMetrics("test"))
+
+
+def signed(key, kid: str, alg: str = "RS256", **claims) -> str:
+    body = {"iss": ISSUER, "aud": AUD, "sub": "carol", "exp": time.time() + 300, "scope": "db:read", **claims}
+    return jwt.encode(body, key, algorithm=alg, headers={"kid": kid})
+
+
+async def test_rs256_and_es256_via_jwks(make_settings, jwks_server, rsa_key):
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    jwks_server.publish(rsa_key, "rsa-1", "RS256")
+    jwks_server.publish(ec_key, "ec-1", "ES256")
+    verifier = jwks_verifier(make_settings, jwks_server.url)
+    assert (await verifier.verify(signed(rsa_key, "rsa-1"))).subject == "carol"
+    assert (await verifier.verify(signed(ec_key, "ec-1", alg="ES256"))).subject == "carol"
+    assert jwks_server.hits == 1  # keys cached by kid
+
+
+async def test_hs_rs_confusion_is_refused(make_settings, jwks_server, rsa_key):
+    """The classic attack: HMAC-sign with the server's public key as the secret."""
+    jwks_server.publish(rsa_key, "rsa-1", "RS256")
+    verifier = jwks_verifier(make_settings, jwks_server.url)
+    public_pem = rsa_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = base64.urlsafe_b64encode(json.dumps({"alg": "HS256", "kid": "rsa-1"}).encode()).rstrip(b"=")
+    payload = base64.urlsafe_b64encode(
+        json.dumps({"iss": ISSUER, "aud": AUD, "sub": "mallory", "exp": int(time.time()) + 60}).encode()
+    ).rstrip(b"=")
+    signature = base64.urlsafe_b64encode(hmac.new(public_pem, header + b"." + payload, hashlib.sha256).digest()).rstrip(
+        b"="
+    )
+    forged = b".".join([header, payload, signature]).decode()
+    assert await refused(verifier, forged) == "algorithm_not_allowed"
+
+
+async def test_key_pinned_to_one_algorithm_is_not_used_for_another(make_settings, jwks_server, rsa_key):
+    jwks_server.publish(rsa_key, "rsa-1", "RS384")
+    verifier = jwks_verifier(make_settings, jwks_server.url, algorithms="RS256 RS384")
+    assert await refused(verifier, signed(rsa_key, "rsa-1", alg="RS256")) == "algorithm_not_allowed"
+    assert (await verifier.verify(signed(rsa_key, "rsa-1", alg="RS384"))).subject == "carol"
+
+
+async def test_unknown_kid_refetches_once_then_is_rate_limited(make_settings, jwks_server, rsa_key):
+    jwks_server.publish(rsa_key, "rsa-1", "RS256")
+    verifier = jwks_verifier(make_settings, jwks_server.url)
+    assert (await verifier.verify(signed(rsa_key, "rsa-1"))).subject == "carol"
+    for _ in range(20):  # a flood of forged kids
+        assert await refused(verifier, signed(rsa_key, "forged-kid")) == "unknown_kid"
+    assert jwks_server.hits == 1  # the first fetch was < 60 s ago: no refetch at all
+
+
+async def test_rotated_key_is_picked_up_on_unknown_kid(make_settings, jwks_server, rsa_key):
+    jwks_server.publish(rsa_key, "rsa-1", "RS256")
+    verifier = jwks_verifier(make_settings, jwks_server.url, refresh=1)
+    await verifier.verify(signed(rsa_key, "rsa-1"))
+    new_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwks_server.publish(new_key, "rsa-2", "RS256")
+    assert await refused(verifier, signed(new_key, "rsa-2")) == "unknown_kid"  # within the refresh floor
+    time.sleep(1.05)
+    assert (await verifier.verify(signed(new_key, "rsa-2"))).subject == "carol"
+    assert jwks_server.hits == 2
+
+
+async def test_token_signed_by_unpublished_key_fails_signature(make_settings, jwks_server, rsa_key):
+    jwks_server.publish(rsa_key, "rsa-1", "RS256")
+    verifier = jwks_verifier(make_settings, jwks_server.url)
+    impostor = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    assert await refused(verifier, signed(impostor, "rsa-1")) == "bad_signature"
+
+
+async def test_jwks_endpoint_down_refuses_tokens(make_settings, rsa_key):
+    verifier = jwks_verifier(make_settings, "http://127.0.0.1:9/jwks.json")
+    assert await refused(verifier, signed(rsa_key, "rsa-1")) == "unknown_kid"
+
+
+def test_jwks_keys_keep_last_good_set_on_fetch_failure():
+    keys = JwksKeys("http://127.0.0.1:9/jwks.json", min_refresh_seconds=1)
+    keys._keys = {"kept": object()}  # type: ignore[dict-item]
+    asyncio.run(keys._fetch())
+    assert "kept" in keys._keys
+    assert keys.fetches == 1

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import pytest
+
+from apps.db.config import DbSettings
+from apps.kit.config import ConfigError, KitSettings, RedisFailureMode, load_settings
+from tests.conftest import SECRET
+
+
+def test_valid_config_has_seed_defaults(make_settings):
+    settings = make_settings()
+    assert settings.rate_limit_per_minute == 100
+    assert settings.port == 8080
+    assert settings.mcp_jwt_algorithms == ["HS256"]
+    assert settings.rate_limit_redis_failure is RedisFailureMode.LOCAL
+    assert settings.resource_url == "http://127.0.0.1:9/mcp"
+
+
+def test_every_bad_field_is_named_in_one_message(set_env, capsys):
+    set_env(MCP_RESOURCE_URL="not a url", MCP_ISSUER=None, PORT="70000", RATE_LIMIT_PER_MINUTE="0")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(KitSettings)
+    message = str(raised.value)
+    for field in ("MCP_RESOURCE_URL", "MCP_ISSUER", "PORT", "RATE_LIMIT_PER_MINUTE"):
+        assert field in message
+    assert message in capsys.readouterr().err
+
+
+def test_db_settings_name_missing_dsns(set_env):
+    set_env()
+    with pytest.raises(ConfigError) as raised:
+        load_settings(DbSettings)
+    assert "DB_READ_URL" in str(raised.value) and "DB_WRITE_URL" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"MCP_JWT_SECRET": "too-short"}, "at least 32 bytes"),
+        ({"MCP_JWT_SECRET": None}, "MCP_JWT_SECRET"),
+        ({"MCP_JWKS_URL": "https://idp.test/jwks"}, "only one of"),
+        ({"MCP_JWT_ALGORITHMS": "RS256"}, "only HS* algorithms"),
+        ({"MCP_JWT_ALGORITHMS": "none"}, "unsupported algorithm"),
+        (
+            {"MCP_JWT_SECRET": None, "MCP_JWKS_URL": "https://idp.test/jwks", "MCP_JWT_ALGORITHMS": "RS256 HS256"},
+            "only asymmetric",
+        ),
+        ({"RATE_LIMIT_REDIS_FAILURE": "sometimes"}, "RATE_LIMIT_REDIS_FAILURE"),
+        ({"MCP_ISSUER": "not-a-url"}, "MCP_ISSUER"),
+    ],
+)
+def test_bad_auth_config_is_refused(set_env, overrides, expected):
+    set_env(**overrides)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(KitSettings)
+    assert expected in str(raised.value)
+
+
+def test_secret_values_never_appear_in_errors(set_env):
+    dsn = "postgresql://reader:hunter2-password@db:5432/app"
+    set_env(MCP_JWT_SECRET="short-secret-value", DB_READ_URL=dsn, DB_WRITE_URL="nonsense", PORT="x")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(DbSettings)
+    assert "short-secret-value" not in str(raised.value)
+    assert "hunter2" not in str(raised.value)
+
+
+def test_algorithm_list_accepts_spaces_or_commas(make_settings):
+    settings = make_settings(MCP_JWT_SECRET=SECRET, MCP_JWT_ALGORITHMS="HS256, HS512")
+    assert settings.mcp_jwt_algorithms == ["HS256", "HS512"]

@@ -1,0 +1,158 @@
+"""The kit's HTTP surface, end to end through uvicorn and the MCP SDK's own client."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from tests.support.mcp_client import mcp_client
+
+INIT = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+
+
+def test_no_token_gets_401_pointing_at_resource_metadata(demo, logs):
+    response = httpx.post(demo.mcp_url, json=INIT)
+    assert response.status_code == 401
+    header = response.headers["www-authenticate"]
+    assert header.startswith("Bearer ")
+    assert 'resource_metadata="' + demo.base + '/.well-known/oauth-protected-resource/mcp"' in header
+    assert [e["reason"] for e in logs.events("auth_failure")] == ["missing_token"]
+
+
+def test_resource_metadata_names_this_server_and_its_issuer(demo):
+    metadata = httpx.get(demo.base + "/.well-known/oauth-protected-resource/mcp").json()
+    assert metadata["resource"] == demo.mcp_url
+    assert metadata["authorization_servers"] == ["https://issuer.mcpfleet.test"]
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [({"expires_in": -600}, "expired"), ({"audience": "http://elsewhere/mcp"}, "wrong_audience")],
+)
+def test_bad_tokens_get_401_and_are_counted(demo, token_for, logs, claims, reason):
+    audience = claims.pop("audience", demo.mcp_url)
+    response = httpx.post(
+        demo.mcp_url, json=INIT, headers={"Authorization": f"Bearer {token_for('demo:read', audience, **claims)}"}
+    )
+    assert response.status_code == 401
+    assert "resource_metadata=" in response.headers["www-authenticate"]
+    assert [e["reason"] for e in logs.events("auth_failure")] == [reason]
+    metrics = httpx.get(demo.base + "/metrics").text
+    assert f'mcp_auth_failures_total{{reason="{reason}"}} 1.0' in metrics
+
+
+async def test_tools_list_shows_only_permitted_tools(demo, token_for):
+    async with mcp_client(demo.mcp_url, token_for("demo:read", demo.mcp_url)) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+    assert names == {"echo", "sleep", "fail"}
+    async with mcp_client(demo.mcp_url, token_for("demo:read demo:write", demo.mcp_url)) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+    assert names == {"echo", "sleep", "fail", "write"}
+    async with mcp_client(demo.mcp_url, token_for("", demo.mcp_url)) as client:
+        assert (await client.list_tools()).tools == []
+
+
+async def test_call_without_scope_is_forbidden_and_never_runs(demo, token_for, logs):
+    async with mcp_client(demo.mcp_url, token_for("demo:read", demo.mcp_url)) as client:
+        with pytest.raises(MCPError) as raised:
+            await client.call_tool("write", {"key": "abc"})
+    assert raised.value.message.startswith("Forbidden")
+    assert "demo:write" in raised.value.message
+    assert "write" not in demo.calls
+    metrics = httpx.get(demo.base + "/metrics").text
+    assert 'mcp_authz_denials_total{gen_ai_tool_name="write"} 1.0' in metrics
+    [line] = logs.events("tool_call")
+    assert line["status"] == "forbidden" and line["tool"] == "write"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        ({"text": "hi", "times": 9}, "times"),
+        ({"text": "hi", "times": "2"}, "times"),  # strict: no string-to-int coercion
+        ({"text": ""}, "text"),
+        ({}, "text"),
+        ({"text": "hi", "sneaky": 1}, "sneaky"),
+    ],
+)
+async def test_invalid_arguments_name_the_field_and_nothing_runs(demo, token_for, arguments, field):
+    async with mcp_client(demo.mcp_url, token_for("demo:read", demo.mcp_url)) as client:
+        result = await client.call_tool("echo", arguments)
+    assert result.is_error
+    text = result.content[0].text
+    assert text.startswith("Invalid arguments for tool 'echo'")
+    assert f"{field}:" in text
+    assert demo.calls == []
+
+
+async def test_valid_call_returns_structured_result(demo, token_for):
+    async with mcp_client(demo.mcp_url, token_for("demo:read", demo.mcp_url)) as client:
+        result = await client.call_tool("echo", {"text": "hi", "times": 2})
+    assert not result.is_error
+    assert result.structured_content == {"text": "hi hi"}
+    assert json.loads(result.content[0].text) == {"text": "hi hi"}
+
+
+async def test_outcomes_split_caller_mistakes_from_server_faults(demo, token_for):
+    async with mcp_client(demo.mcp_url, token_for("demo:read", demo.mcp_url)) as client:
+        caller = await client.call_tool("fail", {"mode": "caller"})
+        server = await client.call_tool("fail", {"mode": "server"})
+        crash = await client.call_tool("fail", {"mode": "crash"})
+    assert caller.is_error and server.is_error and crash.is_error
+    assert "internal detail" not in crash.content[0].text
+    metrics = demo.app.state.metrics.registry
+    count = "mcp_server_operation_duration_seconds_count"
+    labels = {"mcp_method_name": "tools/call", "gen_ai_tool_name": "fail"}
+    assert metrics.get_sample_value(count, {**labels, "outcome": "rejected"}) == 1
+    assert metrics.get_sample_value(count, {**labels, "outcome": "error"}) == 2
+
+
+def test_health_and_ready(demo):
+    assert httpx.get(demo.base + "/health").json() == {"status": "ok"}
+    ready = httpx.get(demo.base + "/ready")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"backend": "ok"}
+    demo.app.state.server_state.healthy = False
+    not_ready = httpx.get(demo.base + "/ready")
+    assert not_ready.status_code == 503
+    assert not_ready.json()["checks"] == {"backend": "failed: ConnectionError"}
+    assert "mcp_ready 0.0" in httpx.get(demo.base + "/metrics").text
+
+
+async def test_metrics_expose_every_family(demo, token_for):
+    async with mcp_client(demo.mcp_url, token_for("demo:read", demo.mcp_url)) as client:
+        await client.call_tool("echo", {"text": "x"})
+    text = httpx.get(demo.base + "/metrics").text
+    for family in (
+        "mcp_server_operation_duration_seconds_bucket",
+        "mcp_auth_failures_total",
+        "mcp_authz_denials_total",
+        "mcp_rate_limited_total",
+        "mcp_inflight_calls",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "mcp_server_info",
+    ):
+        assert family in text, family
+    assert (
+        'mcp_server_operation_duration_seconds_bucket{gen_ai_tool_name="echo",le="0.005",'
+        'mcp_method_name="tools/call",outcome="ok"}'
+    ) in text
+    assert 'le="10.0"' in text
+    # Probes and scrapes are not tool calls.
+    assert 'gen_ai_tool_name="_unknown"' not in text
+
+
+async def test_probes_are_not_counted_as_calls(demo):
+    for _ in range(3):
+        httpx.get(demo.base + "/ready")
+        httpx.get(demo.base + "/health")
+    assert (
+        demo.app.state.metrics.registry.get_sample_value(
+            "mcp_server_operation_duration_seconds_count",
+            {"mcp_method_name": "tools/call", "gen_ai_tool_name": "echo", "outcome": "ok"},
+        )
+        is None
+    )

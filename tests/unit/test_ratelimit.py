@@ -1,0 +1,123 @@
+"""Per-principal sliding-window limits: in memory, and shared through a real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from apps.kit.config import RedisFailureMode
+from apps.kit.metrics import KitMetrics
+from apps.kit.ratelimit import MemoryLimiter, RedisLimiter, count_tool_calls
+from tests.conftest import requirement_missing
+from tests.support import redis as local_redis
+from tests.support.mcp_client import mcp_client
+
+
+@pytest.fixture
+def redis_server() -> Iterator[local_redis.LocalRedis]:
+    if not local_redis.available():
+        requirement_missing("redis-server is not installed (apt-get install redis-server)")
+    server = local_redis.LocalRedis().start()
+    yield server
+    server.stop()
+
+
+def call(n: int, tool: str = "echo") -> dict:
+    return {"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": {"name": tool, "arguments": {"text": "x"}}}
+
+
+async def test_memory_window_admits_exactly_the_limit_then_gives_retry_after():
+    limiter = MemoryLimiter(limit=5, window=60)
+    decisions = [await limiter.hit("alice") for _ in range(8)]
+    assert [d.allowed for d in decisions] == [True] * 5 + [False] * 3
+    assert 59 < decisions[-1].retry_after <= 60
+    assert (await limiter.hit("bob")).allowed
+
+
+async def test_memory_window_slides():
+    limiter = MemoryLimiter(limit=2, window=0.2)
+    assert (await limiter.hit("a")).allowed and (await limiter.hit("a")).allowed
+    assert not (await limiter.hit("a")).allowed
+    import asyncio
+
+    await asyncio.sleep(0.25)
+    assert (await limiter.hit("a")).allowed
+
+
+def test_only_tool_calls_count():
+    assert count_tool_calls(b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}') == 0
+    assert count_tool_calls(b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}') == 1
+    assert count_tool_calls(b"not json") == 0
+
+
+async def test_redis_limit_holds_across_replicas(redis_server):
+    """Three limiter instances (three replicas) share one budget of 30 per minute."""
+    replicas = [
+        RedisLimiter(Redis.from_url(redis_server.url), 30, RedisFailureMode.LOCAL, KitMetrics("t")) for _ in range(3)
+    ]
+    accepted = 0
+    for i in range(45):
+        accepted += (await replicas[i % 3].hit("sub:alice")).allowed
+    assert accepted == 30
+    assert (await replicas[0].hit("sub:bob")).allowed  # another principal is unaffected
+    refused = await replicas[1].hit("sub:alice")
+    assert not refused.allowed and 0 < refused.retry_after <= 60
+    for replica in replicas:
+        await replica.redis.aclose()
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        (RedisFailureMode.OPEN, [True] * 4),
+        (RedisFailureMode.CLOSED, [False] * 4),
+        (RedisFailureMode.LOCAL, [True, True, False, False]),
+    ],
+)
+async def test_redis_down_follows_the_configured_mode(redis_server, mode, expected):
+    metrics = KitMetrics("t")
+    limiter = RedisLimiter(Redis.from_url(redis_server.url, socket_connect_timeout=0.5), 2, mode, metrics)
+    redis_server.stop()
+    assert [(await limiter.hit("sub:alice")).allowed for _ in range(4)] == expected
+    assert metrics.registry.get_sample_value("mcp_rate_limit_backend_errors_total") == 4
+    await limiter.redis.aclose()
+
+
+def test_over_the_limit_gets_429_with_retry_after(start_demo, token_for, logs):
+    demo = start_demo(RATE_LIMIT_PER_MINUTE=3)
+    headers = {
+        "Authorization": f"Bearer {token_for('demo:read', demo.mcp_url)}",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2025-11-25",
+    }
+    statuses = [httpx.post(demo.mcp_url, json=call(i), headers=headers).status_code for i in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]
+    refused = httpx.post(demo.mcp_url, json=call(9), headers=headers)
+    assert refused.status_code == 429 and 1 <= int(refused.headers["retry-after"]) <= 60
+    # tools/list is not a tool call and stays available
+    listing = {"jsonrpc": "2.0", "id": 20, "method": "tools/list", "params": {}}
+    assert httpx.post(demo.mcp_url, json=listing, headers=headers).status_code == 200
+    # another principal has its own budget
+    bob = {**headers, "Authorization": f"Bearer {token_for('demo:read', demo.mcp_url, subject='bob')}"}
+    assert httpx.post(demo.mcp_url, json=call(30), headers=bob).status_code == 200
+    assert demo.app.state.metrics.registry.get_sample_value("mcp_rate_limited_total") == 3
+    assert {e["subject"] for e in logs.events("rate_limited")} == {"alice"}
+
+
+async def test_shared_limit_through_two_servers_and_redis(start_demo, token_for, redis_server):
+    first = start_demo(RATE_LIMIT_PER_MINUTE=4, REDIS_URL=redis_server.url)
+    second = start_demo(RATE_LIMIT_PER_MINUTE=4, REDIS_URL=redis_server.url)
+    outcomes = []
+    for i in range(6):
+        target = (first, second)[i % 2]
+        async with mcp_client(target.mcp_url, token_for("demo:read", target.mcp_url)) as client:
+            try:
+                await client.call_tool("echo", {"text": "x"})
+                outcomes.append("ok")
+            except Exception:
+                outcomes.append("limited")
+    assert outcomes == ["ok"] * 4 + ["limited"] * 2
+    assert httpx.get(first.base + "/ready").json()["checks"]["redis"] == "ok"

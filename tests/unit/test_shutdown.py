@@ -1,0 +1,93 @@
+"""SIGTERM lets calls in flight finish, then the process exits cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+from apps.kit.token import mint
+from tests.conftest import ISSUER, SECRET
+from tests.support.postgres import free_port
+
+
+async def test_sigterm_drains_in_flight_calls():
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/mcp"
+    env = {
+        **os.environ,
+        "MCP_RESOURCE_URL": url,
+        "MCP_ISSUER": ISSUER,
+        "MCP_JWT_SECRET": SECRET,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "SHUTDOWN_GRACE_SECONDS": "20",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.demo_server"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        for _ in range(200):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=0.5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        token = mint(SECRET, issuer=ISSUER, audience=url, subject="alice", scopes="demo:read")
+
+        async def slow_call(http: httpx.AsyncClient, n: int) -> dict:
+            # One raw JSON-RPC POST per call (stateless server): nothing else crosses the wire,
+            # so the only thing that can fail here is the drain itself.
+            response = await http.post(
+                url,
+                json={
+                    "jsonrpc": "2.0",
+                    "id": n,
+                    "method": "tools/call",
+                    "params": {"name": "sleep", "arguments": {"seconds": 2.0}},
+                },
+            )
+            response.raise_for_status()
+            return response.json()["result"]["structuredContent"]
+
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": "2025-11-25",
+        }
+        http = httpx.AsyncClient(headers=headers, timeout=30)
+        calls = [asyncio.create_task(slow_call(http, n)) for n in range(3)]
+        async with httpx.AsyncClient() as probe:  # wait until all three are in flight
+            for _ in range(100):
+                metrics = (await probe.get(f"http://127.0.0.1:{port}/metrics")).text
+                if "mcp_inflight_calls 3.0" in metrics:
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("calls never got in flight")
+        process.send_signal(signal.SIGTERM)
+        results = await asyncio.gather(*calls)
+        await http.aclose()
+        assert results == [{"slept": 2.0}] * 3
+        # uvicorn re-raises SIGTERM after a clean shutdown, so the exit status is the signal.
+        assert process.wait(timeout=20) in (0, -signal.SIGTERM)
+        # New connections are refused once draining started.
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=0.5)
+            raise AssertionError("server still accepting after shutdown")
+        except httpx.ConnectError:
+            pass
+        events = [
+            json.loads(line)["event"] for line in process.stdout.read().decode().splitlines() if '"event"' in line
+        ]
+        assert events.count("tool_call") == 3
+        assert events[-2:] == ["server_stopping", "server_stopped"]
+    finally:
+        if process.poll() is None:
+            process.kill()
