@@ -87,7 +87,7 @@ async def test_alg_none_is_refused(hs_verifier):
 
 
 async def test_hs512_is_refused_when_only_hs256_is_pinned(hs_verifier):
-    token = jwt.encode({"iss": ISSUER, "aud": AUD, "exp": time.time() + 60}, SECRET, algorithm="HS512")
+    token = jwt.encode({"iss": ISSUER, "aud": AUD, "exp": time.time() + 60}, SECRET * 2, algorithm="HS512")
     assert await refused(hs_verifier, token) == "algorithm_not_allowed"
 
 
