@@ -8,11 +8,12 @@ ARG UV_VERSION=0.13.9
 # Extra CA certificates (a TLS-intercepting proxy) can be supplied in certs/; none are needed otherwise.
 COPY certs/ /usr/local/share/ca-certificates/
 RUN (command -v update-ca-certificates >/dev/null && update-ca-certificates >/dev/null || true) \
- && python3 -m pip install --no-cache-dir --disable-pip-version-check "uv==${UV_VERSION}"
+ && python3 -m venv /opt/uv \
+ && /opt/uv/bin/pip install --no-cache-dir --disable-pip-version-check "uv==${UV_VERSION}"
 ENV UV_NATIVE_TLS=1 UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
 WORKDIR /app
 COPY pyproject.toml uv.lock ./
-RUN uv sync --locked --no-dev --no-install-project --python "$(command -v python3)"
+RUN /opt/uv/bin/uv sync --locked --no-dev --no-install-project --python "$(command -v python3)"
 
 FROM ${BASE_IMAGE}
 RUN groupadd --system --gid 10001 mcp && useradd --system --uid 10001 --gid mcp --no-create-home mcp

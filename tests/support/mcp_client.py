@@ -11,10 +11,12 @@ from mcp.client.streamable_http import streamable_http_client
 
 
 @asynccontextmanager
-async def mcp_client(url: str, token: str | None) -> AsyncIterator[Client]:
+async def mcp_client(url: str, token: str | None, *, new_connection_per_request: bool = False,
+                     timeout: float = 30) -> AsyncIterator[Client]:
+    """`new_connection_per_request` disables keep-alive, so a load balancer can spread every request."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
-        async with Client(
-            streamable_http_client(url, http_client=http, terminate_on_close=False), cache=None
-        ) as client:
+    limits = httpx2.Limits(max_keepalive_connections=0) if new_connection_per_request else httpx2.Limits()
+    async with httpx2.AsyncClient(headers=headers, timeout=timeout, limits=limits) as http:
+        transport = streamable_http_client(url, http_client=http, terminate_on_close=False)
+        async with Client(transport, cache=None) as client:
             yield client
