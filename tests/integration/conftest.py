@@ -87,8 +87,9 @@ def replicas(apps_image: str, network: Network, postgres: stack.Postgres, redis:
 
 
 @pytest.fixture
-def start_replicas(apps_image: str, network: Network, postgres: stack.Postgres,
-                   redis: object) -> Iterator[Callable[..., stack.ReplicaSet]]:
+def start_replicas(
+    apps_image: str, network: Network, postgres: stack.Postgres, redis: object
+) -> Iterator[Callable[..., stack.ReplicaSet]]:
     """Extra replicas for tests that kill or stop them; removed at teardown."""
     started: list[stack.ReplicaSet] = []
 
@@ -121,7 +122,13 @@ def token() -> Callable[..., str]:
     """A token for the db Service; each call is a new principal unless `subject` is given."""
 
     def make(scopes: str = "db:read db:write", subject: str | None = None, **kw: object) -> str:
-        return mint(SECRET, issuer=ISSUER, audience=stack.RESOURCE_URL, subject=subject or uuid.uuid4().hex[:12],
-                    scopes=scopes, **kw)  # type: ignore[arg-type]
+        return mint(
+            SECRET,
+            issuer=ISSUER,
+            audience=stack.RESOURCE_URL,
+            subject=subject or uuid.uuid4().hex[:12],
+            scopes=scopes,
+            **kw,
+        )  # type: ignore[arg-type]
 
     return make

@@ -17,10 +17,14 @@ pytestmark = pytest.mark.integration
 async def test_valid_call_through_the_container(replicas, token):
     replica = replicas.replicas[0]
     async with mcp_client(replica.base + "/mcp", token()) as client:
-        result = await client.call_tool("query", {"table": "products", "columns": ["sku", "price"],
-                                                  "filters": {"active": True}, "limit": 2})
+        result = await client.call_tool(
+            "query", {"table": "products", "columns": ["sku", "price"], "filters": {"active": True}, "limit": 2}
+        )
     assert not result.is_error, result.content
-    assert result.structured_content["rows"] == [{"sku": "KB-01", "price": "129.00"}, {"sku": "MS-02", "price": "59.50"}]
+    assert result.structured_content["rows"] == [
+        {"sku": "KB-01", "price": "129.00"},
+        {"sku": "MS-02", "price": "59.50"},
+    ]
 
 
 @pytest.mark.parametrize("case", ["missing", "wrong_audience", "expired"])
@@ -28,12 +32,14 @@ def test_unauthenticated_requests_get_401(replicas, token, case):
     replica = replicas.replicas[0]
     headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
     if case == "wrong_audience":
-        headers["Authorization"] = "Bearer " + mint(SECRET, issuer=ISSUER, audience="http://mcp-files.test/mcp",
-                                                    subject="x", scopes="db:read")
+        headers["Authorization"] = "Bearer " + mint(
+            SECRET, issuer=ISSUER, audience="http://mcp-files.test/mcp", subject="x", scopes="db:read"
+        )
     elif case == "expired":
         headers["Authorization"] = "Bearer " + token(expires_in=-600)
-    response = httpx.post(replica.base + "/mcp", headers=headers,
-                          json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    response = httpx.post(
+        replica.base + "/mcp", headers=headers, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    )
     assert response.status_code == 401
     assert "resource_metadata=" in response.headers["www-authenticate"]
 
@@ -66,5 +72,9 @@ def test_container_runs_as_non_root_and_reports_healthy(replicas):
     container = replicas.replicas[0].container.get_wrapped_container()
     container.reload()
     assert container.attrs["Config"]["User"] == "10001:10001"
-    wait_until(lambda: (container.reload() or container.attrs["State"]["Health"]["Status"]) == "healthy", 40, 1,
-               "docker HEALTHCHECK healthy")
+    wait_until(
+        lambda: (container.reload() or container.attrs["State"]["Health"]["Status"]) == "healthy",
+        40,
+        1,
+        "docker HEALTHCHECK healthy",
+    )

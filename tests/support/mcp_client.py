@@ -11,8 +11,9 @@ from mcp.client.streamable_http import streamable_http_client
 
 
 @asynccontextmanager
-async def mcp_client(url: str, token: str | None, *, new_connection_per_request: bool = False,
-                     timeout: float = 30) -> AsyncIterator[Client]:
+async def mcp_client(
+    url: str, token: str | None, *, new_connection_per_request: bool = False, timeout: float = 30
+) -> AsyncIterator[Client]:
     """`new_connection_per_request` disables keep-alive, so a load balancer can spread every request."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     limits = httpx2.Limits(max_keepalive_connections=0) if new_connection_per_request else httpx2.Limits()

@@ -1,9 +1,11 @@
 """A round-robin TCP load balancer on loopback, standing in for a Kubernetes Service.
 
-Each new client connection goes to the next upstream; an upstream that refuses
-the connection is skipped (as kube-proxy stops routing to an endpoint that is
-gone). Clients that open one connection per request therefore spread their
-calls across every replica, with no stickiness.
+Each new client connection goes to the next *ready* upstream. Like the endpoints
+controller, the proxy probes every upstream's `/ready` and routes only to those
+that answer 200 (a replica that got SIGTERM stops answering); an upstream that
+refuses the connection is skipped too. Clients that open one connection per
+request therefore spread their calls across every ready replica, with no
+stickiness.
 """
 
 from __future__ import annotations
@@ -11,12 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections import Counter
+
+import httpx
 
 
 class RoundRobinProxy:
-    def __init__(self, upstreams: list[tuple[str, int]]):
+    def __init__(self, upstreams: list[tuple[str, int]], probe_interval: float = 0.2):
         self.upstreams = list(upstreams)
+        self.ready: set[tuple[str, int]] = set(upstreams)
+        self._probe_interval = probe_interval
+        self._stopping = threading.Event()
         self.connections: Counter[tuple[str, int]] = Counter()
         self.refused: Counter[tuple[str, int]] = Counter()
         self._next = 0
@@ -28,11 +36,24 @@ class RoundRobinProxy:
     def start(self) -> RoundRobinProxy:
         self._thread.start()
         self._ready.wait(10)
+        threading.Thread(target=self._probe, daemon=True).start()
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+    def _probe(self) -> None:
+        with httpx.Client(timeout=1) as client:
+            while not self._stopping.is_set():
+                for host, port in self.upstreams:
+                    try:
+                        ok = client.get(f"http://{host}:{port}/ready").status_code == 200
+                    except httpx.HTTPError:
+                        ok = False
+                    (self.ready.add if ok else self.ready.discard)((host, port))
+                time.sleep(self._probe_interval)
 
     @property
     def url(self) -> str:
@@ -48,8 +69,9 @@ class RoundRobinProxy:
 
     async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         upstream = None
-        for _ in range(len(self.upstreams)):
-            target = self.upstreams[self._next % len(self.upstreams)]
+        candidates = [u for u in self.upstreams if u in self.ready] or self.upstreams
+        for _ in range(len(candidates)):
+            target = candidates[self._next % len(candidates)]
             self._next += 1
             try:
                 upstream = await asyncio.wait_for(asyncio.open_connection(*target), 2)

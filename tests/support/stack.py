@@ -8,6 +8,7 @@ goes into it, so a warm run reuses it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -54,7 +55,10 @@ def build_apps_image() -> tuple[str, float]:
     if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode != 0:
         subprocess.run(
             ["docker", "build", "--network", "host", "--build-arg", f"BASE_IMAGE={image('python')}", "-t", tag, "."],
-            cwd=ROOT, check=True, capture_output=True, env={**os.environ, "DOCKER_BUILDKIT": "0"},
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            env={**os.environ, "DOCKER_BUILDKIT": "0"},
         )
     return tag, time.monotonic() - started
 
@@ -67,7 +71,7 @@ def wait_until(check, timeout: float, interval: float = 0.1, what: str = "condit
             result = check()
             if result:
                 return result
-        except Exception as error:  # noqa: BLE001 - retried until the deadline, then reported
+        except Exception as error:
             last = error
         time.sleep(interval)
     raise TimeoutError(f"{what} not reached in {timeout}s (last error: {last!r})")
@@ -173,19 +177,21 @@ class ReplicaSet:
 
     def stop(self) -> None:
         for replica in self.replicas:
-            try:
+            with contextlib.suppress(Exception):  # already gone: killed or stopped by a test
                 replica.container.stop()
-            except Exception:  # noqa: BLE001 - already gone (killed by a test)
-                pass
 
 
 def start_replicas(apps_image: str, network: Network, count: int, **env: str) -> ReplicaSet:
     replica_set = ReplicaSet()
     settings = {
-        "MCP_RESOURCE_URL": RESOURCE_URL, "MCP_ISSUER": ISSUER, "MCP_JWT_SECRET": SECRET,
+        "MCP_RESOURCE_URL": RESOURCE_URL,
+        "MCP_ISSUER": ISSUER,
+        "MCP_JWT_SECRET": SECRET,
         "DB_READ_URL": f"postgresql://mcp_db_reader:{READER_PASSWORD}@postgres:5432/{DATABASE}",
         "DB_WRITE_URL": f"postgresql://mcp_db_writer:{WRITER_PASSWORD}@postgres:5432/{DATABASE}",
-        "REDIS_URL": "redis://redis:6379/0", "SHUTDOWN_GRACE_SECONDS": "20", **env,
+        "REDIS_URL": "redis://redis:6379/0",
+        "SHUTDOWN_GRACE_SECONDS": "20",
+        **env,
     }
     for _ in range(count):
         name = "db-" + uuid.uuid4().hex[:6]
@@ -196,6 +202,10 @@ def start_replicas(apps_image: str, network: Network, count: int, **env: str) ->
         container.start()
         replica_set.replicas.append(Replica(container, name))
     for replica in replica_set.replicas:
-        wait_until(lambda r=replica: httpx.get(r.base + "/ready", timeout=2).status_code == 200, 60, 0.2,
-                   f"{replica.name} ready")
+        wait_until(
+            lambda r=replica: httpx.get(r.base + "/ready", timeout=2).status_code == 200,
+            60,
+            0.2,
+            f"{replica.name} ready",
+        )
     return replica_set
