@@ -37,13 +37,15 @@ WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v')
 ORDER BY c.relname, a.attnum
 """
 
-# Connection-level failures: the database is unreachable, not the request wrong.
+# The database is unreachable, restarting or out of connections: not the request's fault.
+# (QueryCanceledError is an operator-intervention error too; it is caught first, as a timeout.)
 UNAVAILABLE = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
     asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin/crash shutdown, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections
 )
 
 

@@ -9,6 +9,7 @@ in `alerts/` and the dashboards read exactly these names.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
@@ -46,12 +47,53 @@ class _PoolCollector(Collector):
         yield limit
 
 
+class CgroupLimitsCollector(Collector):
+    """The container's CPU and memory limits, read from its cgroup at scrape time.
+
+    With `process_cpu_seconds_total` and `process_resident_memory_bytes` these give
+    usage-over-limit wherever cAdvisor and kube-state-metrics are not scraped
+    (plain Docker, other orchestrators). Nothing is exported when unlimited.
+    """
+
+    def __init__(self, root: Path = Path("/sys/fs/cgroup")):
+        self.root = root
+
+    def limits(self) -> tuple[float | None, float | None]:
+        """(CPU cores, memory bytes), each None when unlimited or unknown."""
+        cpu = memory = None
+        cpu_max = _read(self.root / "cpu.max")  # cgroup v2: "max 100000" or "50000 100000"
+        if cpu_max and not cpu_max.startswith("max"):
+            quota, period = cpu_max.split()[:2]
+            cpu = int(quota) / int(period)
+        elif (quota_v1 := _read(self.root / "cpu" / "cpu.cfs_quota_us")) and int(quota_v1) > 0:
+            cpu = int(quota_v1) / int(_read(self.root / "cpu" / "cpu.cfs_period_us") or 100000)
+        mem_max = _read(self.root / "memory.max") or _read(self.root / "memory" / "memory.limit_in_bytes")
+        if mem_max and mem_max != "max" and int(mem_max) < 2**60:
+            memory = float(mem_max)
+        return cpu, memory
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        cpu, memory = self.limits()
+        if cpu is not None:
+            yield GaugeMetricFamily("mcp_process_cpu_limit_cores", "CPU limit of this container, in cores.", cpu)
+        if memory is not None:
+            yield GaugeMetricFamily("mcp_process_memory_limit_bytes", "Memory limit of this container.", memory)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
 class KitMetrics:
     """Every metric the kit exposes on `/metrics`."""
 
     def __init__(self, server: str) -> None:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
+        self.registry.register(CgroupLimitsCollector())
         self.operation_duration = Histogram(
             "mcp_server_operation_duration_seconds",
             "Duration of MCP tool calls handled by this server (mcp.server.operation.duration).",
@@ -89,6 +131,12 @@ class KitMetrics:
         self.ready = Gauge(
             "mcp_ready",
             "1 when every dependency answered the last readiness check.",
+            registry=self.registry,
+        )
+        self.dependency_up = Gauge(
+            "mcp_dependency_up",
+            "1 when the dependency answered the last readiness check.",
+            ["dependency"],
             registry=self.registry,
         )
         self.info = Gauge(

@@ -37,6 +37,7 @@ StateT = TypeVar("StateT")
 SettingsT = TypeVar("SettingsT", bound=KitSettings)
 Check = Callable[[], Awaitable[object]]
 READY_CHECK_TIMEOUT = 2.0
+READY_REFRESH_SECONDS = 10.0
 
 
 @runtime_checkable
@@ -118,6 +119,29 @@ class FocusedServer(Generic[StateT, SettingsT]):
             mcp_app.routes, lambda inner: MissingTokenCounter(RateLimitGate(inner, limiter, metrics), verifier)
         )
 
+        async def readiness() -> tuple[bool, dict[str, str]]:
+            """Run every dependency check; Redis counts only when its failure closes the limiter."""
+            checks: dict[str, Check] = {}
+            state = getattr(app.state, "server_state", None)
+            if isinstance(state, ReadinessSource):
+                checks.update(state.readiness_checks())
+            if redis is not None:
+                checks["redis"] = redis.ping
+            results = await asyncio.gather(*(_probe(check) for check in checks.values()))
+            status = dict(zip(checks, results, strict=True))
+            soft = {"redis"} if settings.rate_limit_redis_failure is not RedisFailureMode.CLOSED else set()
+            ok = state is not None and all(v == "ok" for k, v in status.items() if k not in soft)
+            metrics.ready.set(1 if ok else 0)
+            for name, result in status.items():
+                metrics.dependency_up.labels(dependency=name).set(1 if result == "ok" else 0)
+            return ok, status
+
+        async def refresh_readiness() -> None:
+            """Keep `mcp_ready` current between probes, so alerts never read a stale gauge."""
+            while True:
+                await readiness()
+                await asyncio.sleep(READY_REFRESH_SECONDS)
+
         @asynccontextmanager
         async def lifespan(_: FastAPI) -> AsyncIterator[None]:
             async with AsyncExitStack() as stack:
@@ -125,6 +149,8 @@ class FocusedServer(Generic[StateT, SettingsT]):
                 if redis is not None:
                     stack.push_async_callback(redis.aclose)
                 await stack.enter_async_context(mcp.session_manager.run())
+                refresher = asyncio.create_task(refresh_readiness())
+                stack.callback(refresher.cancel)
                 log_event("server_started", server=self.name, port=settings.port, tools=sorted(self.specs))
                 yield
                 log_event("server_stopping", server=self.name)
@@ -140,17 +166,7 @@ class FocusedServer(Generic[StateT, SettingsT]):
         @app.get("/ready")
         async def ready() -> JSONResponse:
             """Readiness: every dependency answered within the timeout."""
-            checks: dict[str, Check] = {}
-            state = getattr(app.state, "server_state", None)
-            if isinstance(state, ReadinessSource):
-                checks.update(state.readiness_checks())
-            if redis is not None:
-                checks["redis"] = redis.ping
-            results = await asyncio.gather(*(_probe(check) for check in checks.values()))
-            status = dict(zip(checks, results, strict=True))
-            soft = {"redis"} if settings.rate_limit_redis_failure is not RedisFailureMode.CLOSED else set()
-            ok = state is not None and all(v == "ok" for k, v in status.items() if k not in soft)
-            metrics.ready.set(1 if ok else 0)
+            ok, status = await readiness()
             return JSONResponse(
                 {"status": "ready" if ok else "not_ready", "checks": status}, status_code=200 if ok else 503
             )

@@ -1,0 +1,53 @@
+"""The knobs of every alert: thresholds, windows, `for:` durations, names, URLs.
+
+Defaults are the seed's numbers (error rate > 1 %, p99 > 1 s, auth failures > 10/min,
+CPU > 80 %, memory > 85 % of the limit, 99.9 % availability over 30 days). The
+checked-in YAML is rendered from these defaults; tests and stacks pass overrides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AlertParams:
+    # What the MCP scrape job is called, and the namespace its pods run in (Kubernetes).
+    job: str = "mcp-apps"
+    apps_namespace: str = "mcp-apps"
+    runbook_base_url: str = "https://github.com/mcpfleet/mcpfleet/blob/main/runbooks"
+
+    error_ratio: float = 0.01
+    error_window: str = "5m"
+    error_for: str = "5m"
+    min_call_rate: float = 0.05  # calls/s; below it one failed call is not a 1 % error rate
+    latency_p99_seconds: float = 1.0
+    latency_window: str = "5m"
+    latency_for: str = "5m"
+    auth_failures_per_minute: float = 10.0
+    auth_window: str = "2m"
+    auth_for: str = "1m"
+    rate_limited_per_second: float = 0.1
+    rate_limit_window: str = "10m"
+    rate_limit_for: str = "15m"
+    cpu_ratio: float = 0.8
+    memory_ratio: float = 0.85
+    saturation_window: str = "5m"
+    saturation_for: str = "15m"
+    down_for: str = "1m"
+    not_ready_for: str = "5m"
+
+    slo_target: float = 0.999  # availability over 30 days
+    slo_page_for: str = "2m"
+    slo_ticket_for: str = "15m"
+
+    # Alertmanager
+    webhook_url: str = "http://alert-receiver.mcp-observability.svc:8080/alerts"
+    group_wait: str = "30s"
+    group_interval: str = "5m"
+    repeat_interval_critical: str = "1h"
+    repeat_interval_warning: str = "4h"
+
+    @property
+    def error_budget(self) -> float:
+        return round(1 - self.slo_target, 10)

@@ -1,0 +1,132 @@
+"""Static checks of the monitoring code: promtool and amtool on the real files, cross-references."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alerts.params import AlertParams
+from alerts.render import ALERTMANAGER_FILE, RULES_FILE, TEMPLATES_DIR, main, rendered
+from alerts.routing import render_alertmanager
+from alerts.rules import alert_names, alerting_rules
+from tests.conftest import requirement_missing
+from tests.monitoring import promtool_cases
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        requirement_missing("promtool is not installed (apt-get install prometheus)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def amtool() -> str:
+    path = shutil.which("amtool")
+    if path is None:
+        requirement_missing("amtool is not installed (apt-get install prometheus-alertmanager)")
+    return path
+
+
+def run(*cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def test_checked_in_files_match_their_source():
+    assert main(["--check"]) == 0, "run: python -m alerts.render"
+    assert RULES_FILE.read_text() == rendered()[RULES_FILE]
+
+
+def test_rules_pass_promtool_check_with_lint_fatal(promtool):
+    result = run(promtool, "check", "rules", "--lint=all", "--lint-fatal", str(RULES_FILE))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_has_promtool_cases_that_fire_and_stay_silent(promtool, tmp_path):
+    documents = promtool_cases.documents(str(RULES_FILE))
+    covered: dict[str, set[str]] = {"fires": set(), "silent": set()}
+    files = []
+    for n, document in enumerate(documents):
+        for test in document["tests"]:
+            for expectation in test["alert_rule_test"]:
+                covered["fires" if expectation["exp_alerts"] else "silent"].add(expectation["alertname"])
+        files.append(tmp_path / f"mcp-rules-{n}.test.yml")
+        files[-1].write_text(yaml.safe_dump(document, sort_keys=False))
+    assert covered["fires"] == set(alert_names()) == covered["silent"]
+    result = run(promtool, "test", "rules", *map(str, files))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("SUCCESS") == len(files)
+
+
+def test_a_broken_expectation_makes_promtool_fail(promtool, tmp_path):
+    """The harness can fail: flip one expectation and promtool must report it."""
+    document = promtool_cases.documents(str(RULES_FILE))[0]
+    document["tests"] = document["tests"][:1]
+    document["tests"][0]["alert_rule_test"][0]["exp_alerts"] = []
+    test_file = tmp_path / "broken.test.yml"
+    test_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    assert run(promtool, "test", "rules", str(test_file)).returncode != 0
+
+
+def test_every_alert_has_labels_annotations_and_a_runbook_url_that_resolves():
+    params = AlertParams()
+    for rule in alerting_rules(params):
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}
+        assert {"summary", "description", "runbook_url"} <= set(rule["annotations"])
+        url = rule["annotations"]["runbook_url"]
+        assert url.startswith(params.runbook_base_url + "/")
+        page = Path("runbooks") / url.removeprefix(params.runbook_base_url + "/")
+        assert page.is_file(), url
+
+
+def test_alertmanager_config_is_valid_with_its_templates(amtool, tmp_path):
+    assert run(amtool, "check-config", str(ALERTMANAGER_FILE)).returncode == 0
+    local = tmp_path / "alertmanager.yml"
+    local.write_text(yaml.safe_dump(render_alertmanager(AlertParams(), str(TEMPLATES_DIR.resolve()))))
+    result = run(amtool, "check-config", str(local))
+    assert result.returncode == 0 and "1 templates" in result.stdout, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        (["severity=critical", "app=mcp-db", "alertname=McpHighErrorRate"], "page"),
+        (["severity=warning", "app=mcp-db", "alertname=McpHighCpu"], "ticket"),
+        (["severity=info", "app=mcp-db", "alertname=Anything"], "default"),
+        (["app=mcp-db", "alertname=NoSeverity"], "default"),
+    ],
+)
+def test_routes_by_severity(amtool, labels, receiver):
+    result = run(amtool, "config", "routes", "test", "--config.file", str(ALERTMANAGER_FILE), *labels)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == receiver
+
+
+def test_critical_inhibits_the_matching_warning():
+    [rule] = render_alertmanager()["inhibit_rules"]
+    assert rule["source_matchers"] == ['severity="critical"']
+    assert rule["target_matchers"] == ['severity="warning"']
+    assert rule["equal"] == ["app"]
+    assert render_alertmanager()["route"]["group_by"] == ["alertname", "app"]
+
+
+def test_notification_template_carries_summary_and_runbook(amtool):
+    text = '{{ template "mcpfleet.text" . }}'
+    result = run(
+        amtool, "template", "render", "--template.glob", str(TEMPLATES_DIR / "*.tmpl"), "--template.text", text
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Runbook:" in result.stdout
+    template = (TEMPLATES_DIR / "mcpfleet.tmpl").read_text()
+    assert ".Annotations.summary" in template and ".Annotations.runbook_url" in template
+
+
+def test_webhook_url_is_a_parameter():
+    config = render_alertmanager(AlertParams(webhook_url="http://receiver.test/hook"))
+    urls = {c["url"] for r in config["receivers"] for c in r["webhook_configs"]}
+    assert urls == {"http://receiver.test/hook"}
