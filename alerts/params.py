@@ -38,6 +38,7 @@ class AlertParams:
     not_ready_for: str = "5m"
 
     slo_target: float = 0.999  # availability over 30 days
+    slo_rules_interval: str = "30s"  # the SLO recording rules' evaluation interval
     slo_page_for: str = "2m"
     slo_ticket_for: str = "15m"
 

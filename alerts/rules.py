@@ -235,7 +235,7 @@ def render_rules(p: AlertParams | None = None) -> dict[str, Any]:
     p = p or AlertParams()
     return {
         "groups": [
-            {"name": "mcp-slo.rules", "interval": "30s", "rules": slo_recording_rules(p)},
+            {"name": "mcp-slo.rules", "interval": p.slo_rules_interval, "rules": slo_recording_rules(p)},
             {"name": "mcp-saturation.rules", "rules": saturation_recording_rules(p)},
             {"name": "mcp.alerts", "rules": alerting_rules(p)},
         ]

@@ -46,6 +46,7 @@ class ToolGuard:
     def __init__(self, specs: Mapping[str, ToolSpec[Any]], metrics: KitMetrics):
         self.specs = specs
         self.metrics = metrics
+        metrics.declare_tools(list(specs))
 
     async def __call__(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
         if ctx.method == "tools/list":

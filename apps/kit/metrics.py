@@ -23,6 +23,23 @@ DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.
 OUTCOMES = ("ok", "error", "internal_error", "rejected", "invalid_params", "forbidden", "unknown_tool")
 SERVER_FAULT_OUTCOMES = ("error", "internal_error")
 
+# Why a token was refused (the `reason` label); every one is exported from the start at 0, so
+# rate() and alerts see the first failure instead of a series that appears already non-zero.
+AUTH_FAILURE_REASONS = (
+    "missing_token",
+    "malformed",
+    "algorithm_not_allowed",
+    "missing_kid",
+    "unknown_kid",
+    "bad_signature",
+    "expired",
+    "not_yet_valid",
+    "wrong_issuer",
+    "wrong_audience",
+    "missing_claim",
+    "invalid_token",
+)
+
 PoolStats = Callable[[], dict[str, tuple[int, int]]]  # pool name -> (in use, size)
 
 
@@ -146,9 +163,15 @@ class KitMetrics:
             registry=self.registry,
         )
         self.info.labels(server=server).set(1)
-        # Pre-create the label sets alerts divide by, so ratios are 0 rather than absent.
-        for reason in ("missing_token", "invalid_token"):
+        for reason in AUTH_FAILURE_REASONS:
             self.auth_failures.labels(reason=reason)
+
+    def declare_tools(self, tools: list[str]) -> None:
+        """Export every tool's ok and failure series at 0, so error ratios start from real zeros."""
+        for tool in tools:
+            self.authz_denials.labels(gen_ai_tool_name=tool)
+            for outcome in ("ok", *SERVER_FAULT_OUTCOMES):
+                self.operation_duration.labels(mcp_method_name="tools/call", gen_ai_tool_name=tool, outcome=outcome)
 
     def watch_pools(self, stats: PoolStats, max_size: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_PoolCollector(stats, max_size))

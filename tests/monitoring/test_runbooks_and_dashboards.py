@@ -1,0 +1,104 @@
+"""Every alert has a runbook and every runbook an alert; every PromQL in runbooks and dashboards parses."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from alerts.rules import alert_names
+from dashboards.build import DASHBOARDS
+from dashboards.build import main as build_dashboards
+from tests.conftest import requirement_missing
+from tests.monitoring.promql import fenced_blocks, grafana_to_promql, parse_errors
+
+RUNBOOKS = Path("runbooks")
+DASHBOARDS_DIR = Path("dashboards")
+SECTIONS = ["Meaning", "Impact", "Diagnosis", "Mitigation", "Resolution and follow-up"]
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        requirement_missing("promtool is not installed (apt-get install prometheus)")
+    return path
+
+
+def runbook_pages() -> dict[str, str]:
+    return {p.stem: p.read_text() for p in RUNBOOKS.glob("*.md") if p.name != "README.md"}
+
+
+def test_alerts_and_runbooks_match_one_to_one():
+    assert set(runbook_pages()) == set(alert_names())
+
+
+@pytest.mark.parametrize("name", sorted(alert_names()))
+def test_runbook_has_every_section_in_order(name):
+    text = runbook_pages()[name]
+    assert text.startswith(f"# {name}\n")
+    headings = re.findall(r"^## (.+)$", text, flags=re.M)
+    assert headings == SECTIONS
+    diagnosis = text.split("## Diagnosis")[1].split("## Mitigation")[0]
+    assert fenced_blocks(diagnosis, "promql"), "Diagnosis needs the PromQL to run"
+    assert fenced_blocks(diagnosis, "sh") or "kubectl" in diagnosis
+
+
+def test_every_runbook_promql_parses(promtool, tmp_path):
+    expressions = {
+        f"{name} #{i}": expr
+        for name, text in runbook_pages().items()
+        for i, expr in enumerate(fenced_blocks(text, "promql"))
+    }
+    assert len(expressions) >= 20
+    assert parse_errors(promtool, expressions, tmp_path) == ""
+
+
+def test_a_broken_expression_is_caught(promtool, tmp_path):
+    assert "broken" in parse_errors(promtool, {"broken": "sum by (app (rate(x[5m]))"}, tmp_path)
+
+
+def test_dashboards_are_up_to_date_and_follow_conventions():
+    assert build_dashboards(["--check"]) == 0, "run: python -m dashboards.build"
+    for name in DASHBOARDS:
+        board = json.loads((DASHBOARDS_DIR / name).read_text())
+        assert board["uid"] and re.fullmatch(r"[a-z0-9-]{1,40}", board["uid"])
+        variables = {v["name"]: v for v in board["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource"
+        for panel in board["panels"]:
+            for target in panel.get("targets", []):
+                assert target["datasource"]["uid"] == "${datasource}"
+                assert "instance=" not in target["expr"], "no hard-coded instance"
+
+
+def test_dashboard_covers_what_on_call_needs():
+    board = json.loads((DASHBOARDS_DIR / "mcp-overview.json").read_text())
+    exprs = " ".join(t["expr"] for p in board["panels"] for t in p.get("targets", []))
+    for needle in (
+        "mcp_server_operation_duration_seconds_count",
+        "histogram_quantile(0.5",
+        "histogram_quantile(0.95",
+        "histogram_quantile(0.99",
+        "mcp_auth_failures_total",
+        "mcp_authz_denials_total",
+        "mcp_rate_limited_total",
+        "mcp_inflight_calls",
+        "mcp_db_pool_connections_in_use",
+        "mcp:cpu_usage:ratio_limit",
+        "mcp:memory_usage:ratio_limit",
+        "mcp:slo_error_budget:remaining_ratio",
+    ):
+        assert needle in exprs, needle
+
+
+def test_every_dashboard_promql_parses(promtool, tmp_path):
+    expressions = {}
+    for name in DASHBOARDS:
+        board = json.loads((DASHBOARDS_DIR / name).read_text())
+        for panel in board["panels"]:
+            for target in panel.get("targets", []):
+                expressions[f"{name}: {panel['title']} {target['refId']}"] = grafana_to_promql(target["expr"])
+    assert parse_errors(promtool, expressions, tmp_path) == ""
