@@ -181,7 +181,10 @@ class ReplicaSet:
                 replica.container.stop()
 
 
-def start_replicas(apps_image: str, network: Network, count: int, **env: str) -> ReplicaSet:
+def start_replicas(
+    apps_image: str, network: Network, count: int, limits: dict[str, object] | None = None, **env: str
+) -> ReplicaSet:
+    """`count` db-server containers; `limits` are docker resource limits (nano_cpus, mem_limit)."""
     replica_set = ReplicaSet()
     settings = {
         "MCP_RESOURCE_URL": RESOURCE_URL,
@@ -197,6 +200,8 @@ def start_replicas(apps_image: str, network: Network, count: int, **env: str) ->
         name = "db-" + uuid.uuid4().hex[:6]
         container = DockerContainer(apps_image).with_command("apps.db").with_network(network)
         container.with_network_aliases(name).with_exposed_ports(APP_PORT).with_name(name)
+        if limits:
+            container.with_kwargs(**limits)
         for key, value in settings.items():
             container.with_env(key, value)
         container.start()
