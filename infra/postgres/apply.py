@@ -21,7 +21,7 @@ from pathlib import Path
 
 import asyncpg
 
-SQL_DIR = Path(__file__).with_name("sql")
+SQL_DIR = Path(__file__).with_name("sql")  # in Kubernetes, the same files mounted from a ConfigMap
 PASSWORD_SETTINGS = {
     "mcpfleet.reader_password": "MCP_DB_READER_PASSWORD",
     "mcpfleet.writer_password": "MCP_DB_WRITER_PASSWORD",
@@ -29,8 +29,8 @@ PASSWORD_SETTINGS = {
 
 
 def sql_files() -> list[Path]:
-    """The files to apply, in order."""
-    return sorted(SQL_DIR.glob("*.sql"))
+    """The files to apply, in order: from MCPFLEET_SQL_DIR when set (the Kubernetes Job), else the package."""
+    return sorted(Path(os.environ.get("MCPFLEET_SQL_DIR") or SQL_DIR).glob("*.sql"))
 
 
 def scram_sha256_verifier(password: str, iterations: int = 4096, salt: bytes | None = None) -> str:

@@ -1,0 +1,66 @@
+"""Baseline: the three namespaces with Pod Security levels, and default-deny NetworkPolicies.
+
+Apps and data run `restricted`; observability is `privileged` because the log collector
+reads container logs from the node (hostPath), which no stricter level admits.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.components.k8s import opts
+from infra.config import APP_NAMESPACE, DATA_NAMESPACE, OBSERVABILITY_NAMESPACE
+
+POD_SECURITY = {APP_NAMESPACE: "restricted", DATA_NAMESPACE: "restricted", OBSERVABILITY_NAMESPACE: "privileged"}
+DNS_EGRESS = {
+    "to": [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        }
+    ],
+    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+}
+
+
+def namespace_peer(namespace: str, pod_labels: dict[str, str] | None = None) -> dict[str, object]:
+    peer: dict[str, object] = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
+    if pod_labels:
+        peer["podSelector"] = {"matchLabels": pod_labels}
+    return peer
+
+
+class Baseline(pulumi.ComponentResource):
+    namespaces: dict[str, k8s.core.v1.Namespace]
+
+    def __init__(self, name: str, provider: k8s.Provider, o: pulumi.ResourceOptions | None = None):
+        super().__init__("mcpfleet:index:Baseline", name, None, o)
+        self.namespaces = {}
+        for namespace, level in POD_SECURITY.items():
+            self.namespaces[namespace] = k8s.core.v1.Namespace(
+                namespace,
+                metadata={
+                    "name": namespace,
+                    "labels": {
+                        "pod-security.kubernetes.io/enforce": level,
+                        "pod-security.kubernetes.io/enforce-version": "latest",
+                        "pod-security.kubernetes.io/warn": level,
+                        "app.kubernetes.io/part-of": "mcpfleet",
+                    },
+                },
+                opts=opts(self, provider),
+            )
+            k8s.networking.v1.NetworkPolicy(
+                f"{namespace}-default-deny",
+                metadata={"name": "default-deny", "namespace": namespace},
+                spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+                opts=opts(self, provider, depends_on=[self.namespaces[namespace]]),
+            )
+            k8s.networking.v1.NetworkPolicy(
+                f"{namespace}-allow-dns",
+                metadata={"name": "allow-dns", "namespace": namespace},
+                spec={"podSelector": {}, "policyTypes": ["Egress"], "egress": [DNS_EGRESS]},
+                opts=opts(self, provider, depends_on=[self.namespaces[namespace]]),
+            )
+        self.register_outputs({})

@@ -1,0 +1,223 @@
+"""Postgres: a StatefulSet (official image) or an external managed instance; either way a Job
+applies the same SQL files the tests apply, and scoped DSNs are handed to the apps."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from infra.components.baseline import namespace_peer
+from infra.components.k8s import config_hash, container_security, labels, opts, pod_security, resources, secret_env
+from infra.config import APP_NAMESPACE, DATA_NAMESPACE, PostgresConfig
+from infra.images import image
+from infra.postgres.apply import SQL_DIR
+
+SQL_FILES = {path.name: path.read_text() for path in sorted(SQL_DIR.glob("*.sql"))}
+POSTGRES_UID = 70  # the official alpine image's postgres user
+
+
+class Postgres(pulumi.ComponentResource):
+    host: str
+    reader_url: pulumi.Output[str]
+    writer_url: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        config: PostgresConfig,
+        apps_image: pulumi.Input[str],
+        provider: k8s.Provider,
+        admin_password: pulumi.Input[str] | None = None,
+        external_admin_url: pulumi.Input[str] | None = None,
+        o: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("mcpfleet:index:Postgres", name, None, o)
+        lbl = labels("postgres", "database")
+        port, db = config.port, config.database
+        self.host = (config.host or "") if config.mode == "external" else f"postgres.{DATA_NAMESPACE}.svc"
+
+        def password(purpose: str) -> pulumi.Output[str]:
+            return random.RandomPassword(
+                f"{name}-{purpose}", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
+            ).result
+
+        reader_password, writer_password = password("reader-password"), password("writer-password")
+        if config.mode == "statefulset":
+            admin_password = admin_password or password("admin-password")
+            admin_url = pulumi.Output.concat("postgresql://postgres:", admin_password, f"@{self.host}:{port}/{db}")
+            self._statefulset(name, config, provider, admin_password, lbl)
+        else:
+            if external_admin_url is None:
+                raise ValueError("postgres mode external needs the secret postgresAdminUrl")
+            admin_url = pulumi.Output.secret(external_admin_url)
+
+        self.reader_url = pulumi.Output.secret(
+            pulumi.Output.concat("postgresql://mcp_db_reader:", reader_password, f"@{self.host}:{port}/{db}")
+        )
+        self.writer_url = pulumi.Output.secret(
+            pulumi.Output.concat("postgresql://mcp_db_writer:", writer_password, f"@{self.host}:{port}/{db}")
+        )
+
+        roles_secret = k8s.core.v1.Secret(
+            f"{name}-roles-secret",
+            metadata={"name": "postgres-roles", "namespace": DATA_NAMESPACE},
+            string_data={
+                "DATABASE_ADMIN_URL": admin_url,
+                "MCP_DB_READER_PASSWORD": reader_password,
+                "MCP_DB_WRITER_PASSWORD": writer_password,
+            },
+            opts=opts(self, provider),
+        )
+        sql = k8s.core.v1.ConfigMap(
+            f"{name}-sql",
+            metadata={"name": "postgres-sql", "namespace": DATA_NAMESPACE},
+            data=SQL_FILES,
+            opts=opts(self, provider),
+        )
+        job_labels = labels("postgres-roles", "database-roles")
+        digest = config_hash(*SQL_FILES.values())[:8]
+        k8s.batch.v1.Job(
+            f"{name}-roles",
+            metadata={"name": f"postgres-roles-{digest}", "namespace": DATA_NAMESPACE, "labels": job_labels},
+            spec={
+                "backoffLimit": 10,
+                "template": {
+                    "metadata": {"labels": job_labels},
+                    "spec": {
+                        "restartPolicy": "OnFailure",
+                        "automountServiceAccountToken": False,
+                        "securityContext": pod_security(10001),
+                        "containers": [
+                            {
+                                "name": "apply",
+                                "image": apps_image,
+                                "args": ["infra.postgres.apply"],
+                                "env": [
+                                    secret_env(k, "postgres-roles", k)
+                                    for k in ("DATABASE_ADMIN_URL", "MCP_DB_READER_PASSWORD", "MCP_DB_WRITER_PASSWORD")
+                                ]
+                                + [{"name": "MCPFLEET_SQL_DIR", "value": "/sql"}],
+                                "volumeMounts": [{"name": "sql", "mountPath": "/sql", "readOnly": True}],
+                                "securityContext": container_security(),
+                                "resources": resources("50m", "64Mi", "500m", "256Mi"),
+                            }
+                        ],
+                        "volumes": [{"name": "sql", "configMap": {"name": "postgres-sql"}}],
+                    },
+                },
+            },
+            opts=opts(self, provider, depends_on=[roles_secret, sql], delete_before_replace=True),
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-roles-egress",
+            metadata={"name": "postgres-roles-egress", "namespace": DATA_NAMESPACE},
+            spec={
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "postgres-roles"}},
+                "policyTypes": ["Egress"],
+                "egress": [{"ports": [{"protocol": "TCP", "port": port}]}],
+            },
+            opts=opts(self, provider),
+        )
+        self.register_outputs({"host": self.host})
+
+    def _statefulset(
+        self,
+        name: str,
+        config: PostgresConfig,
+        provider: k8s.Provider,
+        admin_password: pulumi.Input[str],
+        lbl: dict[str, str],
+    ) -> None:
+        k8s.core.v1.Secret(
+            f"{name}-admin",
+            metadata={"name": "postgres-admin", "namespace": DATA_NAMESPACE},
+            string_data={"POSTGRES_PASSWORD": admin_password},
+            opts=opts(self, provider),
+        )
+        ready = {
+            "exec": {"command": ["pg_isready", "-U", "postgres", "-d", config.database, "-h", "127.0.0.1"]},
+            "periodSeconds": 5,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        }
+        k8s.apps.v1.StatefulSet(
+            f"{name}-statefulset",
+            metadata={"name": "postgres", "namespace": DATA_NAMESPACE, "labels": lbl},
+            spec={
+                "serviceName": "postgres",
+                "replicas": 1,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": "postgres"}},
+                "template": {
+                    "metadata": {"labels": lbl},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "securityContext": pod_security(POSTGRES_UID, POSTGRES_UID),
+                        "containers": [
+                            {
+                                "name": "postgres",
+                                "image": image("postgres"),
+                                "ports": [{"name": "postgres", "containerPort": 5432}],
+                                "env": [
+                                    secret_env("POSTGRES_PASSWORD", "postgres-admin", "POSTGRES_PASSWORD"),
+                                    {"name": "POSTGRES_DB", "value": config.database},
+                                    {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
+                                ],
+                                "volumeMounts": [
+                                    {"name": "data", "mountPath": "/var/lib/postgresql/data"},
+                                    {"name": "run", "mountPath": "/var/run/postgresql"},
+                                    {"name": "tmp", "mountPath": "/tmp"},
+                                ],
+                                "readinessProbe": ready,
+                                "livenessProbe": {
+                                    **ready,
+                                    "initialDelaySeconds": 30,
+                                    "periodSeconds": 10,
+                                    "failureThreshold": 6,
+                                },
+                                "securityContext": container_security(),
+                                "resources": resources("250m", "256Mi", "1", "1Gi"),
+                            }
+                        ],
+                        "volumes": [{"name": "run", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+                    },
+                },
+                "volumeClaimTemplates": [
+                    {
+                        "metadata": {"name": "data"},
+                        "spec": {
+                            "accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": config.storage}},
+                        },
+                    }
+                ],
+            },
+            opts=opts(self, provider),
+        )
+        k8s.core.v1.Service(
+            f"{name}-service",
+            metadata={"name": "postgres", "namespace": DATA_NAMESPACE, "labels": lbl},
+            spec={
+                "selector": {"app.kubernetes.io/name": "postgres"},
+                "ports": [{"name": "postgres", "port": 5432, "targetPort": "postgres"}],
+            },
+            opts=opts(self, provider),
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-ingress",
+            metadata={"name": "postgres-ingress", "namespace": DATA_NAMESPACE},
+            spec={
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "postgres"}},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [
+                            namespace_peer(APP_NAMESPACE, {"app.kubernetes.io/component": "mcp-server"}),
+                            {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "postgres-roles"}}},
+                        ],
+                        "ports": [{"protocol": "TCP", "port": 5432}],
+                    }
+                ],
+            },
+            opts=opts(self, provider),
+        )

@@ -1,0 +1,95 @@
+"""Redis for rate limits shared across replicas: one instance, no persistence (a window is a minute)."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from infra.components.baseline import namespace_peer
+from infra.components.k8s import container_security, labels, opts, pod_security, resources, secret_env
+from infra.config import APP_NAMESPACE, DATA_NAMESPACE
+from infra.images import image
+
+REDIS_UID = 999  # the official image's redis user
+
+
+class Redis(pulumi.ComponentResource):
+    url: pulumi.Output[str]
+
+    def __init__(self, name: str, provider: k8s.Provider, o: pulumi.ResourceOptions | None = None):
+        super().__init__("mcpfleet:index:Redis", name, None, o)
+        lbl = labels("redis", "rate-limit-store")
+        password = random.RandomPassword(
+            f"{name}-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
+        ).result
+        k8s.core.v1.Secret(
+            f"{name}-secret",
+            metadata={"name": "redis", "namespace": DATA_NAMESPACE},
+            string_data={"REDIS_PASSWORD": password},
+            opts=opts(self, provider),
+        )
+        probe = {
+            "exec": {"command": ["sh", "-c", 'redis-cli -a "$REDIS_PASSWORD" --no-auth-warning ping']},
+            "periodSeconds": 5,
+            "timeoutSeconds": 2,
+        }
+        k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata={"name": "redis", "namespace": DATA_NAMESPACE, "labels": lbl},
+            spec={
+                "replicas": 1,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": "redis"}},
+                "template": {
+                    "metadata": {"labels": lbl},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "securityContext": pod_security(REDIS_UID, REDIS_UID),
+                        "containers": [
+                            {
+                                "name": "redis",
+                                "image": image("redis"),
+                                "args": ["--requirepass", "$(REDIS_PASSWORD)", "--save", "", "--appendonly", "no"],
+                                "env": [secret_env("REDIS_PASSWORD", "redis", "REDIS_PASSWORD")],
+                                "ports": [{"name": "redis", "containerPort": 6379}],
+                                "readinessProbe": probe,
+                                "livenessProbe": {**probe, "initialDelaySeconds": 10},
+                                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                                "securityContext": container_security(),
+                                "resources": resources("50m", "64Mi", "500m", "256Mi"),
+                            }
+                        ],
+                        "volumes": [{"name": "data", "emptyDir": {}}],
+                    },
+                },
+            },
+            opts=opts(self, provider),
+        )
+        k8s.core.v1.Service(
+            f"{name}-service",
+            metadata={"name": "redis", "namespace": DATA_NAMESPACE, "labels": lbl},
+            spec={
+                "selector": {"app.kubernetes.io/name": "redis"},
+                "ports": [{"name": "redis", "port": 6379, "targetPort": "redis"}],
+            },
+            opts=opts(self, provider),
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-ingress",
+            metadata={"name": "redis-ingress", "namespace": DATA_NAMESPACE},
+            spec={
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "redis"}},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [namespace_peer(APP_NAMESPACE, {"app.kubernetes.io/component": "mcp-server"})],
+                        "ports": [{"protocol": "TCP", "port": 6379}],
+                    }
+                ],
+            },
+            opts=opts(self, provider),
+        )
+        self.url = pulumi.Output.secret(
+            pulumi.Output.concat("redis://:", password, f"@redis.{DATA_NAMESPACE}.svc:6379/0")
+        )
+        self.register_outputs({})

@@ -1,0 +1,147 @@
+"""The stack's configuration, parsed once into a typed, validated model.
+
+Plain settings come from `Pulumi.<stack>.yaml` (`mcpfleet:<key>`); secrets only from
+`pulumi config set --secret` (or are generated for dev). A bad value stops the program
+with a message naming the key, e.g. `mcpfleet:apps.db.replicas`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+NAMESPACE = "mcpfleet"
+APP_NAMESPACE, DATA_NAMESPACE, OBSERVABILITY_NAMESPACE = "mcp-apps", "mcp-data", "mcp-observability"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class Resources(Model):
+    cpu_request: str = "250m"
+    memory_request: str = "256Mi"
+    cpu_limit: str = "500m"
+    memory_limit: str = "512Mi"
+
+
+class AppConfig(Model):
+    """One focused MCP app; the seed's numbers are the defaults."""
+
+    module: str = Field(pattern=r"^apps\.[a-z_]+$")  # the command: python -m <module>
+    resource_url: HttpUrl  # the audience its tokens carry (its public URL)
+    scopes: list[str] = Field(min_length=1)
+    replicas: int = Field(default=3, ge=1, le=100)
+    max_replicas: int = Field(default=10, ge=1, le=200)
+    target_cpu_utilization: int = Field(default=70, ge=10, le=100)
+    resources: Resources = Resources()
+    rate_limit_per_minute: int = Field(default=100, ge=1)
+    database: bool = True  # gets its own scoped DSNs
+
+    @model_validator(mode="after")
+    def _max_covers_min(self) -> AppConfig:
+        if self.max_replicas < self.replicas:
+            raise ValueError("maxReplicas must be >= replicas")
+        return self
+
+
+class ClusterConfig(Model):
+    mode: Literal["kind", "existing"] = "kind"
+    name: str = Field(default="mcpfleet", pattern=r"^[a-z0-9-]{1,40}$")
+    context: str | None = None  # existing: a kubeconfig context (default: the current one)
+    image: str | None = None  # existing: the apps image in a registry, pinned (no :latest)
+
+    @model_validator(mode="after")
+    def _image_for_existing(self) -> ClusterConfig:
+        if self.mode == "existing":
+            if not self.image:
+                raise ValueError("image is required when mode is existing (a registry reference)")
+            if ":" not in self.image.rsplit("/", 1)[-1] or self.image.endswith(":latest"):
+                raise ValueError("image must be pinned to a tag or digest, not latest")
+        return self
+
+
+class PostgresConfig(Model):
+    mode: Literal["statefulset", "external"] = "statefulset"
+    storage: str = "5Gi"
+    database: str = Field(default="mcpfleet", pattern=r"^[a-z_][a-z0-9_]*$")
+    host: str | None = None  # external: the managed instance's host
+    port: int = 5432
+
+    @model_validator(mode="after")
+    def _host_for_external(self) -> PostgresConfig:
+        if self.mode == "external" and not self.host:
+            raise ValueError("host is required when mode is external")
+        return self
+
+
+class ObservabilityConfig(Model):
+    webhook_url: HttpUrl = HttpUrl("http://alert-receiver.mcp-observability.svc:8080/alerts")
+    prometheus_retention: str = Field(default="15d", pattern=r"^[0-9]+[dhw]$")
+    prometheus_storage: str = "10Gi"
+    loki_storage: str = "10Gi"
+    grafana_storage: str = "1Gi"
+
+
+class StackConfig(Model):
+    cluster: ClusterConfig = ClusterConfig()
+    issuer: str  # compared verbatim with the tokens' `iss`, so kept exactly as written
+
+    @model_validator(mode="after")
+    def _issuer_is_url(self) -> StackConfig:
+        HttpUrl(self.issuer)
+        return self
+
+    jwks_url: HttpUrl | None = None  # set for RS/ES tokens; else a shared HS256 secret is used
+    apps: dict[str, AppConfig] = Field(min_length=1)
+    postgres: PostgresConfig = PostgresConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
+    allow_load_balancer: bool = False
+    ingress_namespace: str = "ingress-nginx"
+    redis_failure_mode: Literal["local", "open", "closed"] = "local"
+
+    @model_validator(mode="after")
+    def _app_names(self) -> StackConfig:
+        for name in self.apps:
+            if not name.replace("-", "").isalnum() or not name.islower():
+                raise ValueError(f"app name {name!r} must be lower-case letters, digits and dashes")
+        return self
+
+
+KEYS = [field.alias or name for name, field in StackConfig.model_fields.items()]
+
+
+class StackConfigError(ValueError):
+    """Invalid stack configuration; the message names each bad key."""
+
+
+def parse(values: dict[str, Any]) -> StackConfig:
+    try:
+        return StackConfig.model_validate({k: v for k, v in values.items() if v is not None})
+    except ValidationError as error:
+        problems = []
+        for err in error.errors(include_input=False, include_url=False):
+            key = ".".join(str(p) for p in err["loc"])
+            problems.append(f"  {NAMESPACE}:{key}: {err['msg'].removeprefix('Value error, ')}")
+        raise StackConfigError("invalid stack configuration:\n" + "\n".join(problems)) from None
+
+
+def _value(raw: str | None) -> Any:
+    """Pulumi hands structured values over as JSON and plain ones as text."""
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def load() -> StackConfig:
+    """Read every known key from the current stack's config."""
+    import pulumi
+
+    config = pulumi.Config(NAMESPACE)
+    return parse({key: _value(config.get(key)) for key in KEYS})

@@ -1,0 +1,1 @@
+"""The platform's policy pack: rules every declared Kubernetes object must follow."""

@@ -1,0 +1,130 @@
+"""The policy rules as plain functions over Kubernetes objects (camelCase dicts, as Pulumi sees them).
+
+The policy pack (`infra/policy/__main__.py`) runs them on `pulumi up --policy-pack infra/policy`;
+the tests run them on every object of both stacks and on deliberately bad objects.
+A pod template may exempt itself from a rule with the annotation
+`mcpfleet.io/policy-exempt: "<rule>: <reason>"`, which keeps every exception visible and explained.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
+LONG_RUNNING = {"Deployment", "StatefulSet", "DaemonSet"}
+SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|CREDENTIAL)", re.I)
+CREDENTIAL_IN_URL = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]*:[^/\s@]+@", re.I)
+EXEMPT = "mcpfleet.io/policy-exempt"
+
+
+def kind_of(resource_type: str) -> str:
+    return resource_type.rsplit(":", 1)[-1]
+
+
+def pod_template(kind: str, props: dict[str, Any]) -> dict[str, Any] | None:
+    if kind not in WORKLOADS:
+        return None
+    template = (props.get("spec") or {}).get("template")
+    return template if isinstance(template, dict) else None
+
+
+def containers(template: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    spec = template.get("spec") or {}
+    yield from spec.get("initContainers") or []
+    yield from spec.get("containers") or []
+
+
+def exempt(template: dict[str, Any], rule: str) -> bool:
+    note = ((template.get("metadata") or {}).get("annotations") or {}).get(EXEMPT, "")
+    return note.split(":", 1)[0].strip() == rule and ":" in note and bool(note.split(":", 1)[1].strip())
+
+
+def check_image(reference: str) -> str | None:
+    name = reference.rsplit("/", 1)[-1]
+    if "@sha256:" in reference:
+        return None
+    if ":" not in name:
+        return f"image {reference!r} has no tag: pin a version"
+    if name.endswith(":latest"):
+        return f"image {reference!r} uses :latest: pin a version"
+    return None
+
+
+def check_resource(resource_type: str, props: dict[str, Any], allow_load_balancer: bool = False) -> list[str]:
+    """Violations of the per-object rules, as messages naming the object and the rule."""
+    kind = kind_of(resource_type)
+    name = (props.get("metadata") or {}).get("name", "?")
+    where = f"{kind} {name}"
+    problems: list[str] = []
+    if kind == "Service" and (props.get("spec") or {}).get("type") == "LoadBalancer" and not allow_load_balancer:
+        problems.append(f"{where}: LoadBalancer Services are not allowed (set allowLoadBalancer to permit)")
+    template = pod_template(kind, props)
+    if template is None:
+        return problems
+    pod_context = (template.get("spec") or {}).get("securityContext") or {}
+    for container in containers(template):
+        c = f"{where} container {container.get('name')}"
+        limits = (container.get("resources") or {}).get("limits") or {}
+        requests = (container.get("resources") or {}).get("requests") or {}
+        for resource in ("cpu", "memory"):
+            if resource not in requests:
+                problems.append(f"{c}: missing {resource} request")
+            if resource not in limits:
+                problems.append(f"{c}: missing {resource} limit")
+        if kind in LONG_RUNNING:
+            for probe in ("livenessProbe", "readinessProbe"):
+                if not container.get(probe):
+                    problems.append(f"{c}: missing {probe}")
+        if problem := check_image(str(container.get("image", ""))):
+            problems.append(f"{c}: {problem}")
+        context = container.get("securityContext") or {}
+        non_root = context.get("runAsNonRoot", pod_context.get("runAsNonRoot")) is True
+        if not non_root and not exempt(template, "non-root"):
+            problems.append(f"{c}: must run as non-root (runAsNonRoot: true)")
+        if context.get("readOnlyRootFilesystem") is not True and not exempt(template, "read-only-root"):
+            problems.append(f"{c}: root filesystem must be read-only (readOnlyRootFilesystem: true)")
+        for env in container.get("env") or []:
+            value = env.get("value")
+            if (
+                isinstance(value, str)
+                and value
+                and (SECRET_NAME.search(env.get("name", "")) or CREDENTIAL_IN_URL.search(value))
+            ):
+                problems.append(f"{c}: env {env.get('name')} looks like a secret literal; use secretKeyRef")
+    return problems
+
+
+def _matches(selector: dict[str, Any], pod_labels: dict[str, str]) -> bool:
+    wanted = selector.get("matchLabels") or {}
+    return all(pod_labels.get(k) == v for k, v in wanted.items()) and not selector.get("matchExpressions")
+
+
+def check_stack(resources: Iterable[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Rules across objects: every MCP app Deployment has a PDB and is selected by a NetworkPolicy."""
+    objects = [(kind_of(t), p) for t, p in resources]
+    problems = []
+    for kind, props in objects:
+        if kind != "Deployment":
+            continue
+        template = pod_template(kind, props) or {}
+        pod_labels = (template.get("metadata") or {}).get("labels") or {}
+        if pod_labels.get("app.kubernetes.io/component") != "mcp-server":
+            continue
+        namespace = (props.get("metadata") or {}).get("namespace")
+        name = (props.get("metadata") or {}).get("name")
+        same_ns = [(k, p) for k, p in objects if (p.get("metadata") or {}).get("namespace") == namespace]
+        if not any(
+            k == "PodDisruptionBudget" and _matches((p.get("spec") or {}).get("selector") or {}, pod_labels)
+            for k, p in same_ns
+        ):
+            problems.append(f"Deployment {name}: no PodDisruptionBudget selects its pods")
+        if not any(
+            k == "NetworkPolicy"
+            and (p.get("spec") or {}).get("podSelector", {}).get("matchLabels")
+            and _matches((p.get("spec") or {}).get("podSelector") or {}, pod_labels)
+            for k, p in same_ns
+        ):
+            problems.append(f"Deployment {name}: no NetworkPolicy selects its pods specifically")
+    return problems

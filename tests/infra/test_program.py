@@ -1,0 +1,185 @@
+"""The Pulumi program under mocks: inventory, defaults, prod overrides, outputs, bad config."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.config import StackConfigError, parse
+from tests.infra.conftest import run_program
+
+APPS, DATA, OBS = "mcp-apps", "mcp-data", "mcp-observability"
+
+
+def test_inventory(stack):
+    components = stack.components()
+    for component in ("Cluster", "Baseline", "Postgres", "Redis", "Observability", "McpApp"):
+        assert f"mcpfleet:index:{component}" in components
+    assert {n["metadata"]["name"] for n in stack.of_kind("Namespace")} == {APPS, DATA, OBS}
+    for kind in (
+        "ServiceAccount",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "Secret",
+    ):
+        assert stack.one(kind, "mcp-db" if kind != "Secret" else "mcp-db-secrets", APPS)
+    for kind, name in (
+        ("StatefulSet", "prometheus"),
+        ("Deployment", "alertmanager"),
+        ("Deployment", "grafana"),
+        ("StatefulSet", "loki"),
+        ("DaemonSet", "otel-collector"),
+        ("Deployment", "kube-state-metrics"),
+    ):
+        assert stack.one(kind, name, OBS)
+        assert stack.one("Service", name, OBS)
+    assert stack.one("Deployment", "redis", DATA)
+    assert [j["metadata"]["name"].startswith("postgres-roles-") for j in stack.of_kind("Job", DATA)] == [True]
+    for namespace in (APPS, DATA, OBS):
+        assert stack.one("NetworkPolicy", "default-deny", namespace)["spec"] == {
+            "podSelector": {},
+            "policyTypes": ["Ingress", "Egress"],
+        }
+
+
+def test_dev_builds_a_kind_cluster_and_runs_postgres_in_it(dev):
+    commands = [r["inputs"]["create"] for r in dev.resources if r["type"] == "command:local:Command"]
+    assert any(c.startswith("kind create cluster --name mcpfleet-dev") for c in commands)
+    assert any("docker build" in c and "kind load docker-image" in c for c in commands)
+    assert dev.one("StatefulSet", "postgres", DATA)["spec"]["volumeClaimTemplates"][0]["spec"]["resources"] == {
+        "requests": {"storage": "2Gi"}
+    }
+    image = dev.one("Deployment", "mcp-db", APPS)["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image.startswith("mcpfleet/apps:dev-")
+
+
+def test_prod_uses_the_existing_cluster_registry_image_and_external_postgres(prod):
+    assert not [r for r in prod.resources if r["type"] == "command:local:Command"]
+    assert not prod.of_kind("StatefulSet", DATA)
+    image = prod.one("Deployment", "mcp-db", APPS)["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "ghcr.io/mcpfleet/apps:0.1.0"
+    provider = next(r for r in prod.resources if r["type"] == "pulumi:providers:kubernetes")
+    assert provider["inputs"]["context"] == "prod-eu-1"
+
+
+def test_app_deployment_has_the_seed_defaults(dev):
+    deployment = dev.one("Deployment", "mcp-db", APPS)
+    spec = deployment["spec"]
+    pod = spec["template"]["spec"]
+    [container] = pod["containers"]
+    assert spec["replicas"] == 3
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1}}
+    assert container["resources"] == {
+        "requests": {"cpu": "250m", "memory": "256Mi"},
+        "limits": {"cpu": "500m", "memory": "512Mi"},
+    }
+    live, ready = container["livenessProbe"], container["readinessProbe"]
+    assert (live["httpGet"]["path"], live["initialDelaySeconds"], live["periodSeconds"]) == ("/health", 30, 10)
+    assert (ready["httpGet"]["path"], ready["initialDelaySeconds"], ready["periodSeconds"]) == ("/ready", 5, 5)
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False
+    assert dev.one("ServiceAccount", "mcp-db", APPS)["automountServiceAccountToken"] is False
+    assert {c["topologyKey"] for c in pod["topologySpreadConstraints"]} == {
+        "kubernetes.io/hostname",
+        "topology.kubernetes.io/zone",
+    }
+    annotations = spec["template"]["metadata"]["annotations"]
+    assert annotations == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": "8080",
+        "prometheus.io/path": "/metrics",
+    }
+    assert pod["terminationGracePeriodSeconds"] > 25 + container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert dev.one("PodDisruptionBudget", "mcp-db", APPS)["spec"]["maxUnavailable"] == 1
+    hpa = dev.one("HorizontalPodAutoscaler", "mcp-db", APPS)["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 10)
+
+
+def test_secrets_reach_the_pod_only_through_secret_refs(stack):
+    [container] = stack.one("Deployment", "mcp-db", APPS)["spec"]["template"]["spec"]["containers"]
+    literal = {e["name"] for e in container["env"] if "value" in e}
+    referenced = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e}
+    assert {"DB_READ_URL", "DB_WRITE_URL", "REDIS_URL"} <= set(referenced)
+    assert set(referenced.values()) == {"mcp-db-secrets"}
+    assert not literal & {"DB_READ_URL", "DB_WRITE_URL", "REDIS_URL", "MCP_JWT_SECRET"}
+    secret = stack.one("Secret", "mcp-db-secrets", APPS)["stringData"]
+    assert set(secret) == set(referenced)  # the app's Secret holds only its own values
+    assert secret["DB_READ_URL"].startswith("postgresql://mcp_db_reader:")
+    assert secret["DB_WRITE_URL"].startswith("postgresql://mcp_db_writer:")
+
+
+def test_prod_overrides_the_defaults(prod):
+    spec = prod.one("Deployment", "mcp-db", APPS)["spec"]
+    [container] = spec["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert spec["replicas"] == 4
+    assert container["resources"] == {
+        "requests": {"cpu": "500m", "memory": "512Mi"},
+        "limits": {"cpu": "1", "memory": "1Gi"},
+    }
+    assert prod.one("HorizontalPodAutoscaler", "mcp-db", APPS)["spec"]["maxReplicas"] == 20
+    assert env["RATE_LIMIT_PER_MINUTE"] == "300"
+    assert env["MCP_JWKS_URL"] == "https://login.example.com/.well-known/jwks.json"
+    assert (
+        "MCP_JWT_SECRET" not in env and "MCP_JWT_SECRET" not in prod.one("Secret", "mcp-db-secrets", APPS)["stringData"]
+    )
+    assert prod.one("Secret", "mcp-db-secrets", APPS)["stringData"]["DB_READ_URL"].endswith(
+        "@db.internal:5432/mcpfleet"
+    )
+    egress_ports = {
+        p["port"] for rule in prod.one("NetworkPolicy", "mcp-db", APPS)["spec"]["egress"] for p in rule.get("ports", [])
+    }
+    assert 443 in egress_ports  # the JWKS fetch
+
+
+def test_stack_outputs(stack):
+    outputs = stack.outputs
+    assert outputs["app_urls"] == {"mcp-db": "http://mcp-db.mcp-apps.svc/mcp"}
+    assert outputs["grafana_url"] == "http://grafana.mcp-observability.svc:3000"
+    assert outputs["port_forward"]["mcp-db"] == "kubectl -n mcp-apps port-forward svc/mcp-db 8080:80"
+    if stack.stack == "dev":
+        assert "python -m apps.kit.token" in outputs["dev_token_command"]["mcp-db"]
+        assert outputs["dev_token_command"]["mcp-db"].endswith("--iss https://auth.mcpfleet.dev")
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [
+        (
+            {"apps": {"mcp-db": {"module": "apps.db", "resourceUrl": "http://x/mcp", "scopes": ["a"], "replicas": 0}}},
+            "mcpfleet:apps.mcp-db.replicas",
+        ),
+        (
+            {"apps": {"mcp-db": {"module": "apps.db", "resourceUrl": "not a url", "scopes": ["a"]}}},
+            "mcpfleet:apps.mcp-db.resourceUrl",
+        ),
+        ({"cluster": {"mode": "existing", "image": "ghcr.io/x/apps:latest"}}, "mcpfleet:cluster"),
+        ({"cluster": {"mode": "cloud"}}, "mcpfleet:cluster.mode"),
+        ({"postgres": {"mode": "external"}}, "mcpfleet:postgres"),
+        ({"issuer": "nope"}, "mcpfleet"),
+        ({"surprise": 1}, "mcpfleet:surprise"),
+    ],
+)
+def test_invalid_config_names_the_key(values, key):
+    base = {
+        "issuer": "https://issuer.test",
+        "apps": {"mcp-db": {"module": "apps.db", "resourceUrl": "http://x/mcp", "scopes": ["a"]}},
+    }
+    with pytest.raises(StackConfigError) as raised:
+        parse({**base, **values})
+    assert key in str(raised.value)
+
+
+def test_invalid_config_stops_the_program_with_the_key_named():
+    result = run_program("dev", {"mcpfleet:postgres": {"mode": "statefulset", "port": "not-a-port"}})
+    assert result.returncode != 0
+    assert "mcpfleet:postgres.port" in result.stderr
