@@ -45,21 +45,24 @@ def rendered(params: AlertParams | None = None) -> dict[Path, str]:
     return {RULES_FILE: to_yaml(render_rules(params)), ALERTMANAGER_FILE: to_yaml(render_alertmanager(params))}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true")
+def write_or_check(files: dict[Path, str], argv: list[str] | None, command: str, description: str) -> int:
+    """The CLI of every generated, checked-in file: write them, or with --check report the stale ones."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--check", action="store_true", help="exit 1 if a checked-in file differs")
     args = parser.parse_args(argv)
-    stale = []
-    for path, text in rendered().items():
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(path.name)
-        else:
+    if not args.check:
+        for path, text in files.items():
             path.write_text(text)
+        return 0
+    stale = [path.name for path, text in files.items() if not path.exists() or path.read_text() != text]
     if stale:
-        print(f"out of date: {', '.join(stale)}; run python -m alerts.render", file=sys.stderr)
+        print(f"out of date: {', '.join(stale)}; run {command}", file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return write_or_check(rendered(), argv, "python -m alerts.render", __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

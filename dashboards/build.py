@@ -9,11 +9,11 @@ selects `job="mcp-apps", app="$app"`.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
+
+from alerts.render import write_or_check
 
 DASHBOARDS_DIR = Path(__file__).parent
 JOB = 'job="mcp-apps"'
@@ -219,23 +219,12 @@ def overview() -> dict[str, Any]:
 DASHBOARDS = {"mcp-overview.json": overview}
 
 
+def rendered() -> dict[Path, str]:
+    return {DASHBOARDS_DIR / name: json.dumps(build(), indent=2) + "\n" for name, build in DASHBOARDS.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true")
-    args = parser.parse_args(argv)
-    stale = []
-    for name, build in DASHBOARDS.items():
-        text = json.dumps(build(), indent=2) + "\n"
-        path = DASHBOARDS_DIR / name
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(name)
-        else:
-            path.write_text(text)
-    if stale:
-        print(f"out of date: {', '.join(stale)}; run python -m dashboards.build", file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(rendered(), argv, "python -m dashboards.build", __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

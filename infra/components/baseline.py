@@ -24,13 +24,6 @@ DNS_EGRESS = {
 }
 
 
-def namespace_peer(namespace: str, pod_labels: dict[str, str] | None = None) -> dict[str, object]:
-    peer: dict[str, object] = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
-    if pod_labels:
-        peer["podSelector"] = {"matchLabels": pod_labels}
-    return peer
-
-
 class Baseline(pulumi.ComponentResource):
     namespaces: dict[str, k8s.core.v1.Namespace]
 

@@ -13,8 +13,16 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.components.baseline import namespace_peer
-from infra.components.k8s import container_security, http_probe, labels, opts, pod_security, resources, secret_env
+from infra.components.k8s import (
+    container_security,
+    http_probe,
+    labels,
+    namespace_peer,
+    opts,
+    pod_security,
+    resources,
+    secret_env,
+)
 from infra.config import APP_NAMESPACE, DATA_NAMESPACE, OBSERVABILITY_NAMESPACE, AppConfig, StackConfig
 
 PORT = 8080

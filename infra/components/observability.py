@@ -14,12 +14,12 @@ import yaml
 from alerts.params import AlertParams
 from alerts.render import RULES_FILE, TEMPLATES_DIR
 from alerts.routing import render_alertmanager
-from infra.components.baseline import namespace_peer
 from infra.components.k8s import (
     config_hash,
     container_security,
     http_probe,
     labels,
+    namespace_peer,
     opts,
     pod_security,
     resources,

@@ -7,8 +7,18 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from infra.components.baseline import namespace_peer
-from infra.components.k8s import config_hash, container_security, labels, opts, pod_security, resources, secret_env
+from infra.components.k8s import (
+    MCP_SERVER_PODS,
+    config_hash,
+    container_security,
+    labels,
+    namespace_peer,
+    opts,
+    pod_security,
+    reachable_service,
+    resources,
+    secret_env,
+)
 from infra.config import APP_NAMESPACE, DATA_NAMESPACE, PostgresConfig
 from infra.images import image
 from infra.postgres.apply import SQL_DIR
@@ -194,30 +204,16 @@ class Postgres(pulumi.ComponentResource):
             },
             opts=opts(self, provider),
         )
-        k8s.core.v1.Service(
-            f"{name}-service",
-            metadata={"name": "postgres", "namespace": DATA_NAMESPACE, "labels": lbl},
-            spec={
-                "selector": {"app.kubernetes.io/name": "postgres"},
-                "ports": [{"name": "postgres", "port": 5432, "targetPort": "postgres"}],
-            },
-            opts=opts(self, provider),
-        )
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-ingress",
-            metadata={"name": "postgres-ingress", "namespace": DATA_NAMESPACE},
-            spec={
-                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "postgres"}},
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    {
-                        "from": [
-                            namespace_peer(APP_NAMESPACE, {"app.kubernetes.io/component": "mcp-server"}),
-                            {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "postgres-roles"}}},
-                        ],
-                        "ports": [{"protocol": "TCP", "port": 5432}],
-                    }
-                ],
-            },
-            opts=opts(self, provider),
+        reachable_service(
+            self,
+            provider,
+            name,
+            name="postgres",
+            namespace=DATA_NAMESPACE,
+            port=5432,
+            pod_labels=lbl,
+            peers=[
+                namespace_peer(APP_NAMESPACE, MCP_SERVER_PODS),
+                {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "postgres-roles"}}},
+            ],
         )

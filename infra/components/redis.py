@@ -6,8 +6,17 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from infra.components.baseline import namespace_peer
-from infra.components.k8s import container_security, labels, opts, pod_security, resources, secret_env
+from infra.components.k8s import (
+    MCP_SERVER_PODS,
+    container_security,
+    labels,
+    namespace_peer,
+    opts,
+    pod_security,
+    reachable_service,
+    resources,
+    secret_env,
+)
 from infra.config import APP_NAMESPACE, DATA_NAMESPACE
 from infra.images import image
 
@@ -65,29 +74,15 @@ class Redis(pulumi.ComponentResource):
             },
             opts=opts(self, provider),
         )
-        k8s.core.v1.Service(
-            f"{name}-service",
-            metadata={"name": "redis", "namespace": DATA_NAMESPACE, "labels": lbl},
-            spec={
-                "selector": {"app.kubernetes.io/name": "redis"},
-                "ports": [{"name": "redis", "port": 6379, "targetPort": "redis"}],
-            },
-            opts=opts(self, provider),
-        )
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-ingress",
-            metadata={"name": "redis-ingress", "namespace": DATA_NAMESPACE},
-            spec={
-                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "redis"}},
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    {
-                        "from": [namespace_peer(APP_NAMESPACE, {"app.kubernetes.io/component": "mcp-server"})],
-                        "ports": [{"protocol": "TCP", "port": 6379}],
-                    }
-                ],
-            },
-            opts=opts(self, provider),
+        reachable_service(
+            self,
+            provider,
+            name,
+            name="redis",
+            namespace=DATA_NAMESPACE,
+            port=6379,
+            pod_labels=lbl,
+            peers=[namespace_peer(APP_NAMESPACE, MCP_SERVER_PODS)],
         )
         self.url = pulumi.Output.secret(
             pulumi.Output.concat("redis://:", password, f"@redis.{DATA_NAMESPACE}.svc:6379/0")

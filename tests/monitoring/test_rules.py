@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,24 +12,7 @@ from alerts.params import AlertParams
 from alerts.render import ALERTMANAGER_FILE, RULES_FILE, TEMPLATES_DIR, main, rendered
 from alerts.routing import render_alertmanager
 from alerts.rules import alert_names, alerting_rules
-from tests.conftest import requirement_missing
 from tests.monitoring import promtool_cases
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        requirement_missing("promtool is not installed (apt-get install prometheus)")
-    return path
-
-
-@pytest.fixture(scope="module")
-def amtool() -> str:
-    path = shutil.which("amtool")
-    if path is None:
-        requirement_missing("amtool is not installed (apt-get install prometheus-alertmanager)")
-    return path
 
 
 def run(*cmd: str) -> subprocess.CompletedProcess[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,20 +11,11 @@ import pytest
 from alerts.rules import alert_names
 from dashboards.build import DASHBOARDS
 from dashboards.build import main as build_dashboards
-from tests.conftest import requirement_missing
 from tests.monitoring.promql import fenced_blocks, grafana_to_promql, parse_errors
 
 RUNBOOKS = Path("runbooks")
 DASHBOARDS_DIR = Path("dashboards")
 SECTIONS = ["Meaning", "Impact", "Diagnosis", "Mitigation", "Resolution and follow-up"]
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        requirement_missing("promtool is not installed (apt-get install prometheus)")
-    return path
 
 
 def runbook_pages() -> dict[str, str]:
