@@ -1,0 +1,94 @@
+"""Traces leave over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set, and carry the log line's trace id."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+
+from apps.kit.token import mint
+from tests.conftest import ISSUER, SECRET
+from tests.support.postgres import free_port
+
+
+class OtlpReceiver:
+    """Accepts OTLP/HTTP protobuf posts on loopback and keeps their bodies."""
+
+    def __init__(self) -> None:
+        self.bodies: list[tuple[str, bytes]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                owner.bodies.append((self.path, self.rfile.read(int(self.headers["content-length"]))))
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+
+def test_tool_call_spans_are_exported_with_the_logged_trace_id():
+    receiver = OtlpReceiver()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/mcp"
+    env = {
+        **os.environ,
+        "MCP_RESOURCE_URL": url,
+        "MCP_ISSUER": ISSUER,
+        "MCP_JWT_SECRET": SECRET,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.demo_server"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=0.5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        token = mint(SECRET, issuer=ISSUER, audience=url, subject="alice", scopes="demo:read")
+        response = httpx.post(
+            url,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "MCP-Protocol-Version": "2025-11-25",
+                "Accept": "application/json, text/event-stream",
+            },
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {"name": "echo", "arguments": {"text": "hi"}},
+            },
+        )
+        assert response.status_code == 200
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(b"tools/call echo" in body for _, body in receiver.bodies):
+            time.sleep(0.1)
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0].decode()
+        receiver.server.shutdown()
+    [span_batch] = [body for path, body in receiver.bodies if b"tools/call echo" in body]
+    assert all(path == "/v1/traces" for path, _ in receiver.bodies)
+    [line] = [json.loads(x) for x in output.splitlines() if '"event":"tool_call"' in x]
+    assert bytes.fromhex(line["trace_id"]) in span_batch  # the same trace, in the exported span
+    assert b"kit-demo" in span_batch  # service.name
