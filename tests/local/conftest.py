@@ -16,6 +16,7 @@ import pytest
 from infra.postgres.apply import apply
 from tests.conftest import ISSUER, SECRET, requirement_missing
 from tests.support import postgres
+from tests.support.otlp import OtlpReceiver
 from tests.support.postgres import LocalPostgres, free_port
 
 READER_PASSWORD = "reader-pw-for-tests"
@@ -52,7 +53,14 @@ def pg() -> Iterator[LocalPostgres]:
 
 
 @pytest.fixture(scope="session")
-def db_stack(pg: LocalPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbStack]:
+def otlp() -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver()
+    yield receiver
+    receiver.server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def db_stack(pg: LocalPostgres, otlp: OtlpReceiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbStack]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = (tmp_path_factory.mktemp("db") / "server.log").open("wb")
@@ -66,6 +74,8 @@ def db_stack(pg: LocalPostgres, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "RATE_LIMIT_PER_MINUTE": "100000",
         "DB_READ_URL": pg.url("mcp_db_reader", READER_PASSWORD),
         "DB_WRITE_URL": pg.url("mcp_db_writer", WRITER_PASSWORD),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url,
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
     }
     process = subprocess.Popen([sys.executable, "-m", "apps.db"], env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 
 import asyncpg
@@ -86,6 +88,18 @@ async def test_read_token_cannot_write_through_the_server(db_stack, token_for):
     async with mcp_client(db_stack.mcp_url, token_for("db:read", db_stack.mcp_url)) as client:
         with pytest.raises(MCPError, match=r"^Forbidden"):
             await client.call_tool("insert", {"table": "customers", "values": {"email": "m@x", "name": "M"}})
+
+
+async def test_database_calls_are_traced_inside_the_tool_span(db_stack, rw_token, otlp):
+    async with mcp_client(db_stack.mcp_url, rw_token) as client:
+        await client.call_tool("query", {"table": "products", "columns": ["sku"], "limit": 1})
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(b'FROM "sales"."products"' in b for _, b in otlp.bodies):
+        await asyncio.sleep(0.1)
+    batch = b"".join(body for _, body in otlp.bodies)
+    assert b"tools/call query" in batch  # the SDK's span
+    assert b'SELECT "sku" FROM "sales"."products"' in batch and b"postgresql" in batch  # asyncpg's span
+    assert b"reader-pw" not in batch  # no credentials in span attributes
 
 
 def test_ready_checks_both_pools_and_metrics_show_them(db_stack):

@@ -6,37 +6,14 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
 from apps.kit.token import mint
 from tests.conftest import ISSUER, SECRET
+from tests.support.otlp import OtlpReceiver
 from tests.support.postgres import free_port
-
-
-class OtlpReceiver:
-    """Accepts OTLP/HTTP protobuf posts on loopback and keeps their bodies."""
-
-    def __init__(self) -> None:
-        self.bodies: list[tuple[str, bytes]] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                owner.bodies.append((self.path, self.rfile.read(int(self.headers["content-length"]))))
-                self.send_response(200)
-                self.send_header("content-type", "application/x-protobuf")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
 
 def test_tool_call_spans_are_exported_with_the_logged_trace_id():
