@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -35,12 +36,17 @@ class Declared:
         return [r["type"] for r in self.resources if r["type"].startswith("mcpfleet:")]
 
 
-def run_program(stack: str, overrides: dict[str, Any] | None = None) -> subprocess.CompletedProcess[str]:
+def run_program(
+    stack: str, overrides: dict[str, Any] | None = None, images: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The program as a user runs it: without the test run's own image overrides, plus `images`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCPFLEET_IMAGE_")} | (images or {})
     return subprocess.run(
         [sys.executable, "-m", "infra.mocked", "--stack", stack, "--overrides", json.dumps(overrides or {})],
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
     )
 
 

@@ -3,6 +3,7 @@ deployed configs are the repo's own files."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -194,3 +195,16 @@ def test_images_are_the_pinned_official_ones(stack):
         for container in template["spec"]["containers"]:
             image = container["image"]
             assert image in PINNED.values() or image.startswith(("mcpfleet/apps:dev-", "ghcr.io/mcpfleet/apps:")), image
+
+
+def test_an_image_override_reaches_the_manifests():
+    from infra.mocked import kubernetes_objects
+    from tests.infra.conftest import run_program
+
+    result = run_program("dev", images={"MCPFLEET_IMAGE_REDIS": "mirror.example.com/library/redis:7.4.1-alpine"})
+    assert result.returncode == 0, result.stderr
+    objects = kubernetes_objects(json.loads(result.stdout)["resources"])
+    [redis] = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "redis"]
+    assert (
+        redis["spec"]["template"]["spec"]["containers"][0]["image"] == "mirror.example.com/library/redis:7.4.1-alpine"
+    )
