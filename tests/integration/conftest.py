@@ -25,11 +25,24 @@ def measured(line: str) -> None:
     print(line)
 
 
+TIMES: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report) -> None:  # type: ignore[no-untyped-def]
+    """Per-test wall time (setup + call + teardown) of the container suite."""
+    if "tests/integration/" in report.nodeid:
+        TIMES[report.nodeid] = TIMES.get(report.nodeid, 0.0) + report.duration
+
+
 def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
     if MEASUREMENTS:
         terminalreporter.section("integration measurements")
         for line in MEASUREMENTS:
             terminalreporter.write_line(line)
+    if TIMES:
+        terminalreporter.section(f"integration per-test times (total {sum(TIMES.values()):.1f}s)")
+        for nodeid, seconds in TIMES.items():
+            terminalreporter.write_line(f"{seconds:7.2f}s  {nodeid.split('tests/integration/')[1]}")
 
 
 @pytest.fixture(scope="session")
