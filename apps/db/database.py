@@ -42,11 +42,21 @@ ORDER BY c.relname, a.attnum
 UNAVAILABLE = (
     OSError,
     asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,  # admin/crash shutdown, cannot connect now
-    asyncpg.exceptions.InsufficientResourcesError,  # too many connections
+    asyncpg.InterfaceError,  # e.g. the connection was closed under us
+    asyncpg.exceptions.InternalClientError,  # protocol state lost with the connection
 )
+# SQLSTATE classes that say the server is unreachable, restarting or out of resources:
+# 08 connection exception, 53 insufficient resources, 57 operator intervention (admin/crash
+# shutdown, cannot connect now). 57014 (query canceled) is caught first, as a timeout.
+UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+
+
+def unavailable(error: BaseException) -> bool:
+    """Is this a failure of the database's availability rather than of the statement?"""
+    if isinstance(error, UNAVAILABLE):
+        return True
+    sqlstate = getattr(error, "sqlstate", None) or ""
+    return isinstance(error, asyncpg.PostgresError) and sqlstate[:2] in UNAVAILABLE_SQLSTATE_CLASSES
 
 
 class Database:
@@ -121,8 +131,10 @@ class Database:
             raise CallerError(
                 f"rejected by the database: {error.args[0] if error.args else type(error).__name__}"
             ) from None
-        except UNAVAILABLE as error:
-            raise ToolError(f"database unavailable ({type(error).__name__}); retry later") from None
+        except Exception as error:
+            if unavailable(error):
+                raise ToolError(f"database unavailable ({type(error).__name__}); retry later") from None
+            raise
 
 
 def _tables_from_rows(rows: list[asyncpg.Record]) -> dict[str, Table]:

@@ -98,3 +98,26 @@ def test_json_safe_covers_postgres_types():
         "i": 90.0,
         "l": ["2"],
     }
+
+
+def test_availability_failures_are_told_apart_from_statement_failures():
+    import asyncpg
+
+    from apps.db.database import unavailable
+
+    for error in (
+        ConnectionResetError(),
+        TimeoutError(),
+        asyncpg.exceptions.AdminShutdownError("shutting down"),
+        asyncpg.exceptions.CannotConnectNowError("starting up"),
+        asyncpg.exceptions.ConnectionDoesNotExistError("gone"),
+        asyncpg.exceptions.TooManyConnectionsError("too many"),
+        asyncpg.InterfaceError("closed"),
+    ):
+        assert unavailable(error), error
+    for error in (
+        asyncpg.exceptions.UniqueViolationError("dup"),
+        asyncpg.exceptions.SyntaxOrAccessError("x"),
+        ValueError("bug"),
+    ):
+        assert not unavailable(error), error
