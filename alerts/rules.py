@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from alerts.params import AlertParams
+from apps.kit.metrics import SERVER_FAULT_OUTCOMES
 
-SERVER_FAULTS = "error|internal_error"  # tool-call outcomes that spend the error budget
+SERVER_FAULTS = "|".join(SERVER_FAULT_OUTCOMES)  # tool-call outcomes that spend the error budget
 SLO_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d", "30d")
 # SRE workbook, multiwindow multi-burn-rate: (burn rate, long window, short window)
 PAGE_BURNS = ((14.4, "1h", "5m"), (6, "6h", "30m"))

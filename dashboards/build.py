@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from alerts.render import write_or_check
+from alerts.rules import SERVER_FAULTS
 
 DASHBOARDS_DIR = Path(__file__).parent
 JOB = 'job="mcp-apps"'
@@ -77,7 +78,7 @@ def panels() -> list[dict[str, Any]]:
             "Error ratio (server faults)",
             [
                 (
-                    f'sum(rate(mcp_server_operation_duration_seconds_count{{{SEL}, outcome=~"error|internal_error"}}'
+                    f'sum(rate(mcp_server_operation_duration_seconds_count{{{SEL}, outcome=~"{SERVER_FAULTS}"}}'
                     f"[$__rate_interval])) / sum(rate({calls}[$__rate_interval]))",
                     "error ratio",
                 )
