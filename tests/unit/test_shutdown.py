@@ -4,41 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 
 import httpx
 
 from apps.kit.token import mint
 from tests.conftest import ISSUER, SECRET
-from tests.support.postgres import free_port
+from tests.support.demo_process import start_demo_process
 
 
 async def test_sigterm_drains_in_flight_calls():
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/mcp"
-    env = {
-        **os.environ,
-        "MCP_RESOURCE_URL": url,
-        "MCP_ISSUER": ISSUER,
-        "MCP_JWT_SECRET": SECRET,
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "SHUTDOWN_GRACE_SECONDS": "20",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.demo_server"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    demo = start_demo_process(SHUTDOWN_GRACE_SECONDS="20")
+    process, port, url = demo.process, demo.port, demo.url
     try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=0.5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.05)
         token = mint(SECRET, issuer=ISSUER, audience=url, subject="alice", scopes="demo:read")
 
         async def slow_call(http: httpx.AsyncClient, n: int) -> dict:

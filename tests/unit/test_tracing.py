@@ -3,44 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import httpx
 
 from apps.kit.token import mint
 from tests.conftest import ISSUER, SECRET
+from tests.support.demo_process import start_demo_process
 from tests.support.otlp import OtlpReceiver
-from tests.support.postgres import free_port
 
 
 def test_tool_call_spans_are_exported_with_the_logged_trace_id():
     receiver = OtlpReceiver()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/mcp"
-    env = {
-        **os.environ,
-        "MCP_RESOURCE_URL": url,
-        "MCP_ISSUER": ISSUER,
-        "MCP_JWT_SECRET": SECRET,
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.demo_server"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    demo = start_demo_process(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url, OTEL_BSP_SCHEDULE_DELAY="100")
+    process, url = demo.process, demo.url
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=0.5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.05)
         token = mint(SECRET, issuer=ISSUER, audience=url, subject="alice", scopes="demo:read")
         response = httpx.post(
             url,
