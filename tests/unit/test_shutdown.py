@@ -8,8 +8,6 @@ import signal
 
 import httpx
 
-from apps.kit.token import mint
-from tests.conftest import ISSUER, SECRET
 from tests.support.demo_process import start_demo_process
 
 
@@ -17,7 +15,7 @@ async def test_sigterm_drains_in_flight_calls():
     demo = start_demo_process(SHUTDOWN_GRACE_SECONDS="20")
     process, port, url = demo.process, demo.port, demo.url
     try:
-        token = mint(SECRET, issuer=ISSUER, audience=url, subject="alice", scopes="demo:read")
+        token = demo.token()
 
         async def slow_call(http: httpx.AsyncClient, n: int) -> dict:
             # One raw JSON-RPC POST per call (stateless server): nothing else crosses the wire,

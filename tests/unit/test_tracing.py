@@ -7,8 +7,6 @@ import time
 
 import httpx
 
-from apps.kit.token import mint
-from tests.conftest import ISSUER, SECRET
 from tests.support.demo_process import start_demo_process
 from tests.support.otlp import OtlpReceiver
 
@@ -18,7 +16,7 @@ def test_tool_call_spans_are_exported_with_the_logged_trace_id():
     demo = start_demo_process(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url, OTEL_BSP_SCHEDULE_DELAY="100")
     process, url = demo.process, demo.url
     try:
-        token = mint(SECRET, issuer=ISSUER, audience=url, subject="alice", scopes="demo:read")
+        token = demo.token()
         response = httpx.post(
             url,
             headers={
