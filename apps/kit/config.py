@@ -104,7 +104,18 @@ class KitSettings(BaseSettings):
 
 
 class ConfigError(SystemExit):
-    """Raised (as an exit) when configuration is invalid; the message names fields only."""
+    """Exits with status 2 when configuration is invalid; the message names fields only.
+
+    The message is printed once by `load_settings`; the exit carries only the status, so the
+    interpreter does not print it a second time.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)

@@ -17,10 +17,6 @@ def labels(name: str, component: str, part_of: str = "mcpfleet") -> dict[str, st
     }
 
 
-def selector(name: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": name}
-
-
 def pod_security(uid: int, fs_group: int | None = None) -> dict[str, Any]:
     context: dict[str, Any] = {
         "runAsNonRoot": True,

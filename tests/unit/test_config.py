@@ -68,3 +68,19 @@ def test_secret_values_never_appear_in_errors(set_env):
 def test_algorithm_list_accepts_spaces_or_commas(make_settings):
     settings = make_settings(MCP_JWT_SECRET=SECRET, MCP_JWT_ALGORITHMS="HS256, HS512")
     assert settings.mcp_jwt_algorithms == ["HS256", "HS512"]
+
+
+def test_bad_config_exits_2_with_the_message_printed_once():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "apps.db"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"MCP_RESOURCE_URL": "x", "PATH": ""},
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("invalid configuration for DbSettings") == 1
+    assert "DB_READ_URL" in result.stderr
