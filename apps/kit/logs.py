@@ -1,12 +1,20 @@
 """JSON log lines on stdout, one event per line, with the current trace id.
 
 Events are dicts built by the kit; callers never pass raw tool arguments, tokens
-or connection strings. A last redaction pass masks anything that still looks
-like a credential, so a mistake in a future caller does not leak it.
+or connection strings. Two last passes protect every line whoever wrote it:
+
+- every string is bounded (`bounded`): a caller-chosen string (a tool name, an
+  argument key, an error text) keeps its head plus its length and a digest, so
+  one request cannot make a log line, or the work of writing it, grow without
+  bound;
+- redaction masks anything that still looks like a credential. Its patterns
+  run in time linear in the input (each starts at a literal or a run boundary
+  and never rescans), and its input is bounded too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -17,21 +25,45 @@ from typing import Any
 from opentelemetry import trace
 
 EVENT_LOGGER = "mcpfleet"
+MAX_FIELD_CHARS = 1024  # one string field of an event (tool names, error texts, ...)
+MAX_MESSAGE_CHARS = 8 * 1024  # a library's free-text message
+MAX_LINE_CHARS = 64 * 1024  # a whole rendered line, the input of `redact`
 
-_SECRET_PATTERNS = [
-    re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),  # JWTs
-    re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+"),
-    re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]+(@)"),  # passwords in URLs/DSNs
-    re.compile(r"(?i)\b(password|secret|token)=([^\s&]+)"),
-]
+_JWT = re.compile(r"eyJ(?<![A-Za-z0-9_-]eyJ)[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}(?:\.[A-Za-z0-9_-]*)?")
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
+# userinfo of a URL or DSN: "://user:password@". Matching from the literal "://" and consuming the rest of
+# the token whether or not an "@" follows keeps every scan disjoint (linear); `_mask_password` decides.
+_URL_PASSWORD = re.compile(r"://([^:/@\s]*:)([^@\s]*)(@?)")
+_KEY_VALUE = re.compile(r"(?i)\b(password|secret|token)=[^\s&]+")
+
+
+def bounded(text: str, limit: int = MAX_FIELD_CHARS) -> str:
+    """`text` itself if short; else its head, its length and a digest of the whole (to match lines)."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{text[:limit]}...[{len(text)} chars, sha256:{digest}]"
+
+
+def _mask_password(match: re.Match[str]) -> str:
+    return f"://{match[1]}[REDACTED]@" if match[3] and match[2] else match[0]
 
 
 def redact(text: str) -> str:
-    """Mask JWTs, bearer tokens, URL passwords and key=value secrets."""
-    text = _SECRET_PATTERNS[0].sub("[REDACTED-JWT]", text)
-    text = _SECRET_PATTERNS[1].sub(r"\1 [REDACTED]", text)
-    text = _SECRET_PATTERNS[2].sub(r"\1[REDACTED]\2", text)
-    return _SECRET_PATTERNS[3].sub(r"\1=[REDACTED]", text)
+    """Mask JWTs, bearer tokens, URL passwords and key=value secrets, in linear time on a bounded input."""
+    text = bounded(text, MAX_LINE_CHARS)
+    text = _JWT.sub("[REDACTED-JWT]", text)
+    text = _BEARER.sub(r"\1 [REDACTED]", text)
+    text = _URL_PASSWORD.sub(_mask_password, text)
+    return _KEY_VALUE.sub(r"\1=[REDACTED]", text)
+
+
+def _bound_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return bounded(value)
+    if isinstance(value, list | tuple):
+        return [_bound_value(v) for v in value[:64]]
+    return value
 
 
 def current_trace_id() -> str | None:
@@ -51,9 +83,9 @@ class JsonFormatter(logging.Formatter):
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            payload.update(fields)
+            payload.update({key: _bound_value(value) for key, value in fields.items()})
         else:
-            payload["message"] = record.getMessage()
+            payload["message"] = bounded(record.getMessage(), MAX_MESSAGE_CHARS)
         if record.exc_info and record.exc_info[0] is not None:
             payload["exc_type"] = record.exc_info[0].__name__
         if "trace_id" not in payload:

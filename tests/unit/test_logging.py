@@ -64,3 +64,70 @@ def test_formatter_keeps_fields_and_adds_level():
 def test_input_digest_is_order_independent():
     assert input_digest({"a": 1, "b": 2}) == input_digest({"b": 2, "a": 1})
     assert input_digest({"a": 1}) == hashlib.sha256(b'{"a":1}').hexdigest()
+
+
+# Shapes that made the old URL-password and JWT patterns rescan the rest of the input from every position.
+HOSTILE_SHAPES = {
+    "scheme runs": "a://b:",
+    "letters": "a",
+    "jwt prefixes": "eyJ",
+    "userinfo without @": "x://y:z!",
+    "bearer words": "bearer ",
+    "at signs": "@",
+    "key=": "password=",
+}
+
+
+def _best_time(text: str) -> float:
+    import time
+
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        redact(text)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def test_redaction_time_grows_linearly_with_the_input():
+    """4x the input must cost about 4x, not 16x (the quadratic patterns did)."""
+    for name, unit in HOSTILE_SHAPES.items():
+        small, large = unit * (4_000 // len(unit)), unit * (16_000 // len(unit))
+        ratio = _best_time(large) / max(_best_time(small), 1e-6)
+        assert ratio < 8, f"{name}: 4x input took {ratio:.1f}x the time"
+
+
+def test_redaction_input_is_bounded_and_keeps_a_digest():
+    huge = "x" * 5_000_000
+    out = redact(huge)
+    assert len(out) < 70_000
+    assert f"[{len(huge)} chars, sha256:{hashlib.sha256(huge.encode()).hexdigest()[:16]}]" in out
+
+
+def test_bounded_keeps_short_strings_and_marks_long_ones():
+    from apps.kit.logs import bounded
+
+    assert bounded("query") == "query"
+    long = "t" * 10_000
+    marked = bounded(long, 100)
+    assert marked.startswith("t" * 100) and "[10000 chars, sha256:" in marked
+    assert bounded(long, 100) == marked  # the same string gives the same digest: lines can be matched
+
+
+def test_every_string_field_and_message_is_bounded_in_a_line():
+    record = logging.LogRecord("mcpfleet", logging.INFO, __file__, 1, "tool_call", None, None)
+    record.fields = {"event": "tool_call", "tool": "n" * 1_000_000, "keys": ["k" * 1_000_000]}
+    line = json.loads(JsonFormatter().format(record))
+    assert len(line["tool"]) < 1_200 and len(line["keys"][0]) < 1_200
+    message = logging.LogRecord("mcp.server", logging.INFO, __file__, 1, "Tool %r failed", ("x" * 1_000_000,), None)
+    assert len(json.loads(JsonFormatter().format(message))["message"]) < 9_000
+
+
+def test_redaction_still_masks_after_the_rewrite():
+    masked = redact(
+        'dsn="postgresql://app:pw-1@db/app" other=x://no-password-here '
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0 BEARER abc token=t0k"
+    )
+    for secret in ("pw-1", "eyJzdWIiOiJhIn0", "abc", "t0k"):
+        assert secret not in masked
+    assert "x://no-password-here" in masked  # no "@": nothing to mask
