@@ -8,6 +8,7 @@ with a message naming the key, e.g. `mcpfleet:apps.db.replicas`.
 from __future__ import annotations
 
 import json
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
@@ -15,6 +16,9 @@ from pydantic.alias_generators import to_camel
 
 NAMESPACE = "mcpfleet"
 APP_NAMESPACE, DATA_NAMESPACE, OBSERVABILITY_NAMESPACE = "mcp-apps", "mcp-data", "mcp-observability"
+# Node agents (the log-collecting DaemonSet) read host paths, which only the `privileged` Pod Security
+# level admits; they get a namespace of their own so everything else runs `restricted`.
+AGENTS_NAMESPACE = "mcp-node-agents"
 
 
 class Model(BaseModel):
@@ -69,12 +73,15 @@ class PostgresConfig(Model):
     storage: str = "5Gi"
     database: str = Field(default="mcpfleet", pattern=r"^[a-z_][a-z0-9_]*$")
     host: str | None = None  # external: the managed instance's host
-    port: int = 5432
+    # external: the addresses `host` resolves to, as a CIDR. A NetworkPolicy names addresses, not host names,
+    # so the apps' egress to the database is opened to exactly this block and port.
+    cidr: IPv4Network | IPv6Network | None = None
+    port: int = Field(default=5432, ge=1, le=65535)
 
     @model_validator(mode="after")
     def _host_for_external(self) -> PostgresConfig:
-        if self.mode == "external" and not self.host:
-            raise ValueError("host is required when mode is external")
+        if self.mode == "external" and not (self.host and self.cidr):
+            raise ValueError("host and cidr are required when mode is external")
         return self
 
 

@@ -10,9 +10,10 @@ from infra.components.baseline import Baseline
 from infra.components.cluster import Cluster
 from infra.components.mcp_app import McpApp
 from infra.components.observability import Observability
+from infra.components.observability.collector import otlp_egress
 from infra.components.postgres import Postgres
 from infra.components.redis import Redis
-from infra.config import APP_NAMESPACE, OBSERVABILITY_NAMESPACE
+from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, OBSERVABILITY_NAMESPACE
 
 
 def main() -> None:
@@ -28,26 +29,30 @@ def main() -> None:
         cluster.provider,
         admin_password=secrets.get_secret("postgresAdminPassword"),
         external_admin_url=secrets.get_secret("postgresAdminUrl"),
-        o=after_baseline,
+        opts=after_baseline,
     )
-    redis = Redis("redis", cluster.provider, o=after_baseline)
+    redis = Redis("redis", cluster.provider, opts=after_baseline)
     observability = Observability(
         "observability",
         stack,
         cluster.provider,
         grafana_admin_password=secrets.get_secret("grafanaAdminPassword"),
-        o=after_baseline,
+        opts=after_baseline,
     )
     jwt_secret = secrets.get_secret("jwtSecret") or random.RandomPassword("jwt-secret", length=48, special=False).result
 
     urls = {}
     for name, app in stack.apps.items():
         app_secrets: dict[str, pulumi.Input[str]] = {"REDIS_URL": redis.url}
+        egress = [redis.egress, otlp_egress(AGENTS_NAMESPACE)]
         if not stack.jwks_url:
             app_secrets["MCP_JWT_SECRET"] = jwt_secret
         if app.database:
             app_secrets |= {"DB_READ_URL": postgres.reader_url, "DB_WRITE_URL": postgres.writer_url}
-        urls[name] = McpApp(name, app, stack, cluster.image, cluster.provider, app_secrets, o=after_baseline).url
+            egress.append(postgres.egress)
+        urls[name] = McpApp(
+            name, app, stack, cluster.image, cluster.provider, app_secrets, egress, opts=after_baseline
+        ).url
 
     pulumi.export("app_urls", urls)
     pulumi.export("grafana_url", observability.grafana_url)

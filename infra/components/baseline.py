@@ -1,7 +1,8 @@
-"""Baseline: the three namespaces with Pod Security levels, and default-deny NetworkPolicies.
+"""Baseline: the namespaces with their Pod Security levels, and default-deny NetworkPolicies.
 
-Apps and data run `restricted`; observability is `privileged` because the log collector
-reads container logs from the node (hostPath), which no stricter level admits.
+Apps, data and observability run `restricted`. Only the node agents' namespace is `privileged`:
+the log collector reads container logs from the node (hostPath), which no stricter level admits,
+so it lives alone there rather than lowering the level of Prometheus, Grafana or Loki.
 """
 
 from __future__ import annotations
@@ -9,10 +10,15 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.components.k8s import opts
-from infra.config import APP_NAMESPACE, DATA_NAMESPACE, OBSERVABILITY_NAMESPACE
+from infra.components.k8s import child_opts
+from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, DATA_NAMESPACE, OBSERVABILITY_NAMESPACE
 
-POD_SECURITY = {APP_NAMESPACE: "restricted", DATA_NAMESPACE: "restricted", OBSERVABILITY_NAMESPACE: "privileged"}
+POD_SECURITY = {
+    APP_NAMESPACE: "restricted",
+    DATA_NAMESPACE: "restricted",
+    OBSERVABILITY_NAMESPACE: "restricted",
+    AGENTS_NAMESPACE: "privileged",
+}
 DNS_EGRESS = {
     "to": [
         {
@@ -27,8 +33,8 @@ DNS_EGRESS = {
 class Baseline(pulumi.ComponentResource):
     namespaces: dict[str, k8s.core.v1.Namespace]
 
-    def __init__(self, name: str, provider: k8s.Provider, o: pulumi.ResourceOptions | None = None):
-        super().__init__("mcpfleet:index:Baseline", name, None, o)
+    def __init__(self, name: str, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mcpfleet:index:Baseline", name, None, opts)
         self.namespaces = {}
         for namespace, level in POD_SECURITY.items():
             self.namespaces[namespace] = k8s.core.v1.Namespace(
@@ -42,18 +48,18 @@ class Baseline(pulumi.ComponentResource):
                         "app.kubernetes.io/part-of": "mcpfleet",
                     },
                 },
-                opts=opts(self, provider),
+                opts=child_opts(self, provider),
             )
             k8s.networking.v1.NetworkPolicy(
                 f"{namespace}-default-deny",
                 metadata={"name": "default-deny", "namespace": namespace},
                 spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
-                opts=opts(self, provider, depends_on=[self.namespaces[namespace]]),
+                opts=child_opts(self, provider, depends_on=[self.namespaces[namespace]]),
             )
             k8s.networking.v1.NetworkPolicy(
                 f"{namespace}-allow-dns",
                 metadata={"name": "allow-dns", "namespace": namespace},
                 spec={"podSelector": {}, "policyTypes": ["Egress"], "egress": [DNS_EGRESS]},
-                opts=opts(self, provider, depends_on=[self.namespaces[namespace]]),
+                opts=child_opts(self, provider, depends_on=[self.namespaces[namespace]]),
             )
         self.register_outputs({})

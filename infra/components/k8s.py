@@ -58,7 +58,7 @@ def resources(cpu_request: str, memory_request: str, cpu_limit: str, memory_limi
     }
 
 
-def opts(parent: pulumi.Resource, provider: k8s.Provider, **extra: Any) -> pulumi.ResourceOptions:
+def child_opts(parent: pulumi.Resource, provider: k8s.Provider, **extra: Any) -> pulumi.ResourceOptions:
     return pulumi.ResourceOptions(parent=parent, provider=provider, **extra)
 
 
@@ -92,7 +92,7 @@ def reachable_service(
             "selector": {"app.kubernetes.io/name": name},
             "ports": [{"name": name, "port": port, "targetPort": name}],
         },
-        opts=opts(parent, provider),
+        opts=child_opts(parent, provider),
     )
     k8s.networking.v1.NetworkPolicy(
         f"{resource_name}-ingress",
@@ -102,7 +102,7 @@ def reachable_service(
             "policyTypes": ["Ingress"],
             "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": port}]}],
         },
-        opts=opts(parent, provider),
+        opts=child_opts(parent, provider),
     )
 
 

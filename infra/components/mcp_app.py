@@ -14,16 +14,17 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.components.k8s import (
+    child_opts,
     container_security,
     http_probe,
     labels,
     namespace_peer,
-    opts,
     pod_security,
     resources,
     secret_env,
 )
-from infra.config import APP_NAMESPACE, DATA_NAMESPACE, OBSERVABILITY_NAMESPACE, AppConfig, StackConfig
+from infra.components.observability.collector import otlp_endpoint
+from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, OBSERVABILITY_NAMESPACE, AppConfig, StackConfig
 
 PORT = 8080
 SHUTDOWN_GRACE_SECONDS = 25  # the app drains this long after SIGTERM
@@ -41,21 +42,26 @@ class McpApp(pulumi.ComponentResource):
         image: pulumi.Input[str],
         provider: k8s.Provider,
         secrets: dict[str, pulumi.Input[str]],
-        o: pulumi.ResourceOptions | None = None,
+        egress: list[dict[str, Any]],
+        opts: pulumi.ResourceOptions | None = None,
     ):
-        """`secrets` are this app's own values (DSNs, Redis URL, JWT secret); they go to its Secret only."""
-        super().__init__("mcpfleet:index:McpApp", name, None, o)
+        """`secrets` are this app's own values (DSNs, Redis URL, JWT secret); they go to its Secret only.
+        `egress` are the NetworkPolicy rules reaching what it uses (each dependency publishes its own)."""
+        super().__init__("mcpfleet:index:McpApp", name, None, opts)
         lbl = {**labels(name, "mcp-server"), "app": name}
         select = {"app.kubernetes.io/name": name}
         meta = {"name": name, "namespace": APP_NAMESPACE, "labels": lbl}
         self.url = f"http://{name}.{APP_NAMESPACE}.svc/mcp"
 
         k8s.core.v1.ServiceAccount(
-            f"{name}-sa", metadata=meta, automount_service_account_token=False, opts=opts(self, provider)
+            f"{name}-sa", metadata=meta, automount_service_account_token=False, opts=child_opts(self, provider)
         )
         secret_name = f"{name}-secrets"
         k8s.core.v1.Secret(
-            f"{name}-secret", metadata={**meta, "name": secret_name}, string_data=secrets, opts=opts(self, provider)
+            f"{name}-secret",
+            metadata={**meta, "name": secret_name},
+            string_data=secrets,
+            opts=child_opts(self, provider),
         )
         env: list[dict[str, Any]] = [
             {"name": "MCP_RESOURCE_URL", "value": str(app.resource_url)},
@@ -65,10 +71,7 @@ class McpApp(pulumi.ComponentResource):
             {"name": "PORT", "value": str(PORT)},
             {"name": "SHUTDOWN_GRACE_SECONDS", "value": str(SHUTDOWN_GRACE_SECONDS)},
             {"name": "OTEL_SERVICE_NAME", "value": name},
-            {
-                "name": "OTEL_EXPORTER_OTLP_ENDPOINT",
-                "value": f"http://otel-collector.{OBSERVABILITY_NAMESPACE}.svc:4318",
-            },
+            {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": otlp_endpoint(AGENTS_NAMESPACE)},
             {"name": "OTEL_RESOURCE_ATTRIBUTES", "value": f"service.namespace={APP_NAMESPACE}"},
         ]
         if stack.jwks_url:
@@ -132,7 +135,7 @@ class McpApp(pulumi.ComponentResource):
                     },
                 },
             },
-            opts=opts(self, provider),
+            opts=child_opts(self, provider),
         )
         k8s.core.v1.Service(
             f"{name}-service",
@@ -142,13 +145,13 @@ class McpApp(pulumi.ComponentResource):
                 "selector": select,
                 "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
             },
-            opts=opts(self, provider),
+            opts=child_opts(self, provider),
         )
         k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
             metadata=meta,
             spec={"maxUnavailable": 1, "selector": {"matchLabels": select}},
-            opts=opts(self, provider),
+            opts=child_opts(self, provider),
         )
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{name}-hpa",
@@ -167,22 +170,9 @@ class McpApp(pulumi.ComponentResource):
                     }
                 ],
             },
-            opts=opts(self, provider),
+            opts=child_opts(self, provider),
         )
-        egress = [
-            {
-                "to": [namespace_peer(DATA_NAMESPACE, {"app.kubernetes.io/name": "postgres"})],
-                "ports": [{"protocol": "TCP", "port": 5432}],
-            },
-            {
-                "to": [namespace_peer(DATA_NAMESPACE, {"app.kubernetes.io/name": "redis"})],
-                "ports": [{"protocol": "TCP", "port": 6379}],
-            },
-            {
-                "to": [namespace_peer(OBSERVABILITY_NAMESPACE, {"app.kubernetes.io/name": "otel-collector"})],
-                "ports": [{"protocol": "TCP", "port": 4317}, {"protocol": "TCP", "port": 4318}],
-            },
-        ]
+        egress = list(egress)
         if stack.jwks_url:  # the issuer's keys, over HTTPS
             egress.append({"ports": [{"protocol": "TCP", "port": 443}]})
         k8s.networking.v1.NetworkPolicy(
@@ -200,6 +190,6 @@ class McpApp(pulumi.ComponentResource):
                 ],
                 "egress": egress,
             },
-            opts=opts(self, provider),
+            opts=child_opts(self, provider),
         )
         self.register_outputs({"url": self.url})

@@ -3,17 +3,19 @@ applies the same SQL files the tests apply, and scoped DSNs are handed to the ap
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra.components.k8s import (
     MCP_SERVER_PODS,
+    child_opts,
     config_hash,
     container_security,
     labels,
     namespace_peer,
-    opts,
     pod_security,
     reachable_service,
     resources,
@@ -31,6 +33,7 @@ class Postgres(pulumi.ComponentResource):
     host: str
     reader_url: pulumi.Output[str]
     writer_url: pulumi.Output[str]
+    egress: dict[str, Any]  # the NetworkPolicy egress rule that reaches this database, and nothing else
 
     def __init__(
         self,
@@ -40,12 +43,20 @@ class Postgres(pulumi.ComponentResource):
         provider: k8s.Provider,
         admin_password: pulumi.Input[str] | None = None,
         external_admin_url: pulumi.Input[str] | None = None,
-        o: pulumi.ResourceOptions | None = None,
+        opts: pulumi.ResourceOptions | None = None,
     ):
-        super().__init__("mcpfleet:index:Postgres", name, None, o)
+        super().__init__("mcpfleet:index:Postgres", name, None, opts)
         lbl = labels("postgres", "database")
         port, db = config.port, config.database
         self.host = (config.host or "") if config.mode == "external" else f"postgres.{DATA_NAMESPACE}.svc"
+        self.egress = {
+            "to": [
+                {"ipBlock": {"cidr": str(config.cidr)}}
+                if config.mode == "external"
+                else namespace_peer(DATA_NAMESPACE, {"app.kubernetes.io/name": "postgres"})
+            ],
+            "ports": [{"protocol": "TCP", "port": port}],
+        }
 
         def password(purpose: str) -> pulumi.Output[str]:
             return random.RandomPassword(
@@ -77,13 +88,13 @@ class Postgres(pulumi.ComponentResource):
                 "MCP_DB_READER_PASSWORD": reader_password,
                 "MCP_DB_WRITER_PASSWORD": writer_password,
             },
-            opts=opts(self, provider),
+            opts=child_opts(self, provider),
         )
         sql = k8s.core.v1.ConfigMap(
             f"{name}-sql",
             metadata={"name": "postgres-sql", "namespace": DATA_NAMESPACE},
             data=SQL_FILES,
-            opts=opts(self, provider),
+            opts=child_opts(self, provider),
         )
         job_labels = labels("postgres-roles", "database-roles")
         digest = config_hash(*SQL_FILES.values())[:8]
@@ -117,7 +128,7 @@ class Postgres(pulumi.ComponentResource):
                     },
                 },
             },
-            opts=opts(self, provider, depends_on=[roles_secret, sql], delete_before_replace=True),
+            opts=child_opts(self, provider, depends_on=[roles_secret, sql], delete_before_replace=True),
         )
         k8s.networking.v1.NetworkPolicy(
             f"{name}-roles-egress",
@@ -127,7 +138,7 @@ class Postgres(pulumi.ComponentResource):
                 "policyTypes": ["Egress"],
                 "egress": [{"ports": [{"protocol": "TCP", "port": port}]}],
             },
-            opts=opts(self, provider),
+            opts=child_opts(self, provider),
         )
         self.register_outputs({"host": self.host})
 
@@ -143,7 +154,7 @@ class Postgres(pulumi.ComponentResource):
             f"{name}-admin",
             metadata={"name": "postgres-admin", "namespace": DATA_NAMESPACE},
             string_data={"POSTGRES_PASSWORD": admin_password},
-            opts=opts(self, provider),
+            opts=child_opts(self, provider),
         )
         ready = {
             "exec": {"command": ["pg_isready", "-U", "postgres", "-d", config.database, "-h", "127.0.0.1"]},
@@ -202,7 +213,7 @@ class Postgres(pulumi.ComponentResource):
                     }
                 ],
             },
-            opts=opts(self, provider),
+            opts=child_opts(self, provider),
         )
         reachable_service(
             self,

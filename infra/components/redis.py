@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra.components.k8s import (
     MCP_SERVER_PODS,
+    child_opts,
     container_security,
     labels,
     namespace_peer,
-    opts,
     pod_security,
     reachable_service,
     resources,
@@ -25,9 +27,10 @@ REDIS_UID = 999  # the official image's redis user
 
 class Redis(pulumi.ComponentResource):
     url: pulumi.Output[str]
+    egress: dict[str, Any]  # the NetworkPolicy egress rule that reaches Redis, and nothing else
 
-    def __init__(self, name: str, provider: k8s.Provider, o: pulumi.ResourceOptions | None = None):
-        super().__init__("mcpfleet:index:Redis", name, None, o)
+    def __init__(self, name: str, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mcpfleet:index:Redis", name, None, opts)
         lbl = labels("redis", "rate-limit-store")
         password = random.RandomPassword(
             f"{name}-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
@@ -36,7 +39,7 @@ class Redis(pulumi.ComponentResource):
             f"{name}-secret",
             metadata={"name": "redis", "namespace": DATA_NAMESPACE},
             string_data={"REDIS_PASSWORD": password},
-            opts=opts(self, provider),
+            opts=child_opts(self, provider),
         )
         probe = {
             "exec": {"command": ["sh", "-c", 'redis-cli -a "$REDIS_PASSWORD" --no-auth-warning ping']},
@@ -72,7 +75,7 @@ class Redis(pulumi.ComponentResource):
                     },
                 },
             },
-            opts=opts(self, provider),
+            opts=child_opts(self, provider),
         )
         reachable_service(
             self,
@@ -84,6 +87,10 @@ class Redis(pulumi.ComponentResource):
             pod_labels=lbl,
             peers=[namespace_peer(APP_NAMESPACE, MCP_SERVER_PODS)],
         )
+        self.egress = {
+            "to": [namespace_peer(DATA_NAMESPACE, {"app.kubernetes.io/name": "redis"})],
+            "ports": [{"protocol": "TCP", "port": 6379}],
+        }
         self.url = pulumi.Output.secret(
             pulumi.Output.concat("redis://:", password, f"@redis.{DATA_NAMESPACE}.svc:6379/0")
         )

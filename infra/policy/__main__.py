@@ -46,7 +46,8 @@ PolicyPack(
         ),
         StackValidationPolicy(
             name="mcp-apps-have-pdb-and-network-policy",
-            description="Every MCP app Deployment has a PodDisruptionBudget and its own NetworkPolicy.",
+            description="Every MCP app Deployment has a PodDisruptionBudget and its own NetworkPolicy; every "
+            "workload in a namespace enforcing Pod Security restricted meets that profile.",
             validate=validate_stack,
         ),
     ],

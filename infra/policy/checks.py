@@ -96,15 +96,73 @@ def check_resource(resource_type: str, props: dict[str, Any], allow_load_balance
     return problems
 
 
+RESTRICTED_VOLUMES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
+
+
+def restricted_profile(template: dict[str, Any]) -> list[str]:
+    """What in a pod template the Pod Security Standard `restricted` would refuse (kubernetes.io, PSS)."""
+    spec = template.get("spec") or {}
+    pod = spec.get("securityContext") or {}
+    problems = [f"host namespace {key}" for key in ("hostNetwork", "hostPID", "hostIPC") if spec.get(key)]
+    for volume in spec.get("volumes") or []:
+        kinds = set(volume) - {"name"}
+        if not kinds <= RESTRICTED_VOLUMES:
+            problems.append(f"volume {volume.get('name')} of type {', '.join(sorted(kinds))}")
+    for container in containers(template):
+        c = f"container {container.get('name')}"
+        context = container.get("securityContext") or {}
+        if context.get("privileged"):
+            problems.append(f"{c}: privileged")
+        if context.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{c}: allowPrivilegeEscalation must be false")
+        if context.get("runAsNonRoot", pod.get("runAsNonRoot")) is not True:
+            problems.append(f"{c}: runAsNonRoot must be true")
+        if context.get("runAsUser", pod.get("runAsUser")) == 0:
+            problems.append(f"{c}: runAsUser 0")
+        seccomp = (context.get("seccompProfile") or pod.get("seccompProfile") or {}).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{c}: seccompProfile must be RuntimeDefault or Localhost")
+        capabilities = context.get("capabilities") or {}
+        if "ALL" not in (capabilities.get("drop") or []):
+            problems.append(f"{c}: capabilities must drop ALL")
+        if set(capabilities.get("add") or []) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{c}: capabilities may add NET_BIND_SERVICE only")
+        if any(port.get("hostPort") for port in container.get("ports") or []):
+            problems.append(f"{c}: hostPort")
+    return problems
+
+
 def _matches(selector: dict[str, Any], pod_labels: dict[str, str]) -> bool:
     wanted = selector.get("matchLabels") or {}
     return all(pod_labels.get(k) == v for k, v in wanted.items()) and not selector.get("matchExpressions")
 
 
 def check_stack(resources: Iterable[tuple[str, dict[str, Any]]]) -> list[str]:
-    """Rules across objects: every MCP app Deployment has a PDB and is selected by a NetworkPolicy."""
+    """Rules across objects: every MCP app Deployment has a PDB and is selected by a NetworkPolicy, and every
+    workload in a namespace that enforces Pod Security `restricted` meets that profile (found before admission)."""
     objects = [(kind_of(t), p) for t, p in resources]
     problems = []
+    levels = {
+        (p.get("metadata") or {}).get("name"): ((p.get("metadata") or {}).get("labels") or {}).get(PSA_ENFORCE)
+        for k, p in objects
+        if k == "Namespace"
+    }
+    for kind, props in objects:
+        template = pod_template(kind, props)
+        namespace = (props.get("metadata") or {}).get("namespace")
+        if template is not None and levels.get(namespace) == "restricted":
+            where = f"{kind} {namespace}/{(props.get('metadata') or {}).get('name')}"
+            problems += [f"{where}: Pod Security restricted: {p}" for p in restricted_profile(template)]
     for kind, props in objects:
         if kind != "Deployment":
             continue

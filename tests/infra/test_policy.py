@@ -82,3 +82,43 @@ def test_app_without_pdb_or_own_network_policy_is_refused(dev):
         (t, p) for t, p in objects if not (t.endswith(":NetworkPolicy") and p["metadata"]["name"] == "mcp-db")
     ]
     assert check_stack(without_policy) == ["Deployment mcp-db: no NetworkPolicy selects its pods specifically"]
+
+
+def test_only_the_node_agents_namespace_is_privileged(stack):
+    levels = {
+        n["metadata"]["name"]: n["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
+        for n in stack.of_kind("Namespace")
+    }
+    assert levels == {
+        "mcp-apps": "restricted",
+        "mcp-data": "restricted",
+        "mcp-observability": "restricted",
+        "mcp-node-agents": "privileged",
+    }
+    agents = [
+        w["metadata"]["name"]
+        for k in ("Deployment", "StatefulSet", "DaemonSet")
+        for w in stack.of_kind(k, "mcp-node-agents")
+    ]
+    assert agents == ["otel-collector"]
+
+
+def test_every_observability_backend_meets_the_restricted_profile(stack):
+    from infra.policy.checks import restricted_profile
+
+    for kind in ("Deployment", "StatefulSet"):
+        for workload in stack.of_kind(kind, "mcp-observability"):
+            assert restricted_profile(workload["spec"]["template"]) == [], workload["metadata"]["name"]
+
+
+def test_the_collector_would_be_refused_in_a_restricted_namespace(dev):
+    """The check can fail: moved into the observability namespace, the collector breaks the profile."""
+    objects = [(r["type"], copy.deepcopy(r["inputs"])) for r in dev.resources if r["type"].startswith("kubernetes:")]
+    for _, props in objects:
+        if props.get("kind", "") == "DaemonSet" or props.get("metadata", {}).get("name") == "otel-collector":
+            props["metadata"]["namespace"] = "mcp-observability"
+    problems = check_stack(objects)
+    assert any(
+        "DaemonSet mcp-observability/otel-collector: Pod Security restricted: volume pod-logs" in p for p in problems
+    )
+    assert any("otel-collector: Pod Security restricted: container otel-collector: runAsNonRoot" in p for p in problems)

@@ -7,14 +7,14 @@ import pytest
 from infra.config import StackConfigError, parse
 from tests.infra.conftest import run_program
 
-APPS, DATA, OBS = "mcp-apps", "mcp-data", "mcp-observability"
+APPS, DATA, OBS, AGENTS = "mcp-apps", "mcp-data", "mcp-observability", "mcp-node-agents"
 
 
 def test_inventory(stack):
     components = stack.components()
     for component in ("Cluster", "Baseline", "Postgres", "Redis", "Observability", "McpApp"):
         assert f"mcpfleet:index:{component}" in components
-    assert {n["metadata"]["name"] for n in stack.of_kind("Namespace")} == {APPS, DATA, OBS}
+    assert {n["metadata"]["name"] for n in stack.of_kind("Namespace")} == {APPS, DATA, OBS, AGENTS}
     for kind in (
         "ServiceAccount",
         "Deployment",
@@ -30,14 +30,14 @@ def test_inventory(stack):
         ("Deployment", "alertmanager"),
         ("Deployment", "grafana"),
         ("StatefulSet", "loki"),
-        ("DaemonSet", "otel-collector"),
         ("Deployment", "kube-state-metrics"),
     ):
         assert stack.one(kind, name, OBS)
         assert stack.one("Service", name, OBS)
+    assert stack.one("DaemonSet", "otel-collector", AGENTS) and stack.one("Service", "otel-collector", AGENTS)
     assert stack.one("Deployment", "redis", DATA)
     assert [j["metadata"]["name"].startswith("postgres-roles-") for j in stack.of_kind("Job", DATA)] == [True]
-    for namespace in (APPS, DATA, OBS):
+    for namespace in (APPS, DATA, OBS, AGENTS):
         assert stack.one("NetworkPolicy", "default-deny", namespace)["spec"] == {
             "podSelector": {},
             "policyTypes": ["Ingress", "Egress"],

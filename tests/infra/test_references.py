@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+from ipaddress import ip_network
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
@@ -14,9 +16,10 @@ import yaml
 from alerts.params import AlertParams
 from alerts.render import RULES_FILE, TEMPLATES_DIR
 from alerts.routing import render_alertmanager
+from infra.mocked import stack_config
 from infra.postgres.apply import SQL_DIR
 
-APPS, DATA, OBS = "mcp-apps", "mcp-data", "mcp-observability"
+APPS, DATA, OBS, AGENTS = "mcp-apps", "mcp-data", "mcp-observability", "mcp-node-agents"
 SCHEMA_DIR = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
 KUBERNETES_VERSION = max(
     (d.removeprefix("v").removesuffix("-local-strict") for d in os.listdir(SCHEMA_DIR) if d.endswith("-local-strict")),
@@ -137,7 +140,7 @@ def test_app_network_policy_allows_exactly_the_needed_ports(dev):
         ): sorted(p["port"] for p in rule["ports"])
         for rule in spec["egress"]
     }
-    assert egress == {(DATA, "postgres"): [5432], (DATA, "redis"): [6379], (OBS, "otel-collector"): [4317, 4318]}
+    assert egress == {(DATA, "postgres"): [5432], (DATA, "redis"): [6379], (AGENTS, "otel-collector"): [4317, 4318]}
     # and the other side lets the app in
     postgres_in = dev.one("NetworkPolicy", "postgres-ingress", DATA)["spec"]["ingress"][0]
     assert [p["port"] for p in postgres_in["ports"]] == [5432]
@@ -183,7 +186,7 @@ def test_grafana_carries_every_dashboard_and_both_datasources(stack):
 def test_loki_and_collector_load_the_repo_files(stack):
     assert stack.one("ConfigMap", "loki", OBS)["data"]["loki.yaml"] == Path("infra/observability/loki.yaml").read_text()
     assert (
-        stack.one("ConfigMap", "otel-collector", OBS)["data"]["otelcol.yaml"]
+        stack.one("ConfigMap", "otel-collector", AGENTS)["data"]["otelcol.yaml"]
         == Path("infra/observability/otelcol.yaml").read_text()
     )
 
@@ -208,3 +211,90 @@ def test_an_image_override_reaches_the_manifests():
     assert (
         redis["spec"]["template"]["spec"]["containers"][0]["image"] == "mirror.example.com/library/redis:7.4.1-alpine"
     )
+
+
+# --- every address an app is configured to use is one its NetworkPolicy lets it reach ----------------
+
+DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432, "redis": 6379}
+
+
+def configured_endpoints(stack, app: str) -> dict[str, tuple[str, int]]:
+    """host:port of every URL in the app's env and Secret (DSNs, Redis, OTLP, JWKS)."""
+    [container] = stack.one("Deployment", app, APPS)["spec"]["template"]["spec"]["containers"]
+    secret = stack.one("Secret", f"{app}-secrets", APPS)["stringData"]
+    values = {e["name"]: e["value"] for e in container["env"] if "value" in e} | secret
+    endpoints = {}
+    for name, value in values.items():
+        if name in ("MCP_RESOURCE_URL", "MCP_ISSUER") or "://" not in str(value):
+            continue  # identifiers compared with token claims, never contacted; and non-URLs
+        parts = urlsplit(value)
+        endpoints[name] = (parts.hostname, parts.port or DEFAULT_PORTS[parts.scheme])
+    return endpoints
+
+
+def container_port(stack, namespace: str, service_name: str, port: int) -> tuple[dict, int]:
+    """The pod labels behind a Service port, and the container port it targets."""
+    service = stack.one("Service", service_name, namespace)
+    [service_port] = [p for p in service["spec"]["ports"] if p["port"] == port]
+    target = service_port.get("targetPort", port)
+    for workload, template in pod_specs(stack):
+        labels = template["metadata"]["labels"]
+        if workload["metadata"]["namespace"] != namespace:
+            continue
+        if all(labels.get(k) == v for k, v in service["spec"]["selector"].items()):
+            if isinstance(target, int):
+                return labels, target
+            for container in template["spec"]["containers"]:
+                for declared in container.get("ports", []):
+                    if declared.get("name") == target:
+                        return labels, declared["containerPort"]
+    raise AssertionError(f"Service {namespace}/{service_name}:{port} reaches no pod")
+
+
+def allows(rule: dict, namespace: str | None, labels: dict | None, address: str | None, port: int) -> bool:
+    if not any(p["port"] == port for p in rule.get("ports", [{"port": port}])):
+        return False
+    if "to" not in rule:
+        return True  # any destination on this port
+    for peer in rule["to"]:
+        if "ipBlock" in peer and address is not None:
+            if ip_network(address).subnet_of(ip_network(peer["ipBlock"]["cidr"])):
+                return True
+        selector = (peer.get("namespaceSelector") or {}).get("matchLabels", {})
+        if namespace is not None and selector.get("kubernetes.io/metadata.name") == namespace:
+            wanted = (peer.get("podSelector") or {}).get("matchLabels", {})
+            if all(labels.get(k) == v for k, v in wanted.items()):
+                return True
+    return False
+
+
+def test_every_address_an_app_uses_is_allowed_by_its_network_policy(stack):
+    """Under an enforcing CNI an app reaches only what its policy admits: each configured host:port must be."""
+    postgres = stack_config(stack.stack)["mcpfleet:postgres"]
+    external = {postgres["host"]: postgres["cidr"]} if postgres.get("mode") == "external" else {}
+    app = "mcp-db"
+    egress = stack.one("NetworkPolicy", app, APPS)["spec"]["egress"]
+    endpoints = configured_endpoints(stack, app)
+    assert {"DB_READ_URL", "DB_WRITE_URL", "REDIS_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"} <= set(endpoints)
+    for name, (host, port) in endpoints.items():
+        if host.endswith(".svc"):
+            service_name, namespace = host.split(".")[:2]
+            labels, target = container_port(stack, namespace, service_name, port)
+            assert any(allows(rule, namespace, labels, None, target) for rule in egress), (name, host, port)
+        else:
+            assert host in external or name == "MCP_JWKS_URL", f"{name}: {host} has no CIDR in the stack config"
+            address = external.get(host)
+            assert any(allows(rule, None, None, address, port) for rule in egress), (name, host, port)
+
+
+def test_an_external_database_without_its_address_block_is_refused():
+    from infra.config import StackConfigError, parse
+
+    with pytest.raises(StackConfigError, match="mcpfleet:postgres"):
+        parse(
+            {
+                "issuer": "https://issuer.test",
+                "apps": {"mcp-db": {"module": "apps.db", "resourceUrl": "http://x/mcp", "scopes": ["a"]}},
+                "postgres": {"mode": "external", "host": "db.internal"},
+            }
+        )

@@ -42,7 +42,7 @@ def test_collector_ports_match_the_apps_endpoint_and_prometheus_scrape():
     prometheus = load("prometheus.yml")
     targets = [t for job in prometheus["scrape_configs"] for c in job.get("static_configs", []) for t in c["targets"]]
     assert (
-        f"otel-collector.mcp-observability.svc:{config['exporters']['prometheus']['endpoint'].rsplit(':', 1)[1]}"
+        f"otel-collector.mcp-node-agents.svc:{config['exporters']['prometheus']['endpoint'].rsplit(':', 1)[1]}"
         in targets
     )
 

@@ -1,0 +1,67 @@
+"""Observability: one component per backend, as kube-prometheus does.
+
+Prometheus, Alertmanager, Grafana, Loki and kube-state-metrics run in the observability
+namespace (Pod Security `restricted`); the OpenTelemetry collector, a node agent that reads
+host paths, runs in the node agents' namespace. Each backend is configured from the repo's
+own files, read at program time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from infra.components.k8s import child_opts
+from infra.components.observability.alertmanager import Alertmanager, alertmanager_files
+from infra.components.observability.collector import Collector
+from infra.components.observability.grafana import Grafana, dashboard_files
+from infra.components.observability.kube_state_metrics import KubeStateMetrics
+from infra.components.observability.loki import Loki
+from infra.components.observability.prometheus import Prometheus, rule_files
+from infra.config import AGENTS_NAMESPACE, OBSERVABILITY_NAMESPACE, StackConfig
+
+__all__ = ["Observability", "alertmanager_files", "dashboard_files", "rule_files"]
+
+
+class Observability(pulumi.ComponentResource):
+    grafana_url: str
+
+    def __init__(
+        self,
+        name: str,
+        stack: StackConfig,
+        provider: k8s.Provider,
+        grafana_admin_password: pulumi.Input[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("mcpfleet:index:Observability", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        ns = OBSERVABILITY_NAMESPACE
+        password = (
+            grafana_admin_password
+            or random.RandomPassword(f"{name}-grafana-admin", length=24, special=False, opts=child).result
+        )
+        self.prometheus = Prometheus(ns, stack, provider, child)
+        self.alertmanager = Alertmanager(ns, stack, provider, child)
+        self.kube_state_metrics = KubeStateMetrics(ns, provider, child)
+        self.loki = Loki(ns, stack, provider, child)
+        self.grafana = Grafana(ns, stack, password, provider, child)
+        self.collector = Collector(AGENTS_NAMESPACE, provider, child)
+        # Within the namespace the backends talk freely (Grafana -> Prometheus, Loki; Prometheus -> Alertmanager).
+        same_namespace: dict[str, Any] = {"podSelector": {}}
+        self.internal = k8s.networking.v1.NetworkPolicy(
+            "observability-internal",
+            metadata={"name": "internal", "namespace": ns},
+            spec={
+                "podSelector": {},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [{"from": [same_namespace]}],
+                "egress": [{"to": [same_namespace]}],
+            },
+            opts=child_opts(self, provider),
+        )
+        self.grafana_url = self.grafana.url
+        self.register_outputs({"grafana_url": self.grafana_url})

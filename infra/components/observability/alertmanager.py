@@ -1,0 +1,65 @@
+"""Alertmanager: routes and templates rendered from `alerts/`, notifications to the stack's webhook."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+
+from alerts.params import AlertParams
+from alerts.render import TEMPLATES_DIR
+from alerts.routing import render_alertmanager
+from infra.components.k8s import config_hash, http_probe, resources
+from infra.components.observability.backend import Backend, read
+from infra.config import StackConfig
+from infra.images import image
+
+PORT = 9093
+
+
+def alertmanager_files(stack: StackConfig) -> dict[str, str]:
+    params = AlertParams(webhook_url=str(stack.observability.webhook_url))
+    files = {
+        "alertmanager.yml": yaml.safe_dump(render_alertmanager(params, "/etc/alertmanager/templates"), sort_keys=False)
+    }
+    files.update({path.name: read(path) for path in sorted(TEMPLATES_DIR.glob("*.tmpl"))})
+    return files
+
+
+class Alertmanager(Backend):
+    def __init__(
+        self, namespace: str, stack: StackConfig, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("Alertmanager", "alertmanager", namespace, provider, opts)
+        files = alertmanager_files(stack)
+        self.config = self.config_map("alertmanager", files)
+        templates = [name for name in files if name.endswith(".tmpl")]
+        self.run(
+            "Deployment",
+            {
+                "image": image("alertmanager"),
+                "args": ["--config.file=/etc/alertmanager/alertmanager.yml", "--storage.path=/alertmanager"],
+                "ports": [{"name": "web", "containerPort": PORT}],
+                "readinessProbe": http_probe("/-/ready", "web", 5, 5),
+                "livenessProbe": http_probe("/-/healthy", "web", 30, 15),
+                "resources": resources("50m", "64Mi", "250m", "256Mi"),
+                "volumeMounts": [
+                    {
+                        "name": "config",
+                        "mountPath": "/etc/alertmanager/alertmanager.yml",
+                        "subPath": "alertmanager.yml",
+                    },
+                    *(
+                        {"name": "config", "mountPath": f"/etc/alertmanager/templates/{t}", "subPath": t}
+                        for t in templates
+                    ),
+                    {"name": "data", "mountPath": "/alertmanager"},
+                ],
+            },
+            annotations={"mcpfleet.io/config-hash": config_hash(*files.values())},
+            volumes=[{"name": "config", "configMap": {"name": "alertmanager"}}, {"name": "data", "emptyDir": {}}],
+        )
+        self.expose([("web", PORT)])
+        # Notifications leave the cluster for the configured webhook.
+        self.allow("alertmanager-egress", {"policyTypes": ["Egress"], "egress": [{}]})
+        self.register_outputs({})

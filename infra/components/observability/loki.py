@@ -1,0 +1,56 @@
+"""Loki, single binary: the apps' JSON log lines, pushed by the collector over OTLP."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.components.k8s import config_hash, http_probe, namespace_peer, resources
+from infra.components.observability.backend import CONFIG_DIR, Backend, read, volume_claim
+from infra.config import AGENTS_NAMESPACE, StackConfig
+from infra.images import image
+
+PORT = 3100
+
+
+class Loki(Backend):
+    def __init__(
+        self, namespace: str, stack: StackConfig, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("Loki", "loki", namespace, provider, opts)
+        config = read(CONFIG_DIR / "loki.yaml")
+        self.config = self.config_map("loki", {"loki.yaml": config})
+        self.run(
+            "StatefulSet",
+            {
+                "image": image("loki"),
+                "args": ["-config.file=/etc/loki/loki.yaml", "-target=all"],
+                "ports": [{"name": "http", "containerPort": PORT}, {"name": "grpc", "containerPort": 9095}],
+                "readinessProbe": http_probe("/ready", "http", 15, 10),
+                "livenessProbe": http_probe("/ready", "http", 60, 20),
+                "resources": resources("100m", "256Mi", "1", "1Gi"),
+                "volumeMounts": [
+                    {"name": "config", "mountPath": "/etc/loki"},
+                    {"name": "data", "mountPath": "/loki"},
+                    {"name": "tmp", "mountPath": "/tmp"},
+                ],
+            },
+            uid=10001,
+            annotations={"mcpfleet.io/config-hash": config_hash(config)},
+            volumes=[{"name": "config", "configMap": {"name": "loki"}}, {"name": "tmp", "emptyDir": {}}],
+            extra_spec=volume_claim(stack.observability.loki_storage),
+        )
+        self.expose([("http", PORT)])
+        self.allow(
+            "loki-from-collector",
+            {
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [namespace_peer(AGENTS_NAMESPACE, {"app.kubernetes.io/name": "otel-collector"})],
+                        "ports": [{"protocol": "TCP", "port": PORT}],
+                    }
+                ],
+            },
+        )
+        self.register_outputs({})

@@ -1,0 +1,72 @@
+"""Prometheus: scrapes the MCP apps by pod discovery and evaluates the repo's rule file, as rendered."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from alerts.render import RULES_FILE
+from infra.components.k8s import config_hash, http_probe, resources
+from infra.components.observability.backend import CONFIG_DIR, Backend, read, volume_claim
+from infra.config import StackConfig
+from infra.images import image
+
+PORT = 9090
+
+
+def rule_files() -> dict[str, str]:
+    """The exact rule files of alerts/ that Prometheus loads."""
+    return {RULES_FILE.name: read(RULES_FILE)}
+
+
+class Prometheus(Backend):
+    def __init__(
+        self, namespace: str, stack: StackConfig, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("Prometheus", "prometheus", namespace, provider, opts)
+        config = read(CONFIG_DIR / "prometheus.yml")
+        rules = rule_files()
+        self.config = self.config_map("prometheus", {"prometheus.yml": config})
+        self.rules = self.config_map("prometheus-rules", rules)
+        self.cluster_reader(
+            [
+                {
+                    "apiGroups": [""],
+                    "resources": ["nodes", "nodes/proxy", "nodes/metrics", "services", "endpoints", "pods"],
+                    "verbs": ["get", "list", "watch"],
+                },
+                {"nonResourceURLs": ["/metrics"], "verbs": ["get"]},
+            ]
+        )
+        self.run(
+            "StatefulSet",
+            {
+                "image": image("prometheus"),
+                "args": [
+                    "--config.file=/etc/prometheus/prometheus.yml",
+                    "--storage.tsdb.path=/prometheus",
+                    f"--storage.tsdb.retention.time={stack.observability.prometheus_retention}",
+                    "--web.enable-lifecycle",
+                ],
+                "ports": [{"name": "web", "containerPort": PORT}],
+                "readinessProbe": http_probe("/-/ready", "web", 5, 5),
+                "livenessProbe": http_probe("/-/healthy", "web", 30, 15),
+                "resources": resources("250m", "512Mi", "1", "2Gi"),
+                "volumeMounts": [
+                    {"name": "config", "mountPath": "/etc/prometheus/prometheus.yml", "subPath": "prometheus.yml"},
+                    {"name": "rules", "mountPath": "/etc/prometheus/rules"},
+                    {"name": "data", "mountPath": "/prometheus"},
+                ],
+            },
+            service_account=True,
+            annotations={"mcpfleet.io/config-hash": config_hash(config, *rules.values())},
+            volumes=[
+                {"name": "config", "configMap": {"name": "prometheus"}},
+                {"name": "rules", "configMap": {"name": "prometheus-rules"}},
+            ],
+            extra_spec=volume_claim(stack.observability.prometheus_storage),
+        )
+        self.expose([("web", PORT)])
+        # It scrapes pods in every namespace and the API server's cAdvisor proxy.
+        self.allow("prometheus-egress", {"policyTypes": ["Egress"], "egress": [{}]})
+        self.register_outputs({})
