@@ -15,13 +15,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from mcp.server.mcpserver.exceptions import ToolError
 
 from apps.db.config import DbSettings
 from apps.db.sql import Column, Table
-from apps.kit.metrics import KitMetrics
-from apps.kit.server import Check
-from apps.kit.tools import CallerError
+from apps.kit import CallerError, Check, KitMetrics, ServerError
 
 CATALOG_SQL = """
 SELECT c.relname AS table_name, a.attname AS column_name,
@@ -124,16 +121,16 @@ class Database:
             async with pool.acquire(timeout=self.settings.db_acquire_timeout_seconds) as conn:
                 return await getattr(conn, method)(sql, *args, timeout=timeout)
         except asyncpg.QueryCanceledError:
-            raise ToolError("statement timed out") from None
+            raise ServerError("statement timed out") from None
         except asyncpg.InsufficientPrivilegeError:
-            raise ToolError("permission denied by the database role") from None
+            raise ServerError("permission denied by the database role") from None
         except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as error:
             raise CallerError(
                 f"rejected by the database: {error.args[0] if error.args else type(error).__name__}"
             ) from None
         except Exception as error:
             if unavailable(error):
-                raise ToolError(f"database unavailable ({type(error).__name__}); retry later") from None
+                raise ServerError(f"database unavailable ({type(error).__name__}); retry later") from None
             raise
 
 

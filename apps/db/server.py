@@ -106,7 +106,7 @@ async def query(args: QueryArgs, db: Database) -> dict[str, object]:
     }
 
 
-@server.tool(scopes={"db:write"})
+@server.tool(scopes={"db:write"}, read_only=False, destructive=False, idempotent=False)
 async def insert(args: InsertArgs, db: Database) -> dict[str, object]:
     """Insert one row; returns its primary key."""
     table = await db.table(args.table)
@@ -115,7 +115,7 @@ async def insert(args: InsertArgs, db: Database) -> dict[str, object]:
     return {"table": table.name, "key": {k: json_safe(v) for k, v in rows[0].items()}}
 
 
-@server.tool(scopes={"db:write"})
+@server.tool(scopes={"db:write"}, read_only=False, destructive=True, idempotent=True)
 async def update(args: UpdateArgs, db: Database) -> dict[str, object]:
     """Update the named columns of the row with the given primary key; returns how many rows changed."""
     table = await db.table(args.table)

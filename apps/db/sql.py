@@ -45,6 +45,12 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+# Postgres reads these strings as non-finite numbers, and NaN sorts above every number, so it would pass
+# `CHECK (price >= 0)`. JSON numbers are finite by the time they get here; their string forms are refused.
+NON_FINITE_TEXT = frozenset({"nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
+FLOATING_TYPES = ("numeric", "decimal", "real", "double precision", "float")
+
+
 class Params:
     """Collects bind parameters and renders `$n::text::type` placeholders."""
 
@@ -52,7 +58,10 @@ class Params:
         self.values: list[str | None] = []
 
     def add(self, value: Scalar, column: Column) -> str:
-        self.values.append(None if value is None else _as_text(value))
+        text = None if value is None else _as_text(value)
+        if text is not None and column.data_type.startswith(FLOATING_TYPES) and text.strip().lower() in NON_FINITE_TEXT:
+            raise CallerError(f"column '{column.name}' takes finite numbers only")
+        self.values.append(text)
         return f"${len(self.values)}::text::{column.data_type}"
 
 

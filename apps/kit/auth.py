@@ -1,10 +1,12 @@
-"""OAuth 2.1 resource-server token checks, as the MCP SDK's `TokenVerifier`.
+"""OAuth 2.1 resource-server token checks: who a bearer token speaks for, or why it is refused.
 
 A token is accepted only if its signature verifies with a configured key, its
 `alg` is in the pinned list (so `none` and HS/RS confusion fail before any key
-is used), it is unexpired (`exp` required, `nbf`/`iat` honoured with a small
-leeway), its `iss` is our issuer and its `aud` names this server. Every refusal
-is counted and logged with a reason, never with the token.
+is used), it is unexpired (`exp` required, `nbf`/`iat` honoured with the
+configured leeway, the one expiry check in the request path), its `iss` is our
+issuer, its `aud` names this server (scheme and host compared
+case-insensitively, RFC 3986), and it names a principal (`sub`, or a client
+id). Every refusal is counted and logged with a reason, never with the token.
 """
 
 from __future__ import annotations
@@ -14,14 +16,18 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import jwt
-from mcp.server.auth.provider import AccessToken
 
 from apps.kit.config import KitSettings
 from apps.kit.logs import log_event
 from apps.kit.metrics import KitMetrics
+
+MAX_JWKS_BYTES = 256 * 1024
+JWKS_RETRY_BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0)  # seconds between retries of a failed fetch
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})  # RFC 9068 `typ`
 
 
 class AuthFailure(Exception):
@@ -32,50 +38,114 @@ class AuthFailure(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class Principal:
+    """Who a verified token speaks for."""
+
+    subject: str | None
+    client_id: str | None
+    scopes: frozenset[str]
+    expires_at: int
+
+    @property
+    def rate_key(self) -> str:
+        return f"sub:{self.subject}" if self.subject else f"client:{self.client_id}"
+
+
 class JwksKeys:
     """Public keys from a JWKS URL, cached by `kid`.
 
     An unknown `kid` triggers a refetch (key rotation), at most once per
-    `min_refresh_seconds`, so a flood of forged kids cannot hammer the IdP.
+    `min_refresh_seconds`, so a flood of forged kids cannot hammer the IdP. A
+    failed fetch keeps the last good keys and is retried after a short backoff
+    (not the refresh floor), so a replica that started while the IdP was briefly
+    unreachable recovers within seconds.
     """
 
-    def __init__(self, url: str, min_refresh_seconds: float = 60.0, timeout: float = 5.0):
+    def __init__(
+        self,
+        url: str,
+        min_refresh_seconds: float = 60.0,
+        timeout: float = 5.0,
+        backoff: tuple[float, ...] = JWKS_RETRY_BACKOFF,
+    ):
         self._url = url
         self._min_refresh = min_refresh_seconds
         self._timeout = timeout
+        self._backoff = backoff
         self._keys: dict[str, jwt.PyJWK] = {}
-        self._last_fetch = float("-inf")
+        self._next_fetch_at = float("-inf")
+        self._failures = 0
+        self._last_error: str | None = None
         self._lock = asyncio.Lock()
         self.fetches = 0
+
+    @property
+    def key_ids(self) -> list[str]:
+        return sorted(self._keys)
 
     async def get(self, kid: str) -> jwt.PyJWK:
         if kid in self._keys:
             return self._keys[kid]
-        async with self._lock:
-            if kid not in self._keys and time.monotonic() - self._last_fetch >= self._min_refresh:
-                await self._fetch()
+        await self.refresh_if_due(lambda: kid not in self._keys)
         if kid not in self._keys:
             raise AuthFailure("unknown_kid")
         return self._keys[kid]
 
+    async def refresh_if_due(self, still_needed: Any = lambda: True) -> None:
+        """Fetch unless one ran too recently; concurrent callers share one fetch."""
+        async with self._lock:
+            if still_needed() and time.monotonic() >= self._next_fetch_at:
+                await self._fetch()
+
+    async def check(self) -> None:
+        """Readiness: a replica with no usable key refuses every token, so it is not ready."""
+        if not self._keys:
+            await self.refresh_if_due()
+        if not self._keys:
+            raise JwksUnavailable(f"no signing keys ({self._last_error or 'not fetched yet'})")
+
     async def _fetch(self) -> None:
-        self._last_fetch = time.monotonic()
         self.fetches += 1
         try:
-            async with httpx.AsyncClient(timeout=self._timeout) as client:
-                response = await client.get(self._url)
+            async with (
+                httpx.AsyncClient(timeout=self._timeout) as client,
+                client.stream("GET", self._url) as response,
+            ):
                 response.raise_for_status()
-                jwk_set = jwt.PyJWKSet.from_dict(response.json())
+                body = b""
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_JWKS_BYTES:
+                        raise ValueError("JWKS document too large")
+            jwk_set = jwt.PyJWKSet.from_json(body.decode())
+            keys = {key.key_id: key for key in jwk_set.keys if key.key_id}
+            if not keys:
+                raise ValueError("JWKS has no key with a kid")
         except (httpx.HTTPError, ValueError, jwt.PyJWTError) as error:
-            log_event("jwks_fetch_failed", logging.WARNING, error=type(error).__name__)
+            self._failures += 1
+            self._last_error = type(error).__name__
+            delay = min(self._backoff[min(self._failures, len(self._backoff)) - 1], self._min_refresh)
+            self._next_fetch_at = time.monotonic() + delay
+            log_event(
+                "jwks_fetch_failed",
+                logging.WARNING,
+                error=self._last_error,
+                kept_keys=len(self._keys),
+                retry_in_s=delay,
+            )
             return
-        self._keys = {key.key_id: key for key in jwk_set.keys if key.key_id}
+        self._keys, self._failures, self._last_error = keys, 0, None
+        self._next_fetch_at = time.monotonic() + self._min_refresh
+
+
+class JwksUnavailable(RuntimeError):
+    """No signing key could be loaded from the issuer's JWKS."""
 
 
 _REASONS: list[tuple[type[Exception], str]] = [
     (jwt.ExpiredSignatureError, "expired"),
     (jwt.ImmatureSignatureError, "not_yet_valid"),
-    (jwt.InvalidAudienceError, "wrong_audience"),
     (jwt.InvalidIssuerError, "wrong_issuer"),
     (jwt.MissingRequiredClaimError, "missing_claim"),
     (jwt.InvalidSignatureError, "bad_signature"),
@@ -84,60 +154,67 @@ _REASONS: list[tuple[type[Exception], str]] = [
 ]
 
 
-@dataclass(frozen=True)
-class Principal:
-    """Who a verified token speaks for."""
-
-    subject: str | None
-    client_id: str
-    scopes: frozenset[str]
-
-    @property
-    def rate_key(self) -> str:
-        return f"sub:{self.subject}" if self.subject else f"client:{self.client_id}"
+def scopes_of(claims: dict[str, Any]) -> frozenset[str]:
+    """RFC 8693/9068 `scope` (space-separated), or `scp` as a list or a space-separated string."""
+    for claim in ("scope", "scp"):
+        value = claims.get(claim)
+        if isinstance(value, str):
+            return frozenset(value.split())
+        if isinstance(value, list):
+            return frozenset(s for s in value if isinstance(s, str))
+    return frozenset()
 
 
-def principal_of(token: AccessToken) -> Principal:
-    return Principal(subject=token.subject, client_id=token.client_id, scopes=frozenset(token.scopes))
-
-
-def scopes_of(claims: dict[str, Any]) -> list[str]:
-    """RFC 8693/9068 `scope` (space-separated) or the common `scp` list."""
-    scope = claims.get("scope")
-    if isinstance(scope, str):
-        return scope.split()
-    scp = claims.get("scp")
-    if isinstance(scp, list):
-        return [s for s in scp if isinstance(s, str)]
-    return []
+def normalized_uri(uri: str) -> str:
+    """RFC 3986 §6.2.2-6.2.3: scheme and host are case-insensitive, default ports and a trailing slash drop."""
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        return uri
+    if not parts.scheme or not parts.hostname:
+        return uri
+    scheme = parts.scheme.lower()
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    if port is not None and (scheme, port) not in (("http", 80), ("https", 443)):
+        host = f"{host}:{port}"
+    userinfo = parts.netloc.rpartition("@")[0]
+    authority = f"{userinfo}@{host}" if userinfo else host
+    path = parts.path.rstrip("/")
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{scheme}://{authority}{path}{query}"
 
 
 class JwtVerifier:
-    """`TokenVerifier` for JWT access tokens issued for this resource server."""
+    """Verifies JWT access tokens issued for this resource server."""
 
     def __init__(self, settings: KitSettings, metrics: KitMetrics, jwks: JwksKeys | None = None):
         self._issuer = settings.mcp_issuer
-        self._audiences = [settings.resource_url, settings.resource_url + "/"]
+        self._audience = normalized_uri(settings.resource_url)
         self._algorithms = list(settings.mcp_jwt_algorithms)
         self._leeway = settings.mcp_jwt_leeway_seconds
+        self._require_typ = settings.mcp_jwt_require_at_typ
         self._secret = settings.mcp_jwt_secret.get_secret_value() if settings.mcp_jwt_secret else None
         if jwks is None and settings.mcp_jwks_url is not None:
             jwks = JwksKeys(str(settings.mcp_jwks_url), settings.mcp_jwks_min_refresh_seconds)
-        self._jwks = jwks
+        self.jwks = jwks
         self._metrics = metrics
-
-    async def verify_token(self, token: str) -> AccessToken | None:
-        try:
-            return await self.verify(token)
-        except AuthFailure as failure:
-            self.record_failure(failure.reason)
-            return None
 
     def record_failure(self, reason: str) -> None:
         self._metrics.auth_failures.labels(reason=reason).inc()
         log_event("auth_failure", logging.WARNING, reason=reason)
 
-    async def verify(self, token: str) -> AccessToken:
+    async def authenticate(self, token: str) -> Principal:
+        """Verify, or count and log the refusal and raise `AuthFailure`."""
+        try:
+            return await self.verify(token)
+        except AuthFailure as failure:
+            self.record_failure(failure.reason)
+            raise
+
+    async def verify(self, token: str) -> Principal:
         """Verify or raise `AuthFailure` with the reason."""
         try:
             header = jwt.get_unverified_header(token)
@@ -146,39 +223,42 @@ class JwtVerifier:
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self._algorithms:
             raise AuthFailure("algorithm_not_allowed")
+        if self._require_typ and str(header.get("typ", "")).lower() not in ACCESS_TOKEN_TYPES:
+            raise AuthFailure("wrong_token_type")
         key = await self._key_for(header)
         try:
             claims = jwt.decode(
                 token,
                 key=key,
                 algorithms=[alg],
-                audience=self._audiences,
                 issuer=self._issuer,
                 leeway=self._leeway,
-                options={"require": ["exp", "iss", "aud"], "verify_iat": True},
+                options={"require": ["exp", "iss", "aud"], "verify_iat": True, "verify_aud": False},
             )
         except jwt.PyJWTError as error:
             raise AuthFailure(self._reason(error)) from None
-        subject = claims.get("sub") if isinstance(claims.get("sub"), str) else None
-        client_id = claims.get("client_id") or claims.get("azp") or subject or "unknown"
-        return AccessToken(
-            token=token,
-            client_id=str(client_id),
-            scopes=scopes_of(claims),
-            expires_at=int(claims["exp"]),
-            resource=self._audiences[0],
-            subject=subject,
-            claims={"iss": claims["iss"]},
-        )
+        return self._principal(claims)
+
+    def _principal(self, claims: dict[str, Any]) -> Principal:
+        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        if not any(isinstance(a, str) and normalized_uri(a) == self._audience for a in audiences):
+            raise AuthFailure("wrong_audience")
+        subject = claims.get("sub")
+        subject = subject if isinstance(subject, str) and subject else None
+        client_id = claims.get("client_id") or claims.get("azp")
+        client_id = client_id if isinstance(client_id, str) and client_id else None
+        if subject is None and client_id is None:
+            raise AuthFailure("missing_principal")  # else every such token would share one rate-limit bucket
+        return Principal(subject, client_id, scopes_of(claims), int(claims["exp"]))
 
     async def _key_for(self, header: dict[str, Any]) -> Any:
         if self._secret is not None:
             return self._secret
-        assert self._jwks is not None
+        assert self.jwks is not None
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise AuthFailure("missing_kid")
-        jwk = await self._jwks.get(kid)
+        jwk = await self.jwks.get(kid)
         pinned = jwk._jwk_data.get("alg")  # a key that names its algorithm is used for nothing else
         if pinned and pinned != header.get("alg"):
             raise AuthFailure("algorithm_not_allowed")

@@ -6,6 +6,7 @@ never echoes a value, because the values include secrets.
 
 from __future__ import annotations
 
+import re
 import sys
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
@@ -37,6 +38,10 @@ class KitSettings(BaseSettings):
     mcp_jwt_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["HS256"])
     mcp_jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
     mcp_jwks_min_refresh_seconds: float = Field(default=60.0, ge=1.0)
+    mcp_jwt_require_at_typ: bool = False  # RFC 9068: refuse tokens whose header `typ` is not at+jwt
+    # Browser origins allowed to call /mcp. A request with an Origin header not listed is refused (403);
+    # requests without one (every non-browser client) are unaffected.
+    mcp_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     redis_url: SecretStr | None = None
     rate_limit_per_minute: int = Field(default=100, ge=1, le=1_000_000)
@@ -50,9 +55,9 @@ class KitSettings(BaseSettings):
     otel_service_name: str | None = None
     otel_exporter_otlp_endpoint: str | None = None
 
-    @field_validator("mcp_jwt_algorithms", mode="before")
+    @field_validator("mcp_jwt_algorithms", "mcp_allowed_origins", mode="before")
     @classmethod
-    def _split_algorithms(cls, value: Any) -> Any:
+    def _split_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part for part in value.replace(",", " ").split() if part]
         return value
@@ -66,6 +71,15 @@ class KitSettings(BaseSettings):
         if unknown:
             raise ValueError(f"unsupported algorithm(s) {unknown}; allowed: {sorted(ALLOWED_ALGORITHMS)}")
         return value
+
+    @field_validator("mcp_allowed_origins")
+    @classmethod
+    def _origins_are_origins(cls, value: list[str]) -> list[str]:
+        """An origin is scheme://host[:port], compared exactly (case-folded) with the browser's header."""
+        for origin in value:
+            if not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port], no path)")
+        return [origin.lower() for origin in value]
 
     @field_validator("mcp_issuer")
     @classmethod

@@ -37,7 +37,23 @@ AUTH_FAILURE_REASONS = (
     "wrong_issuer",
     "wrong_audience",
     "missing_claim",
+    "missing_principal",
+    "wrong_token_type",
     "invalid_token",
+)
+
+# Why a request to /mcp was refused before it reached a handler (the `reason` label of
+# mcp_rejected_requests_total); each is a 4xx, never a 5xx.
+REJECTION_REASONS = (
+    "origin_not_allowed",  # 403
+    "method_not_allowed",  # 405 (GET/DELETE: a stateless server opens no stream)
+    "duplicate_authorization",  # 400
+    "unsupported_media_type",  # 415
+    "not_acceptable",  # 406
+    "unsupported_protocol_version",  # 400
+    "body_too_large",  # 413
+    "parse_error",  # 400, JSON-RPC -32700
+    "invalid_request",  # 400, JSON-RPC -32600
 )
 
 PoolStats = Callable[[], dict[str, tuple[int, int]]]  # pool name -> (in use, size)
@@ -130,6 +146,12 @@ class KitMetrics:
             ["gen_ai_tool_name"],
             registry=self.registry,
         )
+        self.rejected_requests = Counter(
+            "mcp_rejected_requests_total",
+            "Requests to /mcp refused before dispatch (malformed, wrong method or headers), by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
         self.rate_limited = Counter(
             "mcp_rate_limited_total",
             "Tool calls refused with 429 by the per-principal rate limit.",
@@ -165,6 +187,8 @@ class KitMetrics:
         self.info.labels(server=server).set(1)
         for reason in AUTH_FAILURE_REASONS:
             self.auth_failures.labels(reason=reason)
+        for reason in REJECTION_REASONS:
+            self.rejected_requests.labels(reason=reason)
 
     def declare_tools(self, tools: list[str]) -> None:
         """Export every tool's ok and failure series at 0, so error ratios start from real zeros."""

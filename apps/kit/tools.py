@@ -1,41 +1,68 @@
-"""How a focused server declares a tool: a strict argument model, its scopes, a handler.
+"""How a focused server declares a tool: a strict argument model, its scopes, honest hints, a handler.
 
-The kit turns each declaration into an MCP SDK tool whose input schema is the
-model's schema, so what `tools/list` advertises is exactly what is enforced.
+The kit turns each declaration into one MCP tool definition, built once at start-up:
+its input schema is the model's schema, so what `tools/list` advertises is exactly
+what is enforced, and the arguments are validated once per call, here.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, get_type_hints
 
-from mcp.server.mcpserver.exceptions import ToolError
-from mcp.server.mcpserver.tools.base import Tool
-from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
-from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from apps.kit.logs import bounded, log_event
 
 StateT = TypeVar("StateT")
+MAX_KEY_CHARS = 64  # argument keys are the caller's text: bounded before they reach an error message
 
 
-class ToolArgs(ArgModelBase):
-    """Base for tool argument models: strict types, unknown fields refused."""
+class ToolArgs(BaseModel):
+    """Base for tool argument models: strict types, unknown fields refused, finite numbers only."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", arbitrary_types_allowed=True)
-
-
-CALLER_ERROR_META = "io.mcpfleet/caller-error"
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
 
-class CallerError(ToolError):
+class CallerError(Exception):
     """The request was well-formed but cannot be served (unknown table, bad key): the caller's
     mistake, reported as a tool error and not counted against the server's availability."""
 
 
+class ServerError(Exception):
+    """The server could not serve a valid call (a dependency is down, a timeout): reported to the
+    caller with this message, and counted against the server's availability."""
+
+
+@dataclass(frozen=True)
+class ToolHints:
+    """MCP tool annotations, declared honestly per tool (the spec's defaults assume the worst)."""
+
+    read_only: bool
+    open_world: bool
+    destructive: bool = False  # meaningful only when not read-only
+    idempotent: bool = False  # meaningful only when not read-only
+
+    def annotations(self) -> dict[str, bool]:
+        hints = {"readOnlyHint": self.read_only, "openWorldHint": self.open_world}
+        if not self.read_only:
+            hints |= {"destructiveHint": self.destructive, "idempotentHint": self.idempotent}
+        return hints
+
+
 Handler = Callable[[Any, StateT], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a call came to: the `outcome` label, and the MCP `CallToolResult` for the wire."""
+
+    label: str
+    result: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -45,64 +72,68 @@ class ToolSpec(Generic[StateT]):
     args: type[ToolArgs]
     scopes: frozenset[str]
     handler: Handler[StateT]
-    read_only: bool
+    hints: ToolHints
+    definition: dict[str, Any] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        definition = {
+            "name": self.name,
+            "description": self.description,
+            "inputSchema": self.args.model_json_schema(by_alias=True),
+            "annotations": self.hints.annotations(),
+        }
+        object.__setattr__(self, "definition", definition)
 
     def missing_scopes(self, granted: frozenset[str]) -> list[str]:
         return sorted(self.scopes - granted)
 
-    def validation_error(self, arguments: dict[str, Any]) -> str | None:
-        """A message naming each bad field (never its value), or None when the arguments are valid."""
+    def validation_error(self, error: ValidationError) -> str:
+        """A message naming each bad field (never its value)."""
+        problems = [
+            f"{'.'.join(bounded(str(p), MAX_KEY_CHARS) for p in err['loc']) or '(arguments)'}: {err['msg']}"
+            for err in error.errors(include_input=False, include_url=False)[:20]
+        ]
+        return f"Invalid arguments for tool '{self.name}': " + "; ".join(problems)
+
+    async def call(self, arguments: Any, state: StateT) -> Outcome:
+        """Validate once, run the handler, and classify what happened."""
+        if not isinstance(arguments, dict):
+            return Outcome("invalid_params", error_result(f"Invalid arguments for tool '{self.name}': not an object"))
         try:
-            self.args.model_validate(arguments)
+            args = self.args.model_validate(arguments)
         except ValidationError as error:
-            problems = [
-                f"{'.'.join(str(p) for p in err['loc']) or '(arguments)'}: {err['msg']}"
-                for err in error.errors(include_input=False, include_url=False)
-            ]
-            return f"Invalid arguments for tool '{self.name}': " + "; ".join(problems)
-        return None
+            return Outcome("invalid_params", error_result(self.validation_error(error)))
+        try:
+            value = await self.handler(args, state)
+        except CallerError as error:
+            return Outcome("rejected", error_result(str(error)))
+        except ServerError as error:
+            return Outcome("error", error_result(f"Error executing tool {self.name}: {error}"))
+        except Exception as error:  # noqa: BLE001 - a crash: its text stays in our logs, never on the wire
+            log_event("tool_crashed", logging.ERROR, tool=self.name, exc_type=type(error).__name__, error=str(error))
+            return Outcome("internal_error", error_result(f"Error executing tool {self.name}"))
+        return Outcome("ok", to_result(value))
 
 
-def spec_from_handler(handler: Handler[Any], scopes: set[str] | frozenset[str], read_only: bool) -> ToolSpec[Any]:
+def spec_from_handler(handler: Handler[Any], scopes: set[str] | frozenset[str], hints: ToolHints) -> ToolSpec[Any]:
     """Read the argument model from the handler's first parameter annotation."""
     params = list(inspect.signature(handler).parameters)
-    hints = get_type_hints(handler)
-    args_model = hints.get(params[0]) if params else None
+    type_hints = get_type_hints(handler)
+    args_model = type_hints.get(params[0]) if params else None
     if not (isinstance(args_model, type) and issubclass(args_model, ToolArgs)):
         raise TypeError(f"tool {handler.__name__}: first parameter must be annotated with a ToolArgs model")
     if not scopes:
         raise ValueError(f"tool {handler.__name__}: declare at least one scope")
     description = inspect.getdoc(handler) or handler.__name__
-    return ToolSpec(handler.__name__, description, args_model, frozenset(scopes), handler, read_only)
+    return ToolSpec(handler.__name__, description, args_model, frozenset(scopes), handler, hints)
 
 
-def to_result(value: Any) -> CallToolResult:
+def to_result(value: Any) -> dict[str, Any]:
     """JSON-safe handler output as both text and structured content."""
     structured = value if isinstance(value, dict) else {"result": value}
-    return CallToolResult(
-        content=[TextContent(type="text", text=json.dumps(structured, separators=(",", ":")))],
-        structured_content=structured,
-    )
+    text = json.dumps(structured, separators=(",", ":"), ensure_ascii=False)
+    return {"content": [{"type": "text", "text": text}], "structuredContent": structured, "isError": False}
 
 
-def sdk_tool(spec: ToolSpec[StateT], state: Callable[[], StateT]) -> Tool:
-    """An SDK `Tool` whose arguments are validated by the spec's strict model."""
-
-    async def run(**fields: Any) -> CallToolResult:
-        try:
-            return to_result(await spec.handler(spec.args.model_construct(**fields), state()))
-        except CallerError as error:
-            return CallToolResult(
-                content=[TextContent(type="text", text=str(error))], is_error=True, _meta={CALLER_ERROR_META: True}
-            )
-
-    return Tool(
-        fn=run,
-        name=spec.name,
-        description=spec.description,
-        parameters=spec.args.model_json_schema(by_alias=True),
-        fn_metadata=FuncMetadata(arg_model=spec.args),
-        is_async=True,
-        context_kwarg=None,
-        annotations=ToolAnnotations(read_only_hint=spec.read_only, destructive_hint=False),
-    )
+def error_result(message: str) -> dict[str, Any]:
+    return {"content": [{"type": "text", "text": message}], "isError": True}

@@ -38,3 +38,11 @@ def setup_tracing(settings: KitSettings, default_service_name: str) -> TracerPro
         pass
     _installed = provider
     return provider
+
+
+def flush_traces(timeout_seconds: float = 5.0) -> bool:
+    """Export the spans still buffered: at shutdown the process may exit before the batch timer fires
+    (uvicorn re-raises SIGTERM after its drain, so OpenTelemetry's exit hook never runs)."""
+    if _installed is None:
+        return True
+    return _installed.force_flush(int(timeout_seconds * 1000))

@@ -84,6 +84,25 @@ async def test_database_rejections_are_clear_tool_errors(db_stack, rw_token):
     assert bad_key.is_error and "primary key" in bad_key.content[0].text
 
 
+@pytest.mark.parametrize("price", ["NaN", "Infinity", " -infinity ", "nan"])
+async def test_non_finite_numbers_are_refused_and_nothing_is_stored(db_stack, rw_token, price):
+    """Postgres would store NaN past `CHECK (price >= 0)`: NaN sorts above every number."""
+    sku = "NAN-" + uuid.uuid4().hex[:8]
+    async with mcp_client(db_stack.mcp_url, rw_token) as client:
+        inserted = await client.call_tool(
+            "insert", {"table": "products", "values": {"sku": sku, "name": "N", "price": price}}
+        )
+        updated = await client.call_tool("update", {"table": "products", "key": {"id": 1}, "values": {"price": price}})
+    assert inserted.is_error and "finite numbers only" in inserted.content[0].text
+    assert updated.is_error and "finite numbers only" in updated.content[0].text
+    conn = await asyncpg.connect(db_stack.pg.admin_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM sales.products WHERE sku = $1", sku) == 0
+        assert await conn.fetchval("SELECT count(*) FROM sales.products WHERE price = 'NaN'") == 0
+    finally:
+        await conn.close()
+
+
 async def test_read_token_cannot_write_through_the_server(db_stack, token_for):
     async with mcp_client(db_stack.mcp_url, token_for("db:read", db_stack.mcp_url)) as client:
         with pytest.raises(MCPError, match=r"^Forbidden"):

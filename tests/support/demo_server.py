@@ -14,10 +14,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from apps.kit import FocusedServer, KitSettings, ToolArgs
-from apps.kit.metrics import KitMetrics
-from apps.kit.server import Check
-from apps.kit.tools import CallerError
+from apps.kit import CallerError, Check, FocusedServer, KitMetrics, KitSettings, ServerError, ToolArgs
 
 
 @dataclass
@@ -66,7 +63,7 @@ async def echo(args: EchoArgs, state: DemoState) -> dict[str, object]:
     return {"text": " ".join([args.text] * args.times)}
 
 
-@server.tool(scopes={"demo:write"})
+@server.tool(scopes={"demo:write"}, read_only=False, idempotent=True)
 async def write(args: WriteArgs, state: DemoState) -> dict[str, object]:
     """Pretend to write; needs demo:write."""
     state.calls.append("write")
@@ -81,16 +78,14 @@ async def sleep(args: SleepArgs, state: DemoState) -> dict[str, object]:
     return {"slept": args.seconds}
 
 
-@server.tool(scopes={"demo:read"})
+@server.tool(scopes={"demo:read"}, read_only=True)
 async def fail(args: FailArgs, state: DemoState) -> dict[str, object]:
     """Fail as the caller's mistake, as a server fault, or by crashing."""
     state.calls.append("fail")
     if args.mode == "caller":
         raise CallerError("no such thing")
     if args.mode == "server":
-        from mcp.server.mcpserver.exceptions import ToolError
-
-        raise ToolError("backend unavailable; retry later")
+        raise ServerError("backend unavailable; retry later")
     raise RuntimeError("internal detail that must not reach the client")
 
 

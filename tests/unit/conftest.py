@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
+from starlette.applications import Starlette
 
 from apps.kit.config import KitSettings
 from tests.support import demo_server
@@ -16,7 +16,7 @@ from tests.support.running import serve_app
 @dataclass
 class RunningDemo:
     base: str
-    app: FastAPI
+    app: Starlette
 
     @property
     def mcp_url(self) -> str:

@@ -12,12 +12,13 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from apps.kit.auth import AuthFailure, JwksKeys, JwtVerifier
+from apps.kit.auth import AuthFailure, JwksUnavailable, JwtVerifier
 from apps.kit.metrics import KitMetrics
 from apps.kit.token import mint
 from tests.conftest import ISSUER, SECRET
@@ -119,8 +120,9 @@ def test_every_reason_is_exported_from_the_start(hs_verifier):
 
 
 async def test_failures_are_counted_by_reason(hs_verifier):
-    await hs_verifier.verify_token(hs_token(expires_in=-3600))
-    await hs_verifier.verify_token("garbage")
+    for token in (hs_token(expires_in=-3600), "garbage"):
+        with pytest.raises(AuthFailure):
+            await hs_verifier.authenticate(token)
     registry = hs_verifier._metrics.registry
     assert registry.get_sample_value("mcp_auth_failures_total", {"reason": "expired"}) == 1
     assert registry.get_sample_value("mcp_auth_failures_total", {"reason": "malformed"}) == 1
@@ -133,11 +135,16 @@ class JwksServer:
     def __init__(self) -> None:
         self.keys: list[dict] = []
         self.hits = 0
+        self.down = False  # answer 503, as an identity provider that is briefly unreachable
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 owner.hits += 1
+                if owner.down:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
                 body = json.dumps({"keys": owner.keys}).encode()
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
@@ -252,9 +259,88 @@ async def test_jwks_endpoint_down_refuses_tokens(make_settings, rsa_key):
     assert await refused(verifier, signed(rsa_key, "rsa-1")) == "unknown_kid"
 
 
-def test_jwks_keys_keep_last_good_set_on_fetch_failure():
-    keys = JwksKeys("http://127.0.0.1:9/jwks.json", min_refresh_seconds=1)
-    keys._keys = {"kept": object()}  # type: ignore[dict-item]
-    asyncio.run(keys._fetch())
-    assert "kept" in keys._keys
-    assert keys.fetches == 1
+async def test_a_failed_first_fetch_is_retried_after_a_short_backoff(make_settings, jwks_server, rsa_key):
+    """Before, one failed fetch at start refused every token on the replica for the 60 s refresh floor."""
+    jwks_server.publish(rsa_key, "rsa-1", "RS256")
+    jwks_server.down = True
+    verifier = jwks_verifier(make_settings, jwks_server.url, refresh=60)
+    assert await refused(verifier, signed(rsa_key, "rsa-1")) == "unknown_kid"
+    with pytest.raises(JwksUnavailable):
+        await verifier.jwks.check()  # /ready says so: no key, no token can pass
+    jwks_server.down = False
+    assert await refused(verifier, signed(rsa_key, "rsa-1")) == "unknown_kid"  # inside the 1 s backoff: no fetch
+    await asyncio.sleep(1.05)
+    assert (await verifier.verify(signed(rsa_key, "rsa-1"))).subject == "carol"
+    await verifier.jwks.check()
+    assert jwks_server.hits == 2
+
+
+async def test_known_keys_survive_an_identity_provider_outage(make_settings, jwks_server, rsa_key):
+    jwks_server.publish(rsa_key, "rsa-1", "RS256")
+    verifier = jwks_verifier(make_settings, jwks_server.url, refresh=1)
+    assert (await verifier.verify(signed(rsa_key, "rsa-1"))).subject == "carol"
+    jwks_server.down = True
+    await asyncio.sleep(1.05)
+    assert await refused(verifier, signed(rsa_key, "rotated-kid")) == "unknown_kid"  # the refetch fails
+    assert jwks_server.hits == 2
+    assert (await verifier.verify(signed(rsa_key, "rsa-1"))).subject == "carol"  # the last good keys are kept
+    await verifier.jwks.check()
+    assert verifier.jwks.key_ids == ["rsa-1"]
+
+
+async def test_ready_reports_the_jwks_key_set(start_demo, jwks_server, rsa_key):
+    jwks_server.publish(rsa_key, "rsa-1", "RS256")
+    jwks_server.down = True
+    demo = start_demo(MCP_JWT_SECRET=None, MCP_JWKS_URL=jwks_server.url, MCP_JWT_ALGORITHMS="RS256")
+    not_ready = httpx.get(demo.base + "/ready")
+    assert not_ready.status_code == 503 and not_ready.json()["checks"]["jwks"] == "failed: JwksUnavailable"
+    jwks_server.down = False
+    await asyncio.sleep(1.1)
+    assert httpx.get(demo.base + "/ready").json()["checks"]["jwks"] == "ok"
+
+
+# --- claims: scp, principals, audiences, token type -----------------------------------------------
+
+
+@pytest.mark.parametrize("scp", ["db:read db:write", ["db:read", "db:write"]])
+async def test_scp_is_read_as_a_list_or_a_space_separated_string(hs_verifier, scp):
+    claims = {"iss": ISSUER, "aud": AUD, "sub": "a", "exp": time.time() + 60, "scp": scp}
+    principal = await hs_verifier.verify(jwt.encode(claims, SECRET, algorithm="HS256"))
+    assert principal.scopes == {"db:read", "db:write"}
+
+
+async def test_a_token_naming_no_principal_is_refused(hs_verifier):
+    claims = {"iss": ISSUER, "aud": AUD, "exp": time.time() + 60, "scope": "db:read"}
+    assert await refused(hs_verifier, jwt.encode(claims, SECRET, algorithm="HS256")) == "missing_principal"
+    with_client = jwt.encode({**claims, "azp": "svc-1"}, SECRET, algorithm="HS256")
+    principal = await hs_verifier.verify(with_client)
+    assert (principal.subject, principal.client_id, principal.rate_key) == (None, "svc-1", "client:svc-1")
+
+
+@pytest.mark.parametrize(
+    ("audience", "accepted"),
+    [
+        ("https://mcp-db.example.com/mcp", True),
+        ("HTTPS://MCP-DB.Example.COM/mcp", True),  # scheme and host are case-insensitive
+        ("https://mcp-db.example.com:443/mcp/", True),  # default port, trailing slash
+        ("https://mcp-db.example.com/MCP", False),  # the path is not
+        ("http://mcp-db.example.com/mcp", False),
+        ("https://mcp-db.example.com.evil/mcp", False),
+    ],
+)
+async def test_audience_compares_scheme_and_host_case_insensitively(make_settings, audience, accepted):
+    verifier = JwtVerifier(make_settings(MCP_RESOURCE_URL="https://mcp-db.example.com/mcp"), KitMetrics("t"))
+    token = mint(SECRET, issuer=ISSUER, audience=audience, subject="a", scopes="")
+    if accepted:
+        assert (await verifier.verify(token)).subject == "a"
+    else:
+        assert await refused(verifier, token) == "wrong_audience"
+
+
+async def test_typ_at_jwt_is_required_when_configured(make_settings):
+    verifier = JwtVerifier(make_settings(MCP_RESOURCE_URL=AUD, MCP_JWT_REQUIRE_AT_TYP="true"), KitMetrics("t"))
+    claims = {"iss": ISSUER, "aud": AUD, "sub": "a", "exp": time.time() + 60}
+    plain = jwt.encode(claims, SECRET, algorithm="HS256")  # typ JWT
+    assert await refused(verifier, plain) == "wrong_token_type"
+    access = jwt.encode(claims, SECRET, algorithm="HS256", headers={"typ": "at+jwt"})
+    assert (await verifier.verify(access)).subject == "a"

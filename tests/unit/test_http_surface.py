@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import time
+import tomllib
+from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 from mcp.shared.exceptions import MCPError
 
+from tests.conftest import ISSUER, SECRET
 from tests.support.mcp_client import mcp_client
+from tests.support.raw import post, rpc, tool_call
 
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
 
@@ -17,15 +23,79 @@ def test_no_token_gets_401_pointing_at_resource_metadata(demo, logs):
     response = httpx.post(demo.mcp_url, json=INIT)
     assert response.status_code == 401
     header = response.headers["www-authenticate"]
-    assert header.startswith("Bearer ")
-    assert 'resource_metadata="' + demo.base + '/.well-known/oauth-protected-resource/mcp"' in header
+    assert header == 'Bearer resource_metadata="' + demo.base + '/.well-known/oauth-protected-resource/mcp"'
+    assert "error=" not in header  # RFC 6750 §3.1: no credentials, no error code
     assert [e["reason"] for e in logs.events("auth_failure")] == ["missing_token"]
 
 
-def test_resource_metadata_names_this_server_and_its_issuer(demo):
+def test_resource_metadata_names_this_server_its_issuer_and_its_scopes(demo):
     metadata = httpx.get(demo.base + "/.well-known/oauth-protected-resource/mcp").json()
     assert metadata["resource"] == demo.mcp_url
     assert metadata["authorization_servers"] == ["https://issuer.mcpfleet.test"]
+    assert metadata["scopes_supported"] == ["demo:read", "demo:write"]
+
+
+def test_missing_scope_gets_a_403_step_up_challenge(demo, token_for):
+    response = post(
+        demo.mcp_url, tool_call("write", {"key": "abc"}, request_id=7), token_for("demo:read", demo.mcp_url)
+    )
+    assert response.status_code == 403
+    assert response.headers["www-authenticate"] == (
+        'Bearer error="insufficient_scope", scope="demo:write", '
+        f'resource_metadata="{demo.base}/.well-known/oauth-protected-resource/mcp"'
+    )
+    body = response.json()
+    assert body["id"] == 7
+    assert body["error"]["message"] == "Forbidden: tool 'write' requires scope demo:write"
+    assert demo.calls == []
+
+
+def _token_without_principal(audience: str) -> str:
+    claims = {"iss": ISSUER, "aud": audience, "exp": int(time.time()) + 60, "scope": "demo:read"}
+    return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+def test_every_401_is_counted_and_logged(demo, token_for, logs):
+    attempts = {
+        "missing_token": {},
+        "basic credentials": {"Authorization": "Basic dXNlcjpwYXNz"},
+        "malformed": {"Authorization": "Bearer not-a-jwt"},
+        "expired": {"Authorization": f"Bearer {token_for('demo:read', demo.mcp_url, expires_in=-600)}"},
+        "wrong_audience": {"Authorization": f"Bearer {token_for('demo:read', 'http://other/mcp')}"},
+        "missing_principal": {"Authorization": f"Bearer {_token_without_principal(demo.mcp_url)}"},
+    }
+    statuses = [httpx.post(demo.mcp_url, json=INIT, headers=headers).status_code for headers in attempts.values()]
+    assert statuses == [401] * len(attempts)
+    registry = demo.app.state.metrics.registry
+    counted = sum(
+        s.value
+        for m in registry.collect()
+        if m.name == "mcp_auth_failures"
+        for s in m.samples
+        if s.name.endswith("_total")
+    )
+    assert counted == len(attempts)
+    assert len(logs.events("auth_failure")) == len(attempts)
+    assert registry.get_sample_value("mcp_auth_failures_total", {"reason": "missing_principal"}) == 1
+
+
+def test_expiry_leeway_holds_end_to_end(demo, token_for):
+    """A token 10 s past `exp` is inside the 30 s leeway: accepted, as the verifier promises."""
+    token = token_for("demo:read", demo.mcp_url, expires_in=-10)
+    assert post(demo.mcp_url, tool_call("echo", {"text": "x"}), token).status_code == 200
+
+
+async def test_capabilities_are_honest_and_the_version_is_the_packages(demo, token_for):
+    token = token_for("demo:read", demo.mcp_url)
+    initialize = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    result = post(demo.mcp_url, rpc("initialize", initialize), token).json()["result"]
+    assert set(result["capabilities"]) == {"tools"}
+    version = tomllib.loads(Path("pyproject.toml").read_text())["project"]["version"]
+    assert result["serverInfo"] == {"name": "kit-demo", "version": version}
+    async with mcp_client(demo.mcp_url, token) as client:  # the 2026-07-28 discovery path
+        capabilities = client.server_capabilities
+    assert capabilities.tools is not None
+    assert capabilities.prompts is None and capabilities.resources is None and capabilities.logging is None
 
 
 @pytest.mark.parametrize(
@@ -107,7 +177,8 @@ async def test_outcomes_split_caller_mistakes_from_server_faults(demo, token_for
     count = "mcp_server_operation_duration_seconds_count"
     labels = {"mcp_method_name": "tools/call", "gen_ai_tool_name": "fail"}
     assert metrics.get_sample_value(count, {**labels, "outcome": "rejected"}) == 1
-    assert metrics.get_sample_value(count, {**labels, "outcome": "error"}) == 2
+    assert metrics.get_sample_value(count, {**labels, "outcome": "error"}) == 1
+    assert metrics.get_sample_value(count, {**labels, "outcome": "internal_error"}) == 1
 
 
 def test_health_and_ready(demo):

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from apps.kit.config import RedisFailureMode
 from apps.kit.metrics import KitMetrics
-from apps.kit.ratelimit import MemoryLimiter, RedisLimiter, count_tool_calls
+from apps.kit.ratelimit import MemoryLimiter, RedisLimiter
 from tests.conftest import requirement_missing
 from tests.support import redis as local_redis
 from tests.support.mcp_client import mcp_client
@@ -45,12 +45,6 @@ async def test_memory_window_slides():
 
     await asyncio.sleep(0.25)
     assert (await limiter.hit("a")).allowed
-
-
-def test_only_tool_calls_count():
-    assert count_tool_calls(b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}') == 0
-    assert count_tool_calls(b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}') == 1
-    assert count_tool_calls(b"not json") == 0
 
 
 async def test_redis_limit_holds_across_replicas(redis_server):

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from apps.db.sql import Column, Table, insert_sql, json_safe, select_sql, update_sql
-from apps.kit.tools import CallerError
+from apps.kit import CallerError
 
 ORDERS = Table(
     "orders",
@@ -121,3 +121,24 @@ def test_availability_failures_are_told_apart_from_statement_failures():
         ValueError("bug"),
     ):
         assert not unavailable(error), error
+
+
+@pytest.mark.parametrize("text", ["NaN", "nan", "Infinity", "-Infinity", "+inf", " inf "])
+def test_non_finite_number_strings_are_refused_for_numeric_columns(text):
+    with pytest.raises(CallerError, match="finite numbers only"):
+        insert_sql("sales", ORDERS, {"total": text})
+    insert_sql("sales", ORDERS, {"status": text})  # a text column takes the word as it is
+
+
+def test_tool_args_refuse_non_finite_floats():
+    from pydantic import ValidationError
+
+    from apps.kit import ToolArgs
+
+    class Args(ToolArgs):
+        value: float
+
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(ValidationError):
+            Args.model_validate({"value": bad})
+    assert Args.model_validate({"value": 1.5}).value == 1.5

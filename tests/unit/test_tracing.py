@@ -44,3 +44,33 @@ def test_tool_call_spans_are_exported_with_the_logged_trace_id():
     [line] = [json.loads(x) for x in output.splitlines() if '"event":"tool_call"' in x]
     assert bytes.fromhex(line["trace_id"]) in span_batch  # the same trace, in the exported span
     assert b"kit-demo" in span_batch  # service.name
+
+
+def test_spans_of_the_last_seconds_are_flushed_at_shutdown():
+    """A rolling update SIGTERMs the replica; the spans still in the batch must leave before it exits."""
+    receiver = OtlpReceiver()
+    # A batch delay far longer than the test: only the shutdown flush can deliver these spans.
+    demo = start_demo_process(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url, OTEL_BSP_SCHEDULE_DELAY="600000")
+    try:
+        headers = {
+            "Authorization": f"Bearer {demo.token()}",
+            "MCP-Protocol-Version": "2025-11-25",
+            "Accept": "application/json, text/event-stream",
+        }
+        for n in range(5):
+            body = {
+                "jsonrpc": "2.0",
+                "id": n,
+                "method": "tools/call",
+                "params": {"name": "echo", "arguments": {"text": f"last-{n}"}},
+            }
+            assert httpx.post(demo.url, headers=headers, json=body).status_code == 200
+        assert receiver.bodies == []  # nothing exported yet
+        demo.process.terminate()
+        demo.process.communicate(timeout=30)
+    finally:
+        if demo.process.poll() is None:
+            demo.process.kill()
+        receiver.server.shutdown()
+    exported = b"".join(body for _, body in receiver.bodies)
+    assert exported.count(b"tools/call echo") == 5

@@ -1,0 +1,108 @@
+"""What the kit relies on from the MCP SDK's internals (`apps/kit/sdk.py`), pinned.
+
+An SDK release that moves the kernel, changes the era routing or the result envelopes fails
+here first, with the behaviour named, instead of somewhere inside a server's tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from apps.kit import sdk
+
+MODERN = "2026-07-28"
+ENVELOPE = {
+    "io.modelcontextprotocol/protocolVersion": MODERN,
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+TOOL = {"name": "echo", "description": "Echo.", "inputSchema": {"type": "object", "properties": {}}}
+
+
+def protocol(calls: list[tuple[str, Any]] | None = None) -> sdk.Protocol:
+    async def call_tool(name: str, arguments: Any) -> dict[str, Any]:
+        if calls is not None:
+            calls.append((name, arguments))
+        return {"content": [{"type": "text", "text": "ok"}], "isError": False}
+
+    return sdk.Protocol("contract", "9.9.9", "Be brief.", lambda: [TOOL], call_tool)
+
+
+def request(method: str, params: dict[str, Any] | None = None, request_id: int = 1) -> dict[str, Any]:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+    if params is not None:
+        message["params"] = params
+    return message
+
+
+async def test_the_handshake_negotiates_and_advertises_tools_only():
+    init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "c", "version": "1"}}
+    reply = await protocol().answer(request("initialize", init), None, [])
+    assert reply.status == 200
+    result = reply.message["result"]
+    assert result["protocolVersion"] == "2025-06-18"
+    assert result["serverInfo"] == {"name": "contract", "version": "9.9.9"}
+    assert result["instructions"] == "Be brief."
+    assert set(result["capabilities"]) == {"tools"}
+
+
+async def test_an_unknown_version_is_countered_with_the_latest_handshake_version():
+    init = {"protocolVersion": "2099-01-01", "capabilities": {}, "clientInfo": {"name": "c", "version": "1"}}
+    reply = await protocol().answer(request("initialize", init), None, [])
+    assert reply.message["result"]["protocolVersion"] == sdk.HANDSHAKE_PROTOCOL_VERSIONS[-1]
+
+
+@pytest.mark.parametrize("version", ["2025-03-26", "2025-11-25"])
+async def test_handshake_era_tools_round_trip_and_ping(version):
+    calls: list[tuple[str, Any]] = []
+    kernel = protocol(calls)
+    listed = await kernel.answer(request("tools/list"), version, [])
+    assert listed.message["result"] == {"tools": [TOOL]}  # the 2026 cache fields are sieved for this era
+    called = await kernel.answer(request("tools/call", {"name": "echo", "arguments": {"a": 1}}), version, [])
+    assert called.message["result"] == {"content": [{"type": "text", "text": "ok"}], "isError": False}
+    assert calls == [("echo", {"a": 1})]
+    assert (await kernel.answer(request("ping"), version, [])).message["result"] == {}
+
+
+async def test_handshake_era_errors_travel_with_200():
+    kernel = protocol()
+    unknown = await kernel.answer(request("resources/list"), "2025-11-25", [])
+    assert (unknown.status, unknown.error_code) == (200, -32601)
+    malformed = await kernel.answer(request("tools/call", {"arguments": {}}), "2025-11-25", [])
+    assert (malformed.status, malformed.error_code) == (200, -32602)
+
+
+async def test_modern_era_needs_its_envelope_and_maps_errors_to_statuses():
+    kernel = protocol()
+    headers = [("mcp-protocol-version", MODERN), ("mcp-method", "tools/list")]
+    listed = await kernel.answer(request("tools/list", {"_meta": ENVELOPE}), MODERN, headers)
+    assert listed.status == 200
+    result = listed.message["result"]
+    assert result["resultType"] == "complete" and result["tools"] == [TOOL]
+    assert result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "contract"
+    bare = await kernel.answer(request("tools/list"), MODERN, headers)
+    assert (bare.status, bare.error_code) == (400, sdk.INVALID_PARAMS)
+    unknown = await kernel.answer(
+        request("resources/list", {"_meta": ENVELOPE}),
+        MODERN,
+        [("mcp-protocol-version", MODERN), ("mcp-method", "resources/list")],
+    )
+    assert (unknown.status, unknown.error_code) == (404, sdk.METHOD_NOT_FOUND)
+
+
+async def test_modern_era_discover_names_the_served_versions():
+    headers = [("mcp-protocol-version", MODERN), ("mcp-method", "server/discover")]
+    reply = await protocol().answer(request("server/discover", {"_meta": ENVELOPE}), MODERN, headers)
+    assert MODERN in reply.message["result"]["supportedVersions"]
+    assert set(reply.message["result"]["capabilities"]) == {"tools"}
+
+
+async def test_a_crash_in_a_handler_reaches_the_wire_as_a_generic_internal_error():
+    async def crash(name: str, arguments: Any) -> dict[str, Any]:
+        raise RuntimeError("secret internal detail")
+
+    kernel = sdk.Protocol("contract", "1", None, lambda: [], crash)
+    reply = await kernel.answer(request("tools/call", {"name": "x"}), "2025-11-25", [])
+    assert reply.error_code == -32603
+    assert "secret" not in str(reply.message)
