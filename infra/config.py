@@ -32,23 +32,45 @@ class Resources(Model):
     memory_limit: str = "512Mi"
 
 
-class AppConfig(Model):
-    """One focused MCP app; the seed's numbers are the defaults."""
+class VolumeConfig(Model):
+    """Size and storage class of a volume the app declares (`Needs.volumes`)."""
 
-    module: str = Field(pattern=r"^apps\.[a-z_]+$")  # the command: python -m <module>
+    size: str = Field(default="1Gi", pattern=r"^[0-9]+(Mi|Gi|Ti)$")
+    storage_class: str | None = None  # the cluster's default when unset
+    access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
+
+
+class EgressConfig(Model):
+    """An outside address an app that declares `external_egress` may reach."""
+
+    cidr: IPv4Network | IPv6Network
+    port: int = Field(ge=1, le=65535)
+
+
+class AppConfig(Model):
+    """One focused MCP app; the seed's numbers are the defaults. What it may reach is the app's own
+    declaration (`Needs` in its server module); the stack gives sizes, addresses and secrets for it."""
+
+    module: str = Field(pattern=r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)+$")  # the command: python -m <module>
     resource_url: HttpUrl  # the audience its tokens carry (its public URL)
-    scopes: list[str] = Field(min_length=1)
     replicas: int = Field(default=3, ge=1, le=100)
     max_replicas: int = Field(default=10, ge=1, le=200)
     target_cpu_utilization: int = Field(default=70, ge=10, le=100)
     resources: Resources = Resources()
     rate_limit_per_minute: int = Field(default=100, ge=1)
-    database: bool = True  # gets its own scoped DSNs
+    volumes: dict[str, VolumeConfig] = Field(default_factory=dict)
+    egress: list[EgressConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _max_covers_min(self) -> AppConfig:
         if self.max_replicas < self.replicas:
             raise ValueError("maxReplicas must be >= replicas")
+        single_node = [name for name, v in self.volumes.items() if v.access_mode == "ReadWriteOnce"]
+        if single_node and self.max_replicas > 1:
+            raise ValueError(
+                f"volume(s) {single_node} are ReadWriteOnce (one node): set replicas and maxReplicas to 1, "
+                "or accessMode ReadWriteMany"
+            )
         return self
 
 

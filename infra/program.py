@@ -1,24 +1,51 @@
-"""The whole environment, composed from one component per part."""
+"""The whole environment, composed from one component per part.
+
+Adding a focused server is its folder under `apps/` plus one entry under `mcpfleet:apps`: what it
+may reach, its scopes and its alerts all follow from its own declaration.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pulumi
 import pulumi_random as random
 
+from apps.kit import FocusedServer
 from infra import config as stack_config
+from infra import fleet
 from infra.components.baseline import Baseline
 from infra.components.cluster import Cluster
-from infra.components.mcp_app import McpApp
+from infra.components.mcp_app import McpApp, Platform
 from infra.components.observability import Observability
-from infra.components.observability.collector import otlp_egress
 from infra.components.postgres import Postgres
 from infra.components.redis import Redis
-from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, OBSERVABILITY_NAMESPACE
+from infra.config import APP_NAMESPACE, OBSERVABILITY_NAMESPACE, StackConfig, StackConfigError
+
+
+def app_secrets(
+    stack: StackConfig, servers: dict[str, FocusedServer[Any, Any]], config: pulumi.Config
+) -> dict[str, dict[str, pulumi.Input[str]]]:
+    """Each app's declared secrets from `mcpfleet:<app>.<key>` (set with `--secret`); generated on a dev stack."""
+    values: dict[str, dict[str, pulumi.Input[str]]] = {}
+    for name, server in servers.items():
+        values[name] = {}
+        for key in server.needs.secrets.values():
+            value = config.get_secret(f"{name}.{key}")
+            if value is None and stack.cluster.mode == "existing":
+                raise StackConfigError(
+                    f"set the secret {stack_config.NAMESPACE}:{name}.{key} (pulumi config set --secret)"
+                )
+            values[name][key] = value or random.RandomPassword(f"{name}-{key}", length=40, special=False).result
+    return values
 
 
 def main() -> None:
     stack = stack_config.load()
     secrets = pulumi.Config(stack_config.NAMESPACE)
+    servers = {name: fleet.load_server(app.module) for name, app in stack.apps.items()}
+    for name, app in stack.apps.items():
+        fleet.check(name, app, servers[name])
 
     cluster = Cluster("cluster", stack.cluster)
     after_baseline = pulumi.ResourceOptions(depends_on=[Baseline("baseline", cluster.provider)])
@@ -39,20 +66,24 @@ def main() -> None:
         grafana_admin_password=secrets.get_secret("grafanaAdminPassword"),
         opts=after_baseline,
     )
-    jwt_secret = secrets.get_secret("jwtSecret") or random.RandomPassword("jwt-secret", length=48, special=False).result
-
-    urls = {}
-    for name, app in stack.apps.items():
-        app_secrets: dict[str, pulumi.Input[str]] = {"REDIS_URL": redis.url}
-        egress = [redis.egress, otlp_egress(AGENTS_NAMESPACE)]
-        if not stack.jwks_url:
-            app_secrets["MCP_JWT_SECRET"] = jwt_secret
-        if app.database:
-            app_secrets |= {"DB_READ_URL": postgres.reader_url, "DB_WRITE_URL": postgres.writer_url}
-            egress.append(postgres.egress)
-        urls[name] = McpApp(
-            name, app, stack, cluster.image, cluster.provider, app_secrets, egress, opts=after_baseline
-        ).url
+    jwt_secret = None
+    if not stack.jwks_url:
+        jwt_secret = (
+            secrets.get_secret("jwtSecret") or random.RandomPassword("jwt-secret", length=48, special=False).result
+        )
+    platform = Platform(
+        stack=stack,
+        image=cluster.image,
+        provider=cluster.provider,
+        postgres=postgres,
+        redis=redis,
+        services=observability.services,
+        jwt_secret=jwt_secret,
+        app_secrets=app_secrets(stack, servers, secrets),
+    )
+    urls = {
+        name: McpApp(name, app, servers[name], platform, opts=after_baseline).url for name, app in stack.apps.items()
+    }
 
     pulumi.export("app_urls", urls)
     pulumi.export("grafana_url", observability.grafana_url)
@@ -64,12 +95,12 @@ def main() -> None:
             "prometheus": f"kubectl -n {OBSERVABILITY_NAMESPACE} port-forward svc/prometheus 9090:9090",
         },
     )
-    if not stack.jwks_url:
+    if jwt_secret is not None:
         pulumi.export(
             "dev_token_command",
             {
                 name: "MCP_JWT_SECRET=$(pulumi stack output --show-secrets jwt_secret) "
-                f"python -m apps.kit.token --sub you --scopes '{' '.join(app.scopes)}' "
+                f"python -m apps.kit.token --sub you --server {app.module} "
                 f"--aud {app.resource_url} --iss {stack.issuer}"
                 for name, app in stack.apps.items()
             },

@@ -18,7 +18,8 @@ import asyncpg
 
 from apps.db.config import DbSettings
 from apps.db.sql import Column, Table
-from apps.kit import CallerError, Check, KitMetrics, ServerError
+from apps.db.telemetry import PoolCollector, instrument_queries
+from apps.kit import CallerError, Check, ServerError, Telemetry
 
 CATALOG_SQL = """
 SELECT c.relname AS table_name, a.attname AS column_name,
@@ -77,11 +78,11 @@ class Database:
 
         return {"db_read": lambda: select_one(self.read_pool), "db_write": lambda: select_one(self.write_pool)}
 
-    def pool_stats(self) -> dict[str, tuple[int, int]]:
+    def pool_stats(self) -> dict[str, tuple[int, int, int]]:
         stats = {}
         for name, pool in (("read", self.read_pool), ("write", self.write_pool)):
             size = pool.get_size()
-            stats[name] = (size - pool.get_idle_size(), size)
+            stats[name] = (size - pool.get_idle_size(), size, pool.get_max_size())
         return stats
 
     async def tables(self, refresh: bool = False) -> dict[str, Table]:
@@ -148,8 +149,9 @@ def _tables_from_rows(rows: list[asyncpg.Record]) -> dict[str, Table]:
 
 
 @asynccontextmanager
-async def open_database(settings: DbSettings, metrics: KitMetrics) -> AsyncIterator[Database]:
-    """Create both pools (lazily connecting), expose their metrics, close them on shutdown."""
+async def open_database(settings: DbSettings, telemetry: Telemetry) -> AsyncIterator[Database]:
+    """Create both pools (lazily connecting), expose their metrics and spans, close them on shutdown."""
+    instrument_queries(telemetry)
     common: dict[str, Any] = {
         "min_size": settings.db_pool_min,
         "max_size": settings.db_pool_max,
@@ -163,7 +165,7 @@ async def open_database(settings: DbSettings, metrics: KitMetrics) -> AsyncItera
     read_pool = await asyncpg.create_pool(settings.db_read_url.get_secret_value(), **common)
     write_pool = await asyncpg.create_pool(settings.db_write_url.get_secret_value(), **common)
     database = Database(settings, read_pool, write_pool)
-    metrics.watch_pools(database.pool_stats, lambda: {"read": settings.db_pool_max, "write": settings.db_pool_max})
+    telemetry.register(PoolCollector(database.pool_stats))
     try:
         yield database
     finally:

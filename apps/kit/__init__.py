@@ -1,24 +1,28 @@
 """The production layer every focused MCP server gets by composition.
 
-A server needs only what this package exports: `FocusedServer` to declare itself and its
-tools, `ToolArgs` for strict argument models, `CallerError` / `ServerError` to say whose
-fault a failed call was, and `Check` / `ReadinessSource` to name its dependencies.
+A server needs only what this package exports: `FocusedServer` to declare itself and its tools,
+`Needs` for what it uses outside its process, `ToolArgs` for strict argument models, `CallerError`
+and `ServerError` to say whose fault a failed call was, `Check` / `ReadinessSource` to name its
+dependencies, and `Telemetry` to add its own metrics and spans.
 """
 
 from apps.kit.config import KitSettings, load_settings
-from apps.kit.metrics import KitMetrics
+from apps.kit.needs import Needs, Volume
 from apps.kit.probes import Check, ReadinessSource
 from apps.kit.server import FocusedServer
+from apps.kit.telemetry import Telemetry
 from apps.kit.tools import CallerError, ServerError, ToolArgs
 
 __all__ = [
     "CallerError",
     "Check",
     "FocusedServer",
-    "KitMetrics",
     "KitSettings",
+    "Needs",
     "ReadinessSource",
     "ServerError",
+    "Telemetry",
     "ToolArgs",
+    "Volume",
     "load_settings",
 ]

@@ -27,6 +27,7 @@ from apps.kit.logs import configure_logging, log_event
 from apps.kit.metrics import KitMetrics
 from apps.kit.probes import Readiness, ReadinessSource
 from apps.kit.ratelimit import Limiter, MemoryLimiter, RedisLimiter
+from apps.kit.telemetry import Telemetry
 from apps.kit.tracing import flush_traces, setup_tracing
 
 if TYPE_CHECKING:
@@ -47,8 +48,9 @@ def _limiter(settings: KitSettings, metrics: KitMetrics) -> tuple[Limiter, Redis
 
 def build_app(server: FocusedServer[Any, Any], settings: KitSettings) -> Starlette:
     configure_logging(settings.log_level)
-    setup_tracing(settings, server.name)
+    tracer_provider = setup_tracing(settings, server.name)
     metrics = KitMetrics(server.name)
+    telemetry = Telemetry(metrics.registry, tracer_provider)
     verifier = JwtVerifier(settings, metrics)
     limiter, redis = _limiter(settings, metrics)
     readiness = Readiness(metrics)
@@ -81,7 +83,7 @@ def build_app(server: FocusedServer[Any, Any], settings: KitSettings) -> Starlet
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             stack.push_async_callback(asyncio.to_thread, flush_traces)  # last: after everything that makes spans
-            app.state.server_state = await stack.enter_async_context(server.state_factory(settings, metrics))
+            app.state.server_state = await stack.enter_async_context(server.state_factory(settings, telemetry))
             if isinstance(app.state.server_state, ReadinessSource):
                 for name, check in app.state.server_state.readiness_checks().items():
                     readiness.add(name, check)

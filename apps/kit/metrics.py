@@ -8,7 +8,6 @@ in `alerts/` and the dashboards read exactly these names.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
@@ -55,29 +54,6 @@ REJECTION_REASONS = (
     "parse_error",  # 400, JSON-RPC -32700
     "invalid_request",  # 400, JSON-RPC -32600
 )
-
-PoolStats = Callable[[], dict[str, tuple[int, int]]]  # pool name -> (in use, size)
-
-
-class _PoolCollector(Collector):
-    """Reads pool usage at scrape time, so nothing has to keep a gauge in sync."""
-
-    def __init__(self, stats: PoolStats, max_size: Callable[[], dict[str, int]]):
-        self._stats = stats
-        self._max = max_size
-
-    def collect(self):  # type: ignore[no-untyped-def]
-        in_use = GaugeMetricFamily("mcp_db_pool_connections_in_use", "Connections checked out", labels=["pool"])
-        size = GaugeMetricFamily("mcp_db_pool_connections", "Connections open in the pool", labels=["pool"])
-        limit = GaugeMetricFamily("mcp_db_pool_max_connections", "Configured pool maximum", labels=["pool"])
-        for pool, (used, opened) in self._stats().items():
-            in_use.add_metric([pool], used)
-            size.add_metric([pool], opened)
-        for pool, maximum in self._max().items():
-            limit.add_metric([pool], maximum)
-        yield in_use
-        yield size
-        yield limit
 
 
 class CgroupLimitsCollector(Collector):
@@ -196,6 +172,3 @@ class KitMetrics:
             self.authz_denials.labels(gen_ai_tool_name=tool)
             for outcome in ("ok", *SERVER_FAULT_OUTCOMES):
                 self.operation_duration.labels(mcp_method_name="tools/call", gen_ai_tool_name=tool, outcome=outcome)
-
-    def watch_pools(self, stats: PoolStats, max_size: Callable[[], dict[str, int]]) -> None:
-        self.registry.register(_PoolCollector(stats, max_size))

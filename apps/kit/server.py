@@ -7,6 +7,7 @@ kit's production layer (`apps.kit.app`); `serve` runs it under uvicorn.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -14,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import uvicorn
 
 from apps.kit.config import KitSettings, load_settings
-from apps.kit.metrics import KitMetrics
+from apps.kit.needs import Needs
+from apps.kit.telemetry import Telemetry
 from apps.kit.tools import Handler, ToolHints, ToolSpec, spec_from_handler
 from apps.kit.version import __version__
 
@@ -23,7 +25,8 @@ if TYPE_CHECKING:
 
 StateT = TypeVar("StateT")
 SettingsT = TypeVar("SettingsT", bound=KitSettings)
-StateFactory = Callable[[SettingsT, KitMetrics], AbstractAsyncContextManager[StateT]]
+# Opens a server's state (pools, clients) for its lifetime; `Telemetry` lets it register its own metrics and spans.
+StateFactory = Callable[[SettingsT, Telemetry], AbstractAsyncContextManager[StateT]]
 
 
 class FocusedServer(Generic[StateT, SettingsT]):
@@ -33,9 +36,11 @@ class FocusedServer(Generic[StateT, SettingsT]):
         settings_cls: type[SettingsT],
         state: StateFactory[SettingsT, StateT],
         instructions: str | None = None,
+        needs: Needs | None = None,
         version: str = __version__,
     ):
         self.name = name
+        self.needs = needs or Needs()
         self.settings_cls = settings_cls
         self.state_factory = state
         self.instructions = instructions
@@ -94,6 +99,9 @@ class FocusedServer(Generic[StateT, SettingsT]):
         uvicorn.Server(config).run()
 
 
-def state_of(app: Any) -> Any:
-    """The running server's state (for tests and probes)."""
-    return app.state.server_state
+def load_server(module: str) -> FocusedServer[Any, Any]:
+    """The `FocusedServer` an app module declares: `server` in `<module>.server` (`apps.db` -> apps/db/server.py)."""
+    server = importlib.import_module(f"{module}.server").server
+    if not isinstance(server, FocusedServer):
+        raise TypeError(f"{module}.server.server is not a FocusedServer")
+    return server

@@ -1,6 +1,9 @@
 """Mint a development JWT signed with `MCP_JWT_SECRET`.
 
-    python -m apps.kit.token --sub alice --scopes "db:read db:write" --aud http://localhost:8080/mcp
+    python -m apps.kit.token --sub alice --server apps.db --aud http://localhost:8080/mcp
+    python -m apps.kit.token --sub alice --scopes "db:read" --aud http://localhost:8080/mcp
+
+`--server` grants every scope that server's tools declare (read from the server, not repeated here).
 
 For local runs and tests only: production tokens come from the authorization server.
 """
@@ -48,7 +51,9 @@ def mint(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m apps.kit.token", description=__doc__.splitlines()[0])
     parser.add_argument("--sub", required=True, help="token subject (the user)")
-    parser.add_argument("--scopes", default="", help='space-separated scopes, e.g. "db:read db:write"')
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("--scopes", default="", help='space-separated scopes, e.g. "db:read db:write"')
+    scope.add_argument("--server", help="an app module (e.g. apps.db): grant every scope its tools declare")
     parser.add_argument("--aud", default=os.environ.get("MCP_RESOURCE_URL"), help="audience (default MCP_RESOURCE_URL)")
     parser.add_argument("--iss", default=os.environ.get("MCP_ISSUER"), help="issuer (default MCP_ISSUER)")
     parser.add_argument("--expires-in", type=int, default=3600, help="lifetime in seconds (negative: already expired)")
@@ -70,13 +75,18 @@ def main(argv: list[str] | None = None) -> int:
     if len(secret.encode()) < 32:
         print("MCP_JWT_SECRET must be at least 32 bytes", file=sys.stderr)
         return 2
+    scopes = args.scopes
+    if args.server:
+        from apps.kit.server import load_server
+
+        scopes = " ".join(load_server(args.server).scopes)
     print(
         mint(
             secret,
             issuer=args.iss,
             audience=args.aud,
             subject=args.sub,
-            scopes=args.scopes,
+            scopes=scopes,
             expires_in=args.expires_in,
             client_id=args.client_id,
         )

@@ -1,8 +1,6 @@
-"""OpenTelemetry tracing: a tracer provider always (so log lines carry trace ids),
-an OTLP exporter when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and asyncpg spans.
-
-Spans for MCP messages come from the SDK's own OpenTelemetry middleware, which
-reads the global tracer provider installed here.
+"""OpenTelemetry tracing: a tracer provider always (so log lines carry trace ids), and an OTLP
+exporter when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. The kit's endpoint makes one server span per
+request; a server adds its own instrumentation through `Telemetry`.
 """
 
 from __future__ import annotations
@@ -30,12 +28,6 @@ def setup_tracing(settings: KitSettings, default_service_name: str) -> TracerPro
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
-    try:
-        from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
-
-        AsyncPGInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]
-    except ImportError:  # a server without a database does not ship asyncpg
-        pass
     _installed = provider
     return provider
 

@@ -62,50 +62,6 @@ def child_opts(parent: pulumi.Resource, provider: k8s.Provider, **extra: Any) ->
     return pulumi.ResourceOptions(parent=parent, provider=provider, **extra)
 
 
-def namespace_peer(namespace: str, pod_labels: dict[str, str] | None = None) -> dict[str, Any]:
-    """A NetworkPolicy peer: pods (optionally with these labels) in another namespace."""
-    peer: dict[str, Any] = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
-    if pod_labels:
-        peer["podSelector"] = {"matchLabels": pod_labels}
-    return peer
-
-
-MCP_SERVER_PODS = {"app.kubernetes.io/component": "mcp-server"}
-
-
-def reachable_service(
-    parent: pulumi.Resource,
-    provider: k8s.Provider,
-    resource_name: str,
-    *,
-    name: str,
-    namespace: str,
-    port: int,
-    pod_labels: dict[str, str],
-    peers: list[dict[str, Any]],
-) -> None:
-    """A ClusterIP Service for `name`'s pods and the NetworkPolicy admitting `peers` to its port, only."""
-    k8s.core.v1.Service(
-        f"{resource_name}-service",
-        metadata={"name": name, "namespace": namespace, "labels": pod_labels},
-        spec={
-            "selector": {"app.kubernetes.io/name": name},
-            "ports": [{"name": name, "port": port, "targetPort": name}],
-        },
-        opts=child_opts(parent, provider),
-    )
-    k8s.networking.v1.NetworkPolicy(
-        f"{resource_name}-ingress",
-        metadata={"name": f"{name}-ingress", "namespace": namespace},
-        spec={
-            "podSelector": {"matchLabels": {"app.kubernetes.io/name": name}},
-            "policyTypes": ["Ingress"],
-            "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": port}]}],
-        },
-        opts=child_opts(parent, provider),
-    )
-
-
 def secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 

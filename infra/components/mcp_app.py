@@ -1,34 +1,55 @@
-"""McpApp: one focused MCP server on Kubernetes, with the seed's production defaults.
+"""McpApp: one focused MCP server on Kubernetes, derived from its own declaration and its stack entry.
 
-ServiceAccount without a token, a hardened Deployment (3 replicas, rolling 1/1, probes,
-requests/limits, non-root, read-only root, no capabilities, spread across nodes, scrape
-annotations), a Service, a PodDisruptionBudget, a HorizontalPodAutoscaler and its NetworkPolicy.
-Secrets reach the pod only through `secretKeyRef`.
+What it may reach comes from the server's `Needs` and from nothing else: its Secret holds only its own
+DSNs, Redis URL and declared secrets; its volumes are the ones it declares; its NetworkPolicy opens
+only the egress those imply, and each service it uses admits it on that service's side. Around that,
+the seed's production defaults: a ServiceAccount without a token, a hardened Deployment (3 replicas,
+rolling 1/1, probes, requests/limits, non-root, read-only root, no capabilities, spread across nodes,
+scrape annotations), a Service, a PodDisruptionBudget and a HorizontalPodAutoscaler.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from apps.kit import FocusedServer
 from infra.components.k8s import (
     child_opts,
     container_security,
     http_probe,
     labels,
-    namespace_peer,
     pod_security,
     resources,
     secret_env,
 )
-from infra.components.observability.collector import otlp_endpoint
+from infra.components.network import Reachable, namespace_peer, tcp
+from infra.components.observability.collector import otlp_egress, otlp_endpoint
+from infra.components.postgres import Postgres
+from infra.components.redis import Redis
 from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, OBSERVABILITY_NAMESPACE, AppConfig, StackConfig
 
 PORT = 8080
+APP_UID = 10001
 SHUTDOWN_GRACE_SECONDS = 25  # the app drains this long after SIGTERM
 PRE_STOP_SECONDS = 5  # endpoints are removed before the app stops accepting
+
+
+@dataclass
+class Platform:
+    """What the platform offers an app; each app takes only what its `Needs` name."""
+
+    stack: StackConfig
+    image: pulumi.Input[str]
+    provider: k8s.Provider
+    postgres: Postgres
+    redis: Redis
+    services: dict[str, Reachable]  # platform services by the name `Needs.services` uses
+    jwt_secret: pulumi.Input[str] | None  # the shared HS256 secret, when tokens are not verified by JWKS
+    app_secrets: dict[str, dict[str, pulumi.Input[str]]] = field(default_factory=dict)  # app -> key -> value
 
 
 class McpApp(pulumi.ComponentResource):
@@ -38,59 +59,180 @@ class McpApp(pulumi.ComponentResource):
         self,
         name: str,
         app: AppConfig,
-        stack: StackConfig,
-        image: pulumi.Input[str],
-        provider: k8s.Provider,
-        secrets: dict[str, pulumi.Input[str]],
-        egress: list[dict[str, Any]],
+        server: FocusedServer[Any, Any],
+        platform: Platform,
         opts: pulumi.ResourceOptions | None = None,
     ):
-        """`secrets` are this app's own values (DSNs, Redis URL, JWT secret); they go to its Secret only.
-        `egress` are the NetworkPolicy rules reaching what it uses (each dependency publishes its own)."""
         super().__init__("mcpfleet:index:McpApp", name, None, opts)
-        lbl = {**labels(name, "mcp-server"), "app": name}
-        select = {"app.kubernetes.io/name": name}
-        meta = {"name": name, "namespace": APP_NAMESPACE, "labels": lbl}
+        self.name, self.app, self.server, self.platform = name, app, server, platform
+        self.pod_labels = {**labels(name, "mcp-server"), "app": name}
+        self.select = {"app.kubernetes.io/name": name}
+        self.meta = {"name": name, "namespace": APP_NAMESPACE, "labels": self.pod_labels}
         self.url = f"http://{name}.{APP_NAMESPACE}.svc/mcp"
 
-        k8s.core.v1.ServiceAccount(
-            f"{name}-sa", metadata=meta, automount_service_account_token=False, opts=child_opts(self, provider)
+        self.service_account = k8s.core.v1.ServiceAccount(
+            f"{name}-sa", metadata=self.meta, automount_service_account_token=False, opts=self._opts()
         )
-        secret_name = f"{name}-secrets"
-        k8s.core.v1.Secret(
+        self.secret = k8s.core.v1.Secret(
             f"{name}-secret",
-            metadata={**meta, "name": secret_name},
-            string_data=secrets,
-            opts=child_opts(self, provider),
+            metadata={**self.meta, "name": self.secret_name},
+            string_data=self._secret_values(),
+            opts=self._opts(),
         )
+        self.volume_claims = self._volume_claims()
+        self.deployment = self._deployment()
+        self.service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=self.meta,
+            spec={
+                "type": "ClusterIP",
+                "selector": self.select,
+                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+            },
+            opts=self._opts(),
+        )
+        self.disruption_budget = k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata=self.meta,
+            spec={"maxUnavailable": 1, "selector": {"matchLabels": self.select}},
+            opts=self._opts(),
+        )
+        self.autoscaler = self._autoscaler()
+        self.network_policy = self._network_policy()
+        self.admissions = [
+            reachable.admit(name, APP_NAMESPACE, self.select, self, platform.provider) for reachable in self._reached()
+        ]
+        self.register_outputs({"url": self.url})
+
+    def _opts(self, **extra: Any) -> pulumi.ResourceOptions:
+        return child_opts(self, self.platform.provider, **extra)
+
+    @property
+    def secret_name(self) -> str:
+        return f"{self.name}-secrets"
+
+    # --- what the app declared, turned into access ------------------------------------------------
+    def _secret_values(self) -> dict[str, pulumi.Input[str]]:
+        """Only this app's own values: its DSNs, the Redis URL, the token secret and its declared secrets."""
+        needs, platform = self.server.needs, self.platform
+        values: dict[str, pulumi.Input[str]] = {
+            env: platform.postgres.dsn(role) for env, role in needs.postgres.items()
+        }
+        if needs.redis:
+            values["REDIS_URL"] = platform.redis.url
+        if platform.jwt_secret is not None:
+            values["MCP_JWT_SECRET"] = platform.jwt_secret
+        provided = platform.app_secrets.get(self.name, {})
+        values |= {env: provided[key] for env, key in needs.secrets.items()}
+        return values
+
+    def _reached(self) -> list[Reachable]:
+        """The in-cluster services this app declared it uses (each admits it on its own side)."""
+        needs, platform = self.server.needs, self.platform
+        reached = [platform.services[service] for service in needs.services.values()]
+        if needs.redis:
+            reached.append(platform.redis.reachable)
+        if needs.postgres and platform.postgres.reachable is not None:
+            reached.append(platform.postgres.reachable)
+        return reached
+
+    def _egress(self) -> list[dict[str, Any]]:
+        needs, platform = self.server.needs, self.platform
+        rules = [otlp_egress(AGENTS_NAMESPACE)]  # every app sends its telemetry
+        rules += [platform.services[service].egress() for service in needs.services.values()]
+        if needs.redis:
+            rules.append(platform.redis.reachable.egress())
+        if needs.postgres:
+            rules.append(platform.postgres.egress())  # in-cluster pods, or the external instance's CIDR
+        if platform.stack.jwks_url:  # the issuer's signing keys, over HTTPS
+            rules.append({"ports": tcp(443)})
+        rules += [{"to": [{"ipBlock": {"cidr": str(e.cidr)}}], "ports": tcp(e.port)} for e in self.app.egress]
+        return rules
+
+    def _volume_claims(self) -> dict[str, k8s.core.v1.PersistentVolumeClaim]:
+        claims = {}
+        for volume in self.server.needs.volumes:
+            config = self.app.volumes[volume.name]  # `infra.fleet.check` requires an entry per declared volume
+            spec: dict[str, Any] = {
+                "accessModes": [config.access_mode],
+                "resources": {"requests": {"storage": config.size}},
+            }
+            if config.storage_class:
+                spec["storageClassName"] = config.storage_class
+            claim = f"{self.name}-{volume.name}"
+            claims[volume.name] = k8s.core.v1.PersistentVolumeClaim(
+                f"{claim}-pvc",
+                metadata={"name": claim, "namespace": APP_NAMESPACE, "labels": self.pod_labels},
+                spec=spec,
+                opts=self._opts(),
+            )
+        return claims
+
+    # --- the workload -----------------------------------------------------------------------------
+    def _env(self) -> list[dict[str, Any]]:
+        needs, stack = self.server.needs, self.platform.stack
         env: list[dict[str, Any]] = [
-            {"name": "MCP_RESOURCE_URL", "value": str(app.resource_url)},
+            {"name": "MCP_RESOURCE_URL", "value": str(self.app.resource_url)},
             {"name": "MCP_ISSUER", "value": str(stack.issuer)},
-            {"name": "RATE_LIMIT_PER_MINUTE", "value": str(app.rate_limit_per_minute)},
+            {"name": "RATE_LIMIT_PER_MINUTE", "value": str(self.app.rate_limit_per_minute)},
             {"name": "RATE_LIMIT_REDIS_FAILURE", "value": stack.redis_failure_mode},
             {"name": "PORT", "value": str(PORT)},
             {"name": "SHUTDOWN_GRACE_SECONDS", "value": str(SHUTDOWN_GRACE_SECONDS)},
-            {"name": "OTEL_SERVICE_NAME", "value": name},
+            {"name": "OTEL_SERVICE_NAME", "value": self.name},
             {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": otlp_endpoint(AGENTS_NAMESPACE)},
             {"name": "OTEL_RESOURCE_ATTRIBUTES", "value": f"service.namespace={APP_NAMESPACE}"},
         ]
+        env += [{"name": var, "value": self.platform.services[svc].url} for var, svc in needs.services.items()]
+        env += [{"name": f"{v.name.upper().replace('-', '_')}_PATH", "value": v.mount_path} for v in needs.volumes]
         if stack.jwks_url:
-            env.append({"name": "MCP_JWKS_URL", "value": str(stack.jwks_url)})
-            env.append({"name": "MCP_JWT_ALGORITHMS", "value": "RS256 ES256"})
-        env += [secret_env(key, secret_name, key) for key in sorted(secrets)]
+            env += [
+                {"name": "MCP_JWKS_URL", "value": str(stack.jwks_url)},
+                {"name": "MCP_JWT_ALGORITHMS", "value": "RS256 ES256"},
+            ]
+        return env + [secret_env(key, self.secret_name, key) for key in sorted(self._secret_keys())]
 
-        r = app.resources
-        k8s.apps.v1.Deployment(
-            f"{name}-deployment",
-            metadata=meta,
+    def _secret_keys(self) -> list[str]:
+        needs = self.server.needs
+        keys = [*needs.postgres, *needs.secrets] + (["REDIS_URL"] if needs.redis else [])
+        return keys + (["MCP_JWT_SECRET"] if self.platform.jwt_secret is not None else [])
+
+    def _deployment(self) -> k8s.apps.v1.Deployment:
+        volumes = self.server.needs.volumes
+        r = self.app.resources
+        mounts = [{"name": "tmp", "mountPath": "/tmp"}] + [
+            {"name": v.name, "mountPath": v.mount_path, "readOnly": v.read_only} for v in volumes
+        ]
+        pod_volumes = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}] + [
+            {"name": v.name, "persistentVolumeClaim": {"claimName": f"{self.name}-{v.name}", "readOnly": v.read_only}}
+            for v in volumes
+        ]
+        single_node = any(c.access_mode == "ReadWriteOnce" for c in self.app.volumes.values())
+        # A ReadWriteOnce volume mounts on one node: replace the pod rather than surge a second one.
+        strategy = (
+            {"type": "Recreate"}
+            if single_node
+            else {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1}}
+        )
+        spread = [
+            {
+                "maxSkew": 1,
+                "topologyKey": key,
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": self.select},
+            }
+            for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
+        ]
+        return k8s.apps.v1.Deployment(
+            f"{self.name}-deployment",
+            metadata=self.meta,
             spec={
-                "replicas": app.replicas,
+                "replicas": self.app.replicas,
                 "revisionHistoryLimit": 5,
-                "selector": {"matchLabels": select},
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1}},
+                "selector": {"matchLabels": self.select},
+                "strategy": strategy,
                 "template": {
                     "metadata": {
-                        "labels": lbl,
+                        "labels": self.pod_labels,
                         "annotations": {
                             "prometheus.io/scrape": "true",
                             "prometheus.io/port": str(PORT),
@@ -98,98 +240,72 @@ class McpApp(pulumi.ComponentResource):
                         },
                     },
                     "spec": {
-                        "serviceAccountName": name,
+                        "serviceAccountName": self.name,
                         "automountServiceAccountToken": False,
                         "terminationGracePeriodSeconds": SHUTDOWN_GRACE_SECONDS + PRE_STOP_SECONDS + 5,
-                        "securityContext": pod_security(10001),
-                        "topologySpreadConstraints": [
-                            {
-                                "maxSkew": 1,
-                                "topologyKey": "kubernetes.io/hostname",
-                                "whenUnsatisfiable": "ScheduleAnyway",
-                                "labelSelector": {"matchLabels": select},
-                            },
-                            {
-                                "maxSkew": 1,
-                                "topologyKey": "topology.kubernetes.io/zone",
-                                "whenUnsatisfiable": "ScheduleAnyway",
-                                "labelSelector": {"matchLabels": select},
-                            },
-                        ],
+                        "securityContext": pod_security(APP_UID, APP_UID if volumes else None),
+                        "topologySpreadConstraints": spread,
                         "containers": [
                             {
-                                "name": name,
-                                "image": image,
-                                "args": [app.module],
+                                "name": self.name,
+                                "image": self.platform.image,
+                                "args": [self.app.module],
                                 "ports": [{"name": "http", "containerPort": PORT}],
-                                "env": env,
+                                "env": self._env(),
                                 "resources": resources(r.cpu_request, r.memory_request, r.cpu_limit, r.memory_limit),
                                 "livenessProbe": http_probe("/health", "http", 30, 10),
                                 "readinessProbe": http_probe("/ready", "http", 5, 5),
                                 "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
                                 "securityContext": container_security(),
-                                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                                "volumeMounts": mounts,
                             }
                         ],
-                        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                        "volumes": pod_volumes,
                     },
                 },
             },
-            opts=child_opts(self, provider),
+            opts=self._opts(),
         )
-        k8s.core.v1.Service(
-            f"{name}-service",
-            metadata=meta,
+
+    def _autoscaler(self) -> k8s.autoscaling.v2.HorizontalPodAutoscaler | None:
+        if self.app.max_replicas <= self.app.replicas:
+            return None  # nothing to scale between
+        return k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{self.name}-hpa",
+            metadata=self.meta,
             spec={
-                "type": "ClusterIP",
-                "selector": select,
-                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
-            },
-            opts=child_opts(self, provider),
-        )
-        k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-pdb",
-            metadata=meta,
-            spec={"maxUnavailable": 1, "selector": {"matchLabels": select}},
-            opts=child_opts(self, provider),
-        )
-        k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            f"{name}-hpa",
-            metadata=meta,
-            spec={
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-                "minReplicas": app.replicas,
-                "maxReplicas": app.max_replicas,
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": self.name},
+                "minReplicas": self.app.replicas,
+                "maxReplicas": self.app.max_replicas,
                 "metrics": [
                     {
                         "type": "Resource",
                         "resource": {
                             "name": "cpu",
-                            "target": {"type": "Utilization", "averageUtilization": app.target_cpu_utilization},
+                            "target": {"type": "Utilization", "averageUtilization": self.app.target_cpu_utilization},
                         },
                     }
                 ],
             },
-            opts=child_opts(self, provider),
+            opts=self._opts(),
         )
-        egress = list(egress)
-        if stack.jwks_url:  # the issuer's keys, over HTTPS
-            egress.append({"ports": [{"protocol": "TCP", "port": 443}]})
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-netpol",
-            metadata=meta,
+
+    def _network_policy(self) -> k8s.networking.v1.NetworkPolicy:
+        ingress_namespace = self.platform.stack.ingress_namespace
+        return k8s.networking.v1.NetworkPolicy(
+            f"{self.name}-netpol",
+            metadata=self.meta,
             spec={
-                "podSelector": {"matchLabels": select},
+                "podSelector": {"matchLabels": self.select},
                 "policyTypes": ["Ingress", "Egress"],
                 "ingress": [
-                    {"from": [namespace_peer(stack.ingress_namespace)], "ports": [{"protocol": "TCP", "port": PORT}]},
+                    {"from": [namespace_peer(ingress_namespace)], "ports": tcp(PORT)},
                     {
                         "from": [namespace_peer(OBSERVABILITY_NAMESPACE, {"app.kubernetes.io/name": "prometheus"})],
-                        "ports": [{"protocol": "TCP", "port": PORT}],
+                        "ports": tcp(PORT),
                     },
                 ],
-                "egress": egress,
+                "egress": self._egress(),
             },
-            opts=child_opts(self, provider),
+            opts=self._opts(),
         )
-        self.register_outputs({"url": self.url})

@@ -10,30 +10,28 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra.components.k8s import (
-    MCP_SERVER_PODS,
     child_opts,
     config_hash,
     container_security,
     labels,
-    namespace_peer,
     pod_security,
-    reachable_service,
     resources,
     secret_env,
 )
-from infra.config import APP_NAMESPACE, DATA_NAMESPACE, PostgresConfig
+from infra.components.network import Reachable, tcp
+from infra.config import DATA_NAMESPACE, PostgresConfig
 from infra.images import image
-from infra.postgres.apply import SQL_DIR
+from infra.postgres.apply import ROLES, SQL_DIR
 
 SQL_FILES = {path.name: path.read_text() for path in sorted(SQL_DIR.glob("*.sql"))}
 POSTGRES_UID = 70  # the official alpine image's postgres user
 
 
 class Postgres(pulumi.ComponentResource):
+    """The database, its least-privilege login roles, and how an app that declares a role reaches it."""
+
     host: str
-    reader_url: pulumi.Output[str]
-    writer_url: pulumi.Output[str]
-    egress: dict[str, Any]  # the NetworkPolicy egress rule that reaches this database, and nothing else
+    reachable: Reachable | None  # in-cluster; None for an external instance (reached by CIDR)
 
     def __init__(
         self,
@@ -48,22 +46,19 @@ class Postgres(pulumi.ComponentResource):
         super().__init__("mcpfleet:index:Postgres", name, None, opts)
         lbl = labels("postgres", "database")
         port, db = config.port, config.database
-        self.host = (config.host or "") if config.mode == "external" else f"postgres.{DATA_NAMESPACE}.svc"
-        self.egress = {
-            "to": [
-                {"ipBlock": {"cidr": str(config.cidr)}}
-                if config.mode == "external"
-                else namespace_peer(DATA_NAMESPACE, {"app.kubernetes.io/name": "postgres"})
-            ],
-            "ports": [{"protocol": "TCP", "port": port}],
-        }
+        self.config = config
+        if config.mode == "external":
+            self.host, self.reachable = config.host or "", None
+        else:
+            self.reachable = Reachable("postgres", DATA_NAMESPACE, port, "postgresql")
+            self.host = self.reachable.host
 
         def password(purpose: str) -> pulumi.Output[str]:
             return random.RandomPassword(
                 f"{name}-{purpose}", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
             ).result
 
-        reader_password, writer_password = password("reader-password"), password("writer-password")
+        self.passwords = {role: password(f"{role}-password") for role in ROLES}
         if config.mode == "statefulset":
             admin_password = admin_password or password("admin-password")
             admin_url = pulumi.Output.concat("postgresql://postgres:", admin_password, f"@{self.host}:{port}/{db}")
@@ -73,20 +68,12 @@ class Postgres(pulumi.ComponentResource):
                 raise ValueError("postgres mode external needs the secret postgresAdminUrl")
             admin_url = pulumi.Output.secret(external_admin_url)
 
-        self.reader_url = pulumi.Output.secret(
-            pulumi.Output.concat("postgresql://mcp_db_reader:", reader_password, f"@{self.host}:{port}/{db}")
-        )
-        self.writer_url = pulumi.Output.secret(
-            pulumi.Output.concat("postgresql://mcp_db_writer:", writer_password, f"@{self.host}:{port}/{db}")
-        )
-
         roles_secret = k8s.core.v1.Secret(
             f"{name}-roles-secret",
             metadata={"name": "postgres-roles", "namespace": DATA_NAMESPACE},
             string_data={
                 "DATABASE_ADMIN_URL": admin_url,
-                "MCP_DB_READER_PASSWORD": reader_password,
-                "MCP_DB_WRITER_PASSWORD": writer_password,
+                **{env: self.passwords[role] for role, (_, env) in ROLES.items()},
             },
             opts=child_opts(self, provider),
         )
@@ -116,7 +103,7 @@ class Postgres(pulumi.ComponentResource):
                                 "args": ["infra.postgres.apply"],
                                 "env": [
                                     secret_env(k, "postgres-roles", k)
-                                    for k in ("DATABASE_ADMIN_URL", "MCP_DB_READER_PASSWORD", "MCP_DB_WRITER_PASSWORD")
+                                    for k in ("DATABASE_ADMIN_URL", *(env for _, env in ROLES.values()))
                                 ]
                                 + [{"name": "MCPFLEET_SQL_DIR", "value": "/sql"}],
                                 "volumeMounts": [{"name": "sql", "mountPath": "/sql", "readOnly": True}],
@@ -141,6 +128,21 @@ class Postgres(pulumi.ComponentResource):
             opts=child_opts(self, provider),
         )
         self.register_outputs({"host": self.host})
+
+    def dsn(self, role: str) -> pulumi.Output[str]:
+        """The connection string of one login role (secret)."""
+        if role not in self.passwords:
+            raise ValueError(f"unknown Postgres role {role!r}; the SQL defines {sorted(self.passwords)}")
+        host, port, db = self.host, self.config.port, self.config.database
+        return pulumi.Output.secret(
+            pulumi.Output.concat(f"postgresql://{role}:", self.passwords[role], f"@{host}:{port}/{db}")
+        )
+
+    def egress(self) -> dict[str, Any]:
+        """The egress rule that reaches this database, and nothing else."""
+        if self.reachable is not None:
+            return self.reachable.egress()
+        return {"to": [{"ipBlock": {"cidr": str(self.config.cidr)}}], "ports": tcp(self.config.port)}
 
     def _statefulset(
         self,
@@ -215,16 +217,28 @@ class Postgres(pulumi.ComponentResource):
             },
             opts=child_opts(self, provider),
         )
-        reachable_service(
-            self,
-            provider,
-            name,
-            name="postgres",
-            namespace=DATA_NAMESPACE,
-            port=5432,
-            pod_labels=lbl,
-            peers=[
-                namespace_peer(APP_NAMESPACE, MCP_SERVER_PODS),
-                {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "postgres-roles"}}},
-            ],
+        k8s.core.v1.Service(
+            f"{name}-service",
+            metadata={"name": "postgres", "namespace": DATA_NAMESPACE, "labels": lbl},
+            spec={
+                "selector": {"app.kubernetes.io/name": "postgres"},
+                "ports": [{"name": "postgres", "port": 5432, "targetPort": "postgres"}],
+            },
+            opts=child_opts(self, provider),
+        )
+        # Only the roles Job from here; each app that declares a role is admitted by its own policy.
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-ingress",
+            metadata={"name": "postgres-from-roles-job", "namespace": DATA_NAMESPACE},
+            spec={
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "postgres"}},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "postgres-roles"}}}],
+                        "ports": tcp(5432),
+                    }
+                ],
+            },
+            opts=child_opts(self, provider),
         )

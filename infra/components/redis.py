@@ -2,32 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra.components.k8s import (
-    MCP_SERVER_PODS,
     child_opts,
     container_security,
     labels,
-    namespace_peer,
     pod_security,
-    reachable_service,
     resources,
     secret_env,
 )
-from infra.config import APP_NAMESPACE, DATA_NAMESPACE
+from infra.components.network import Reachable
+from infra.config import DATA_NAMESPACE
 from infra.images import image
 
 REDIS_UID = 999  # the official image's redis user
 
 
 class Redis(pulumi.ComponentResource):
+    """Shared state for the apps that declare Redis: each is admitted by a policy of its own."""
+
     url: pulumi.Output[str]
-    egress: dict[str, Any]  # the NetworkPolicy egress rule that reaches Redis, and nothing else
+    reachable: Reachable
 
     def __init__(self, name: str, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mcpfleet:index:Redis", name, None, opts)
@@ -77,20 +75,16 @@ class Redis(pulumi.ComponentResource):
             },
             opts=child_opts(self, provider),
         )
-        reachable_service(
-            self,
-            provider,
-            name,
-            name="redis",
-            namespace=DATA_NAMESPACE,
-            port=6379,
-            pod_labels=lbl,
-            peers=[namespace_peer(APP_NAMESPACE, MCP_SERVER_PODS)],
+        self.service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata={"name": "redis", "namespace": DATA_NAMESPACE, "labels": lbl},
+            spec={
+                "selector": {"app.kubernetes.io/name": "redis"},
+                "ports": [{"name": "redis", "port": 6379, "targetPort": "redis"}],
+            },
+            opts=child_opts(self, provider),
         )
-        self.egress = {
-            "to": [namespace_peer(DATA_NAMESPACE, {"app.kubernetes.io/name": "redis"})],
-            "ports": [{"protocol": "TCP", "port": 6379}],
-        }
+        self.reachable = Reachable("redis", DATA_NAMESPACE, 6379, "redis")
         self.url = pulumi.Output.secret(
             pulumi.Output.concat("redis://:", password, f"@redis.{DATA_NAMESPACE}.svc:6379/0")
         )

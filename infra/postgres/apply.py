@@ -22,10 +22,13 @@ from pathlib import Path
 import asyncpg
 
 SQL_DIR = Path(__file__).with_name("sql")  # in Kubernetes, the same files mounted from a ConfigMap
-PASSWORD_SETTINGS = {
-    "mcpfleet.reader_password": "MCP_DB_READER_PASSWORD",
-    "mcpfleet.writer_password": "MCP_DB_WRITER_PASSWORD",
+# The login roles the SQL defines: role -> (the session setting 002_roles.sql reads its verifier from,
+# the environment variable that carries its password to this command).
+ROLES = {
+    "mcp_db_reader": ("mcpfleet.reader_password", "MCP_DB_READER_PASSWORD"),
+    "mcp_db_writer": ("mcpfleet.writer_password", "MCP_DB_WRITER_PASSWORD"),
 }
+PASSWORD_SETTINGS = dict(ROLES.values())
 
 
 def sql_files() -> list[Path]:

@@ -39,8 +39,7 @@ def test_pulumi_up_serves_and_destroys():
             "mcpfleet:cluster": auto.ConfigValue('{"mode": "kind", "name": "mcpfleet-e2e"}'),
             "mcpfleet:issuer": auto.ConfigValue("https://auth.mcpfleet.dev"),
             "mcpfleet:apps": auto.ConfigValue(
-                '{"mcp-db": {"module": "apps.db", "resourceUrl": "http://mcp-db.mcp-apps.svc/mcp", '
-                '"scopes": ["db:read", "db:write"]}}'
+                '{"mcp-db": {"module": "apps.db", "resourceUrl": "http://mcp-db.mcp-apps.svc/mcp"}}'
             ),
         }
     )

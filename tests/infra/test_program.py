@@ -155,11 +155,11 @@ def test_stack_outputs(stack):
     ("values", "key"),
     [
         (
-            {"apps": {"mcp-db": {"module": "apps.db", "resourceUrl": "http://x/mcp", "scopes": ["a"], "replicas": 0}}},
+            {"apps": {"mcp-db": {"module": "apps.db", "resourceUrl": "http://x/mcp", "replicas": 0}}},
             "mcpfleet:apps.mcp-db.replicas",
         ),
         (
-            {"apps": {"mcp-db": {"module": "apps.db", "resourceUrl": "not a url", "scopes": ["a"]}}},
+            {"apps": {"mcp-db": {"module": "apps.db", "resourceUrl": "not a url"}}},
             "mcpfleet:apps.mcp-db.resourceUrl",
         ),
         ({"cluster": {"mode": "existing", "image": "ghcr.io/x/apps:latest"}}, "mcpfleet:cluster"),
@@ -172,7 +172,7 @@ def test_stack_outputs(stack):
 def test_invalid_config_names_the_key(values, key):
     base = {
         "issuer": "https://issuer.test",
-        "apps": {"mcp-db": {"module": "apps.db", "resourceUrl": "http://x/mcp", "scopes": ["a"]}},
+        "apps": {"mcp-db": {"module": "apps.db", "resourceUrl": "http://x/mcp"}},
     }
     with pytest.raises(StackConfigError) as raised:
         parse({**base, **values})

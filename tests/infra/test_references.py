@@ -141,12 +141,26 @@ def test_app_network_policy_allows_exactly_the_needed_ports(dev):
         for rule in spec["egress"]
     }
     assert egress == {(DATA, "postgres"): [5432], (DATA, "redis"): [6379], (AGENTS, "otel-collector"): [4317, 4318]}
-    # and the other side lets the app in
-    postgres_in = dev.one("NetworkPolicy", "postgres-ingress", DATA)["spec"]["ingress"][0]
-    assert [p["port"] for p in postgres_in["ports"]] == [5432]
-    assert dev.one("NetworkPolicy", "redis-ingress", DATA)["spec"]["ingress"][0]["ports"] == [
-        {"protocol": "TCP", "port": 6379}
-    ]
+    # and the other side lets this app in, by a policy of its own, on that port only
+    for service, port in (("postgres", 5432), ("redis", 6379)):
+        [rule] = dev.one("NetworkPolicy", f"{service}-from-mcp-db", DATA)["spec"]["ingress"]
+        assert rule["from"] == [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": APPS}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "mcp-db"}},
+            }
+        ]
+        assert rule["ports"] == [{"protocol": "TCP", "port": port}]
+    # nothing else in the apps namespace reaches the data tier
+    data_policies = {p["metadata"]["name"] for p in dev.of_kind("NetworkPolicy", DATA)}
+    assert data_policies == {
+        "default-deny",
+        "allow-dns",
+        "postgres-from-roles-job",
+        "postgres-roles-egress",
+        "postgres-from-mcp-db",
+        "redis-from-mcp-db",
+    }
 
 
 def test_roles_job_mounts_the_same_sql_the_tests_apply(stack):
@@ -294,7 +308,7 @@ def test_an_external_database_without_its_address_block_is_refused():
         parse(
             {
                 "issuer": "https://issuer.test",
-                "apps": {"mcp-db": {"module": "apps.db", "resourceUrl": "http://x/mcp", "scopes": ["a"]}},
+                "apps": {"mcp-db": {"module": "apps.db", "resourceUrl": "http://x/mcp"}},
                 "postgres": {"mode": "external", "host": "db.internal"},
             }
         )

@@ -14,7 +14,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from apps.kit import CallerError, Check, FocusedServer, KitMetrics, KitSettings, ServerError, ToolArgs
+from apps.kit import CallerError, Check, FocusedServer, KitSettings, ServerError, Telemetry, ToolArgs
 
 
 @dataclass
@@ -31,7 +31,7 @@ class DemoState:
 
 
 @asynccontextmanager
-async def demo_state(settings: KitSettings, metrics: KitMetrics) -> AsyncIterator[DemoState]:
+async def demo_state(settings: KitSettings, telemetry: Telemetry) -> AsyncIterator[DemoState]:
     yield DemoState()
 
 

@@ -31,3 +31,19 @@ def test_cli_refuses_without_secret():
         env={},
     )
     assert out.returncode == 2 and "MCP_JWT_SECRET" in out.stderr
+
+
+async def test_cli_grants_every_scope_a_server_declares(make_settings):
+    """One source: the scopes come from the server's tool declarations."""
+    from apps.db.server import server
+
+    settings = make_settings(MCP_RESOURCE_URL=AUD)
+    out = subprocess.run(
+        [sys.executable, "-m", "apps.kit.token", "--sub", "alice", "--server", "apps.db", "--aud", AUD],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"MCP_JWT_SECRET": SECRET, "MCP_ISSUER": ISSUER},
+    )
+    principal = await JwtVerifier(settings, KitMetrics("t")).verify(out.stdout.strip())
+    assert principal.scopes == {"db:read", "db:write"} == set(server.scopes)

@@ -15,11 +15,14 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra.components.k8s import child_opts
+from infra.components.network import Reachable
+from infra.components.observability.alertmanager import PORT as ALERTMANAGER_PORT
 from infra.components.observability.alertmanager import Alertmanager, alertmanager_files
 from infra.components.observability.collector import Collector
 from infra.components.observability.grafana import Grafana, dashboard_files
 from infra.components.observability.kube_state_metrics import KubeStateMetrics
 from infra.components.observability.loki import Loki
+from infra.components.observability.prometheus import PORT as PROMETHEUS_PORT
 from infra.components.observability.prometheus import Prometheus, rule_files
 from infra.config import AGENTS_NAMESPACE, OBSERVABILITY_NAMESPACE, StackConfig
 
@@ -64,4 +67,9 @@ class Observability(pulumi.ComponentResource):
             opts=child_opts(self, provider),
         )
         self.grafana_url = self.grafana.url
+        # What apps may declare they use (`Needs.services`); each such app is admitted by a policy of its own.
+        self.services = {
+            "prometheus": Reachable("prometheus", ns, PROMETHEUS_PORT),
+            "alertmanager": Reachable("alertmanager", ns, ALERTMANAGER_PORT),
+        }
         self.register_outputs({"grafana_url": self.grafana_url})

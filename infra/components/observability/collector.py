@@ -11,7 +11,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.components.k8s import config_hash, container_security, http_probe, namespace_peer, resources
+from infra.components.k8s import config_hash, container_security, http_probe, resources
+from infra.components.network import namespace_peer
 from infra.components.observability.backend import CONFIG_DIR, Backend, read
 from infra.config import APP_NAMESPACE, OBSERVABILITY_NAMESPACE
 from infra.images import image

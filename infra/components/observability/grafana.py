@@ -5,7 +5,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.components.k8s import config_hash, http_probe, namespace_peer, resources, secret_env
+from infra.components.k8s import config_hash, http_probe, resources, secret_env
+from infra.components.network import namespace_peer
 from infra.components.observability.backend import CONFIG_DIR, REPO, Backend, read
 from infra.config import StackConfig
 from infra.images import image

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.components.k8s import config_hash, http_probe, namespace_peer, resources
+from infra.components.k8s import config_hash, http_probe, resources
+from infra.components.network import namespace_peer
 from infra.components.observability.backend import CONFIG_DIR, Backend, read, volume_claim
 from infra.config import AGENTS_NAMESPACE, StackConfig
 from infra.images import image

@@ -1,0 +1,46 @@
+"""What a focused server uses outside its own process, declared once next to its tools.
+
+The platform (`infra/`) derives an app's environment, Secret, volumes and NetworkPolicy from
+this declaration and from nothing else, so an app gets no access it did not declare. Sizes,
+address blocks and secret values are the stack's to give (`Pulumi.<stack>.yaml`), but only for
+what is declared here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+PlatformService = Literal["prometheus", "alertmanager"]
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A persistent volume mounted at `mount_path`; its size and storage class come from the stack."""
+
+    name: str
+    mount_path: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Needs:
+    # env var -> Postgres login role; the app gets a DSN for each of its own roles, and 5432 to the database
+    postgres: dict[str, str] = field(default_factory=dict)
+    # REDIS_URL: rate limits that hold across replicas, and any shared state
+    redis: bool = False
+    # env var -> platform service (its in-cluster URL), and egress to that service alone
+    services: dict[str, PlatformService] = field(default_factory=dict)
+    # env var -> key of the stack's `secrets` for this app (signing keys, SMTP passwords)
+    secrets: dict[str, str] = field(default_factory=dict)
+    # outside addresses the stack lists for this app (CIDR and port), e.g. webhook targets
+    external_egress: bool = False
+    volumes: tuple[Volume, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [v.name for v in self.volumes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"volume names repeat: {names}")
+        envs = [*self.postgres, *self.services, *self.secrets] + (["REDIS_URL"] if self.redis else [])
+        if len(set(envs)) != len(envs):
+            raise ValueError(f"environment variables repeat: {envs}")

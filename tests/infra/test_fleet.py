@@ -1,0 +1,119 @@
+"""A new focused server is its folder plus one stack entry: no change to infra/, alerts/ or dashboards/.
+
+The `notes` server (tests/support/notes_app) declares a volume and Redis and no database; the program,
+run under mocks with one more entry in `mcpfleet:apps`, gives it exactly that.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from alerts.params import AlertParams
+from alerts.render import RULES_FILE
+from infra.config import StackConfigError, parse
+from infra.fleet import check, load_server
+from infra.mocked import kubernetes_objects
+from tests.infra.conftest import Declared, run_program
+
+APPS, DATA = "mcp-apps", "mcp-data"
+NOTES = {
+    "module": "tests.support.notes_app",
+    "resourceUrl": "http://mcp-notes.mcp-apps.svc/mcp",
+    "replicas": 1,
+    "maxReplicas": 1,
+    "volumes": {"notes": {"size": "3Gi", "storageClass": "standard"}},
+}
+
+
+@pytest.fixture(scope="module")
+def with_notes(dev) -> Declared:
+    apps = {"mcp-db": {"module": "apps.db", "resourceUrl": "http://mcp-db.mcp-apps.svc/mcp"}, "mcp-notes": NOTES}
+    result = run_program("dev", {"mcpfleet:apps": apps})
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    return Declared("dev", data["resources"], kubernetes_objects(data["resources"]), data["outputs"])
+
+
+def test_the_new_app_gets_its_workload_and_a_volume_claim(with_notes):
+    deployment = with_notes.one("Deployment", "mcp-notes", APPS)
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["args"] == ["tests.support.notes_app"]
+    assert {"name": "notes", "mountPath": "/notes", "readOnly": False} in container["volumeMounts"]
+    assert {"name": "notes", "persistentVolumeClaim": {"claimName": "mcp-notes-notes", "readOnly": False}} in pod[
+        "volumes"
+    ]
+    assert pod["securityContext"]["fsGroup"] == 10001  # the app's user can write its volume
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}  # ReadWriteOnce: one node at a time
+    claim = with_notes.one("PersistentVolumeClaim", "mcp-notes-notes", APPS)["spec"]
+    assert claim == {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "3Gi"}},
+        "storageClassName": "standard",
+    }
+    assert with_notes.one("Deployment", "mcp-db", APPS)["spec"]["template"]["spec"]["volumes"] == [
+        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}
+    ]  # the db app declares no volume and gets none
+
+
+def test_the_new_app_holds_only_its_own_secrets(with_notes):
+    secret = with_notes.one("Secret", "mcp-notes-secrets", APPS)["stringData"]
+    assert set(secret) == {"REDIS_URL", "MCP_JWT_SECRET"}  # no DSN: it declared no database
+    assert set(with_notes.one("Secret", "mcp-db-secrets", APPS)["stringData"]) == {
+        "DB_READ_URL",
+        "DB_WRITE_URL",
+        "REDIS_URL",
+        "MCP_JWT_SECRET",
+    }
+
+
+def egress_ports(declared: Declared, app: str) -> set[int]:
+    rules = declared.one("NetworkPolicy", app, APPS)["spec"]["egress"]
+    return {p["port"] for rule in rules for p in rule.get("ports", [])}
+
+
+def test_the_new_app_reaches_redis_and_no_database(with_notes):
+    assert egress_ports(with_notes, "mcp-notes") == {6379, 4317, 4318}
+    assert 5432 in egress_ports(with_notes, "mcp-db")
+    data_policies = {p["metadata"]["name"] for p in with_notes.of_kind("NetworkPolicy", DATA)}
+    assert "redis-from-mcp-notes" in data_policies and "postgres-from-mcp-notes" not in data_policies
+
+
+def test_the_new_app_is_scraped_and_alerted_like_every_app(with_notes):
+    """The fleet's rules are per `app` label on job mcp-apps: the pod's annotations and namespace put it there."""
+    template = with_notes.one("Deployment", "mcp-notes", APPS)["spec"]["template"]
+    assert template["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    assert template["metadata"]["labels"]["app.kubernetes.io/name"] == "mcp-notes"  # relabelled to `app`
+    prometheus = yaml.safe_load(
+        with_notes.one("ConfigMap", "prometheus", "mcp-observability")["data"]["prometheus.yml"]
+    )
+    job = next(j for j in prometheus["scrape_configs"] if j["job_name"] == AlertParams().job)
+    assert job["kubernetes_sd_configs"][0]["namespaces"]["names"] == [APPS]
+    rules = with_notes.one("ConfigMap", "prometheus-rules", "mcp-observability")["data"]
+    assert rules == {RULES_FILE.name: RULES_FILE.read_text()}  # the same rules: nothing per app to add
+    assert "by (app)" in RULES_FILE.read_text()
+    assert with_notes.outputs["dev_token_command"]["mcp-notes"].count("--server tests.support.notes_app") == 1
+
+
+def test_a_stack_entry_configures_only_what_the_app_declared():
+    notes = load_server("tests.support.notes_app")
+    base = {"issuer": "https://issuer.test"}
+    undeclared = parse({**base, "apps": {"n": {**NOTES, "volumes": {"notes": {}, "cache": {}}}}}).apps["n"]
+    with pytest.raises(
+        StackConfigError, match=r"mcpfleet:apps.n.volumes.cache: mcpfleet-notes declares no such volume"
+    ):
+        check("n", undeclared, notes)
+    unsized = parse({**base, "apps": {"n": {**NOTES, "volumes": {}}}}).apps["n"]
+    with pytest.raises(StackConfigError, match=r"mcpfleet:apps.n.volumes.notes: .* give its size"):
+        check("n", unsized, notes)
+    egress = parse({**base, "apps": {"n": {**NOTES, "egress": [{"cidr": "10.0.0.0/8", "port": 443}]}}}).apps["n"]
+    with pytest.raises(StackConfigError, match=r"mcpfleet:apps.n.egress: mcpfleet-notes declares no external egress"):
+        check("n", egress, notes)
+
+
+def test_a_single_node_volume_with_many_replicas_is_refused():
+    with pytest.raises(StackConfigError, match="ReadWriteOnce"):
+        parse({"issuer": "https://issuer.test", "apps": {"n": {**NOTES, "replicas": 3, "maxReplicas": 3}}})
