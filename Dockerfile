@@ -1,7 +1,8 @@
 # One image for every focused MCP server; the app is chosen by command:
 #   docker run IMAGE apps.db
-# BASE_IMAGE defaults to the official slim Python image; the offline build passes a local Debian base.
-ARG BASE_IMAGE=python:3.11-slim-bookworm
+# BASE_IMAGE defaults to the pinned official slim Python image (infra/images.py, the one pin; a test holds
+# this line to it); the offline build passes a local Debian base.
+ARG BASE_IMAGE=python:3.11.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
 ARG UV_VERSION=0.13.9

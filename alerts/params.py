@@ -9,12 +9,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from infra.names import APP_NAMESPACE, SCRAPE_JOB
+
+
+@dataclass(frozen=True)
+class BurnRate:
+    """One multiwindow burn-rate alert rule (SRE workbook): the budget burns `burn` times the sustainable
+    rate over both `long` and `short` (the short window confirms it is still burning)."""
+
+    alert: str
+    severity: str
+    burn: float
+    long: str
+    short: str
+
+
+# Page when the month's budget would be gone in about 2 or 5 days; open a ticket at 10 or 30 days.
+BURN_RATES = (
+    BurnRate("McpErrorBudgetBurnFast", "critical", 14.4, "1h", "5m"),
+    BurnRate("McpErrorBudgetBurnFast", "critical", 6, "6h", "30m"),
+    BurnRate("McpErrorBudgetBurnSlow", "warning", 3, "1d", "2h"),
+    BurnRate("McpErrorBudgetBurnSlow", "warning", 1, "3d", "6h"),
+)
+
 
 @dataclass(frozen=True)
 class AlertParams:
     # What the MCP scrape job is called, and the namespace its pods run in (Kubernetes).
-    job: str = "mcp-apps"
-    apps_namespace: str = "mcp-apps"
+    job: str = SCRAPE_JOB
+    apps_namespace: str = APP_NAMESPACE
     runbook_base_url: str = "https://github.com/mcpfleet/mcpfleet/blob/main/runbooks"
 
     error_ratio: float = 0.01
@@ -37,8 +60,10 @@ class AlertParams:
     down_for: str = "1m"
     not_ready_for: str = "5m"
 
-    slo_target: float = 0.999  # availability over 30 days
+    slo_target: float = 0.999  # availability over `slo_period`
+    slo_period: str = "30d"
     slo_rules_interval: str = "30s"  # the SLO recording rules' evaluation interval
+    burn_rates: tuple[BurnRate, ...] = BURN_RATES
     slo_page_for: str = "2m"
     slo_ticket_for: str = "15m"
 
@@ -52,3 +77,7 @@ class AlertParams:
     @property
     def error_budget(self) -> float:
         return round(1 - self.slo_target, 10)
+
+    def for_of(self, burn: BurnRate) -> str:
+        """Pages wait `slo_page_for`, tickets `slo_ticket_for`."""
+        return self.slo_page_for if burn.severity == "critical" else self.slo_ticket_for

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from alerts.params import AlertParams
+from alerts.params import AlertParams, BurnRate
 from apps.kit.metrics import SERVER_FAULT_OUTCOMES
 
 SERVER_FAULTS = "|".join(SERVER_FAULT_OUTCOMES)  # tool-call outcomes that spend the error budget
-SLO_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d", "30d")
-# SRE workbook, multiwindow multi-burn-rate: (burn rate, long window, short window)
-PAGE_BURNS = ((14.4, "1h", "5m"), (6, "6h", "30m"))
-TICKET_BURNS = ((3, "1d", "2h"), (1, "3d", "6h"))
+
+
+def slo_windows(p: AlertParams) -> list[str]:
+    """Every window a burn-rate row reads, shortest first, and the SLO period itself."""
+    windows = {w for burn in p.burn_rates for w in (burn.long, burn.short)} | {p.slo_period}
+    return sorted(windows, key=_seconds)
+
+
+def _seconds(window: str) -> int:
+    return int(window[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[window[-1]]
 
 
 def _calls(p: AlertParams, extra: str = "") -> str:
@@ -41,7 +47,7 @@ def _alert(
 def slo_recording_rules(p: AlertParams) -> list[dict[str, Any]]:
     rules = []
     faults, calls = _calls(p, f', outcome=~"{SERVER_FAULTS}"'), _calls(p)
-    for window in SLO_WINDOWS:
+    for window in slo_windows(p):
         rules.append(
             {
                 "record": f"mcp:slo_errors:ratio_rate{window}",
@@ -51,7 +57,7 @@ def slo_recording_rules(p: AlertParams) -> list[dict[str, Any]]:
     rules.append(
         {
             "record": "mcp:slo_error_budget:remaining_ratio",
-            "expr": f"1 - mcp:slo_errors:ratio_rate30d / {p.error_budget}",
+            "expr": f"1 - mcp:slo_errors:ratio_rate{p.slo_period} / {p.error_budget}",
         }
     )
     return rules
@@ -196,40 +202,30 @@ def alerting_rules(p: AlertParams) -> list[dict[str, Any]]:
             f"{p.not_ready_for}; it receives no traffic meanwhile.",
         ),
     ]
-    budget = p.error_budget
-    page = "\nor\n".join(
-        f"(mcp:slo_errors:ratio_rate{long} > {burn} * {budget}\n"
-        f" and mcp:slo_errors:ratio_rate{short} > {burn} * {budget})"
-        for burn, long, short in PAGE_BURNS
-    )
-    ticket = "\nor\n".join(
-        f"(mcp:slo_errors:ratio_rate{long} > {burn} * {budget}\n"
-        f" and mcp:slo_errors:ratio_rate{short} > {burn} * {budget})"
-        for burn, long, short in TICKET_BURNS
-    )
-    alerts += [
-        _alert(
-            p,
-            "McpErrorBudgetBurnFast",
-            page,
-            p.slo_page_for,
-            "critical",
-            "{{ $labels.app }} is burning its error budget fast",
-            f"At this error rate {{{{ $labels.app }}}} spends its {p.slo_target:.1%} 30-day error budget in "
-            "days (14.4x over 1h and 5m, or 6x over 6h and 30m).",
-        ),
-        _alert(
-            p,
-            "McpErrorBudgetBurnSlow",
-            ticket,
-            p.slo_ticket_for,
-            "warning",
-            "{{ $labels.app }} is burning its error budget steadily",
-            f"At this error rate {{{{ $labels.app }}}} spends its {p.slo_target:.1%} 30-day error budget "
-            "before the month ends (3x over 1d and 2h, or 1x over 3d and 6h).",
-        ),
-    ]
+    alerts += [burn_rate_alert(p, burn) for burn in p.burn_rates]
     return alerts
+
+
+def burn_rate_alert(p: AlertParams, burn: BurnRate) -> dict[str, Any]:
+    """One rule per row of the burn-rate table; its description is written from the row's numbers."""
+    budget = p.error_budget
+    period_days = _seconds(p.slo_period) / 86400
+    exhausted_in = period_days / burn.burn
+    speed = "fast" if burn.severity == "critical" else "steadily"
+    rule = _alert(
+        p,
+        burn.alert,
+        f"mcp:slo_errors:ratio_rate{burn.long} > {burn.burn:g} * {budget}\n"
+        f"and\nmcp:slo_errors:ratio_rate{burn.short} > {burn.burn:g} * {budget}",
+        p.for_of(burn),
+        burn.severity,
+        f"{{{{ $labels.app }}}} is burning its error budget {speed}",
+        f"{{{{ $labels.app }}}} fails more than {burn.burn:g}x the rate its {p.slo_target:.1%} {p.slo_period} "
+        f"SLO allows, over {burn.long} and still over {burn.short}: at this rate the budget is gone in "
+        f"{exhausted_in:.1f} days.",
+    )
+    rule["labels"]["window"] = burn.long
+    return rule
 
 
 def render_rules(p: AlertParams | None = None) -> dict[str, Any]:

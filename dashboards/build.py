@@ -1,10 +1,11 @@
-"""The MCP overview dashboard (one per platform, an `app` variable picks the server).
+"""The fleet dashboard, built with Grafana's own typed builders (grafana-foundation-sdk) from `AlertParams`.
 
     python -m dashboards.build          # regenerate dashboards/*.json
     python -m dashboards.build --check  # exit 1 if a checked-in file differs
 
-Stable uid, a Prometheus datasource variable, no hard-coded instance: every query
-selects `job="mcp-apps", app="$app"`.
+Every threshold drawn is the alert's own (`AlertParams`), every query selects the fleet's scrape job
+and the `app` variable, and each server that exports series of its own adds its row (`FocusedServer.
+dashboard`): a new server's folder brings its row, nothing here changes.
 """
 
 from __future__ import annotations
@@ -13,215 +14,265 @@ import json
 from pathlib import Path
 from typing import Any
 
+from grafana_foundation_sdk.builders import dashboard as board
+from grafana_foundation_sdk.builders import prometheus, stat, timeseries
+from grafana_foundation_sdk.builders.common import VizLegendOptions
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as model
+from grafana_foundation_sdk.models.common import LegendDisplayMode, LegendPlacement
+
+from alerts.params import AlertParams
 from alerts.render import write_or_check
 from alerts.rules import SERVER_FAULTS
+from apps.kit import Chart, DashboardRow, FocusedServer
+from apps.kit.server import load_server
 
 DASHBOARDS_DIR = Path(__file__).parent
-JOB = 'job="mcp-apps"'
-SEL = f'{JOB}, app="$app"'
-DS = {"type": "prometheus", "uid": "${datasource}"}
+APPS_DIR = DASHBOARDS_DIR.parent / "apps"
+DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
 
 
-def panel(
-    title: str,
-    targets: list[tuple[str, str]],
-    *,
-    unit: str = "short",
-    kind: str = "timeseries",
-    description: str = "",
-    thresholds: list[tuple[float, str]] | None = None,
-) -> dict[str, Any]:
-    steps = [{"color": "green", "value": None}] + [{"color": c, "value": v} for v, c in (thresholds or [])]
-    return {
-        "type": kind,
-        "title": title,
-        "description": description,
-        "datasource": DS,
-        "fieldConfig": {
-            "defaults": {"unit": unit, "thresholds": {"mode": "absolute", "steps": steps}},
-            "overrides": [],
-        },
-        "options": {"legend": {"displayMode": "list", "placement": "bottom"}} if kind == "timeseries" else {},
-        "targets": [
-            {"refId": chr(ord("A") + i), "datasource": DS, "expr": expr, "legendFormat": legend}
-            for i, (expr, legend) in enumerate(targets)
-        ],
-    }
+def fleet() -> list[FocusedServer[Any, Any]]:
+    """Every server of the fleet: each folder of apps/ that runs as `python -m apps.<name>`."""
+    return [load_server(f"apps.{path.parent.name}") for path in sorted(APPS_DIR.glob("*/__main__.py"))]
 
 
-def row(title: str) -> dict[str, Any]:
-    return {"type": "row", "title": title, "collapsed": False, "panels": []}
+class Panels:
+    """Builds panels with the fleet's conventions: the Prometheus datasource variable, stable ids."""
+
+    def __init__(self, p: AlertParams):
+        self.p = p
+        self.sel = f'job="{p.job}", app="$app"'
+        self.next_id = 0
+
+    def _id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+    def _targets(self, queries: tuple[tuple[str, str], ...]) -> list[prometheus.Dataquery]:
+        return [
+            prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(chr(ord("A") + i)).datasource(DATASOURCE)
+            for i, (expr, legend) in enumerate(queries)
+        ]
+
+    def row(self, title: str) -> board.Row:
+        return board.Row(title).id(self._id())
+
+    def timeseries(
+        self,
+        title: str,
+        *queries: tuple[str, str],
+        unit: str = "short",
+        threshold: float | None = None,
+        description: str = "",
+    ) -> timeseries.Panel:
+        panel = (
+            timeseries.Panel()
+            .id(self._id())
+            .title(title)
+            .description(description)
+            .datasource(DATASOURCE)
+            .unit(unit)
+            .span(8)
+            .height(8)
+            .targets(self._targets(queries))
+            .legend(VizLegendOptions().display_mode(LegendDisplayMode.LIST).placement(LegendPlacement.BOTTOM))
+        )
+        return panel.thresholds(thresholds(threshold)) if threshold is not None else panel
+
+    def stat(self, title: str, query: tuple[str, str], unit: str, steps: list[tuple[float, str]]) -> stat.Panel:
+        return (
+            stat.Panel()
+            .id(self._id())
+            .title(title)
+            .datasource(DATASOURCE)
+            .unit(unit)
+            .span(8)
+            .height(8)
+            .targets(self._targets((query,)))
+            .thresholds(
+                board.ThresholdsConfig()
+                .mode(model.ThresholdsMode.ABSOLUTE)
+                .steps([model.Threshold(None, "red"), *(model.Threshold(v, c) for v, c in steps)])
+            )
+        )
+
+    def chart(self, chart: Chart) -> timeseries.Panel:
+        queries = tuple((expr.format(sel=self.sel), legend) for expr, legend in chart.queries)
+        return self.timeseries(chart.title, *queries, unit=chart.unit, description=chart.description)
 
 
-def quantile(q: str) -> str:
-    return (
+def thresholds(value: float) -> board.ThresholdsConfig:
+    steps = [model.Threshold(None, "green"), model.Threshold(value, "red")]
+    return board.ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE).steps(steps)
+
+
+def quantile(panels: Panels, q: str) -> tuple[str, str]:
+    expr = (
         f"histogram_quantile({q}, sum by (gen_ai_tool_name, le) "
-        f"(rate(mcp_server_operation_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))"
+        f"(rate(mcp_server_operation_duration_seconds_bucket{{{panels.sel}}}[$__rate_interval])))"
     )
+    return expr, "{{gen_ai_tool_name}}"
 
 
-def panels() -> list[dict[str, Any]]:
-    calls = f"mcp_server_operation_duration_seconds_count{{{SEL}}}"
+def sections(p: AlertParams, panels: Panels) -> list[tuple[board.Row, list[Any]]]:
+    """The fleet-wide rows: what every server exports."""
+    sel = panels.sel
+    calls = f"mcp_server_operation_duration_seconds_count{{{sel}}}"
+    faults = f'mcp_server_operation_duration_seconds_count{{{sel}, outcome=~"{SERVER_FAULTS}"}}'
+    rate = "[$__rate_interval]"
     return [
-        row("Traffic and errors"),
-        panel(
-            "Tool calls per second by tool",
-            [(f"sum by (gen_ai_tool_name) (rate({calls}[$__rate_interval]))", "{{gen_ai_tool_name}}")],
-            unit="reqps",
-        ),
-        panel(
-            "Tool calls per second by outcome",
-            [(f"sum by (outcome) (rate({calls}[$__rate_interval]))", "{{outcome}}")],
-            unit="reqps",
-        ),
-        panel(
-            "Error ratio (server faults)",
+        (
+            panels.row("Traffic and errors"),
             [
-                (
-                    f'sum(rate(mcp_server_operation_duration_seconds_count{{{SEL}, outcome=~"{SERVER_FAULTS}"}}'
-                    f"[$__rate_interval])) / sum(rate({calls}[$__rate_interval]))",
-                    "error ratio",
-                )
-            ],
-            unit="percentunit",
-            thresholds=[(0.01, "red")],
-            description="Alert McpHighErrorRate at 1 %.",
-        ),
-        panel(
-            "SLO error budget remaining (30 d, 99.9 %)",
-            [('mcp:slo_error_budget:remaining_ratio{app="$app"}', "budget left")],
-            unit="percentunit",
-            kind="stat",
-            thresholds=[(0.0, "red"), (0.25, "orange"), (0.5, "green")],
-        ),
-        row("Latency"),
-        panel("p50 by tool", [(quantile("0.5"), "{{gen_ai_tool_name}}")], unit="s"),
-        panel("p95 by tool", [(quantile("0.95"), "{{gen_ai_tool_name}}")], unit="s"),
-        panel(
-            "p99 by tool",
-            [(quantile("0.99"), "{{gen_ai_tool_name}}")],
-            unit="s",
-            thresholds=[(1.0, "red")],
-            description="Alert McpHighLatencyP99 at 1 s.",
-        ),
-        row("Security"),
-        panel(
-            "Authentication failures per minute by reason",
-            [(f"sum by (reason) (rate(mcp_auth_failures_total{{{SEL}}}[$__rate_interval])) * 60", "{{reason}}")],
-            thresholds=[(10, "red")],
-        ),
-        panel(
-            "Authorization denials per second by tool",
-            [
-                (
-                    f"sum by (gen_ai_tool_name) (rate(mcp_authz_denials_total{{{SEL}}}[$__rate_interval]))",
-                    "{{gen_ai_tool_name}}",
-                )
-            ],
-            unit="reqps",
-        ),
-        panel(
-            "Rate-limit rejections per second",
-            [(f"sum(rate(mcp_rate_limited_total{{{SEL}}}[$__rate_interval]))", "429s")],
-            unit="reqps",
-        ),
-        row("Saturation"),
-        panel("In-flight calls by replica", [(f"sum by (instance) (mcp_inflight_calls{{{SEL}}})", "{{instance}}")]),
-        panel(
-            "DB pool connections in use",
-            [
-                (f"sum by (pool) (mcp_db_pool_connections_in_use{{{SEL}}})", "{{pool}} in use"),
-                (f"sum by (pool) (mcp_db_pool_max_connections{{{SEL}}})", "{{pool}} max"),
+                panels.timeseries(
+                    "Tool calls per second by tool",
+                    (f"sum by (gen_ai_tool_name) (rate({calls}{rate}))", "{{gen_ai_tool_name}}"),
+                    unit="reqps",
+                ),
+                panels.timeseries(
+                    "Tool calls per second by outcome",
+                    (f"sum by (outcome) (rate({calls}{rate}))", "{{outcome}}"),
+                    unit="reqps",
+                ),
+                panels.timeseries(
+                    "Error ratio (server faults)",
+                    (f"sum(rate({faults}{rate})) / sum(rate({calls}{rate}))", "error ratio"),
+                    unit="percentunit",
+                    threshold=p.error_ratio,
+                    description=f"McpHighErrorRate fires above {p.error_ratio:.0%} for {p.error_for}.",
+                ),
+                panels.stat(
+                    f"SLO error budget remaining ({p.slo_period}, {p.slo_target:.1%})",
+                    ('mcp:slo_error_budget:remaining_ratio{app="$app"}', "budget left"),
+                    "percentunit",
+                    [(0.25, "orange"), (0.5, "green")],
+                ),
             ],
         ),
-        panel(
-            "CPU against limit",
-            [('mcp:cpu_usage:ratio_limit{app="$app"}', "{{pod}}{{instance}}")],
-            unit="percentunit",
-            thresholds=[(0.8, "red")],
+        (
+            panels.row("Latency"),
+            [
+                panels.timeseries("p50 by tool", quantile(panels, "0.5"), unit="s"),
+                panels.timeseries("p95 by tool", quantile(panels, "0.95"), unit="s"),
+                panels.timeseries(
+                    "p99 by tool",
+                    quantile(panels, "0.99"),
+                    unit="s",
+                    threshold=p.latency_p99_seconds,
+                    description=f"McpHighLatencyP99 fires above {p.latency_p99_seconds:g} s for {p.latency_for}.",
+                ),
+            ],
         ),
-        panel(
-            "Memory against limit",
-            [('mcp:memory_usage:ratio_limit{app="$app"}', "{{pod}}{{instance}}")],
-            unit="percentunit",
-            thresholds=[(0.85, "red")],
+        (
+            panels.row("Security"),
+            [
+                panels.timeseries(
+                    "Authentication failures per minute by reason",
+                    (f"sum by (reason) (rate(mcp_auth_failures_total{{{sel}}}{rate})) * 60", "{{reason}}"),
+                    threshold=p.auth_failures_per_minute,
+                    description=f"McpAuthFailureBurst fires above {p.auth_failures_per_minute:g} per minute.",
+                ),
+                panels.timeseries(
+                    "Authorization denials per second by tool",
+                    (
+                        f"sum by (gen_ai_tool_name) (rate(mcp_authz_denials_total{{{sel}}}{rate}))",
+                        "{{gen_ai_tool_name}}",
+                    ),
+                    unit="reqps",
+                ),
+                panels.timeseries(
+                    "Rate-limit rejections per second",
+                    (f"sum(rate(mcp_rate_limited_total{{{sel}}}{rate}))", "429s"),
+                    unit="reqps",
+                    threshold=p.rate_limited_per_second,
+                ),
+                panels.timeseries(
+                    "Requests refused before dispatch by reason",
+                    (f"sum by (reason) (rate(mcp_rejected_requests_total{{{sel}}}{rate}))", "{{reason}}"),
+                    unit="reqps",
+                    description="Malformed bodies, wrong headers, foreign origins: 4xx, never a fault of ours.",
+                ),
+            ],
         ),
-        panel("Replicas up and ready", [(f"sum(up{{{SEL}}})", "up"), (f"sum(mcp_ready{{{SEL}}})", "ready")]),
+        (
+            panels.row("Saturation"),
+            [
+                panels.timeseries(
+                    "In-flight calls by replica", (f"sum by (instance) (mcp_inflight_calls{{{sel}}})", "{{instance}}")
+                ),
+                panels.timeseries(
+                    "CPU against limit",
+                    ('mcp:cpu_usage:ratio_limit{app="$app"}', "{{pod}}{{instance}}"),
+                    unit="percentunit",
+                    threshold=p.cpu_ratio,
+                ),
+                panels.timeseries(
+                    "Memory against limit",
+                    ('mcp:memory_usage:ratio_limit{app="$app"}', "{{pod}}{{instance}}"),
+                    unit="percentunit",
+                    threshold=p.memory_ratio,
+                ),
+                panels.timeseries(
+                    "Replicas up and ready", (f"sum(up{{{sel}}})", "up"), (f"sum(mcp_ready{{{sel}}})", "ready")
+                ),
+            ],
+        ),
     ]
 
 
-def layout(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows span the width; panels flow two or three to a row; ids are stable."""
-    x = y = 0
-    for panel_id, item in enumerate(items, start=1):
-        item["id"] = panel_id
-        if item["type"] == "row":
-            y += 1 if x else 0
-            item["gridPos"] = {"h": 1, "w": 24, "x": 0, "y": y}
-            x, y = 0, y + 1
-            continue
-        width = 8
-        if x + width > 24:
-            x, y = 0, y + 8
-        item["gridPos"] = {"h": 8, "w": width, "x": x, "y": y}
-        x += width
-    return items
+def overview(p: AlertParams | None = None, servers: list[FocusedServer[Any, Any]] | None = None) -> board.Dashboard:
+    p = p or AlertParams()
+    panels = Panels(p)
+    builder = (
+        board.Dashboard("MCP overview")
+        .uid("mcp-overview")
+        .description("Focused MCP servers: traffic, errors, latency, security, saturation, SLO budget.")
+        .tags(["mcpfleet", "mcp"])
+        .timezone("utc")
+        .refresh("30s")
+        .time("now-3h", "now")
+        .readonly()
+        .with_variable(board.DatasourceVariable("datasource").label("Prometheus").type("prometheus"))
+        .with_variable(
+            board.QueryVariable("app")
+            .label("App")
+            .datasource(DATASOURCE)
+            .query(f'label_values(mcp_server_info{{job="{p.job}"}}, app)')
+            .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .sort(model.VariableSort.ALPHABETICAL_ASC)
+        )
+        .link(
+            board.DashboardLink("Runbooks")
+            .type(model.DashboardLinkType.LINK)
+            .url(p.runbook_base_url)
+            .target_blank(True)
+        )
+    )
+    rows = sections(p, panels)
+    for server in servers if servers is not None else fleet():
+        if server.dashboard is not None:
+            rows.append(server_row(panels, server.name, server.dashboard))
+    for row, row_panels in rows:
+        builder = builder.with_row(row)
+        for panel in row_panels:
+            builder = builder.with_panel(panel)
+    return builder
 
 
-def overview() -> dict[str, Any]:
-    return {
-        "uid": "mcp-overview",
-        "title": "MCP overview",
-        "description": "Focused MCP servers: traffic, errors, latency, security, saturation, SLO budget.",
-        "tags": ["mcpfleet", "mcp"],
-        "timezone": "utc",
-        "schemaVersion": 39,
-        "version": 1,
-        "editable": False,
-        "refresh": "30s",
-        "time": {"from": "now-3h", "to": "now"},
-        "templating": {
-            "list": [
-                {
-                    "name": "datasource",
-                    "label": "Prometheus",
-                    "type": "datasource",
-                    "query": "prometheus",
-                    "current": {},
-                    "hide": 0,
-                },
-                {
-                    "name": "app",
-                    "label": "App",
-                    "type": "query",
-                    "datasource": DS,
-                    "query": {"query": f"label_values(mcp_server_info{{{JOB}}}, app)", "refId": "apps"},
-                    "definition": f"label_values(mcp_server_info{{{JOB}}}, app)",
-                    "refresh": 2,
-                    "sort": 1,
-                    "current": {},
-                    "hide": 0,
-                },
-            ]
-        },
-        "annotations": {"list": []},
-        "links": [
-            {
-                "title": "Runbooks",
-                "type": "link",
-                "url": "https://github.com/mcpfleet/mcpfleet/tree/main/runbooks",
-                "targetBlank": True,
-            }
-        ],
-        "panels": layout(panels()),
-    }
+def server_row(panels: Panels, name: str, row: DashboardRow) -> tuple[board.Row, list[Any]]:
+    return panels.row(f"{row.title} ({name})"), [panels.chart(chart) for chart in row.charts]
 
 
 DASHBOARDS = {"mcp-overview.json": overview}
 
 
+def to_json(dashboard: board.Dashboard) -> str:
+    return json.dumps(dashboard.build(), cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
+
+
 def rendered() -> dict[Path, str]:
-    return {DASHBOARDS_DIR / name: json.dumps(build(), indent=2) + "\n" for name, build in DASHBOARDS.items()}
+    return {DASHBOARDS_DIR / name: to_json(build()) for name, build in DASHBOARDS.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

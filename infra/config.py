@@ -14,11 +14,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
+from infra.names import AGENTS_NAMESPACE as AGENTS_NAMESPACE
+from infra.names import APP_NAMESPACE as APP_NAMESPACE
+from infra.names import DATA_NAMESPACE as DATA_NAMESPACE
+from infra.names import OBSERVABILITY_NAMESPACE as OBSERVABILITY_NAMESPACE
+
 NAMESPACE = "mcpfleet"
-APP_NAMESPACE, DATA_NAMESPACE, OBSERVABILITY_NAMESPACE = "mcp-apps", "mcp-data", "mcp-observability"
-# Node agents (the log-collecting DaemonSet) read host paths, which only the `privileged` Pod Security
-# level admits; they get a namespace of their own so everything else runs `restricted`.
-AGENTS_NAMESPACE = "mcp-node-agents"
 
 
 class Model(BaseModel):

@@ -7,7 +7,9 @@ mirror registry, or the offline stand-ins built by `scripts/images-offline`, are
 
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 
 PINNED: dict[str, str] = {
     "postgres": "postgres:16.6-alpine",
@@ -36,3 +38,28 @@ def image(name: str) -> str:
 def overridden() -> dict[str, str]:
     """The entries currently overridden from the environment."""
     return {name: image(name) for name in PINNED if os.environ.get(env_name(name))}
+
+
+REPO = Path(__file__).resolve().parents[1]
+# Everything the apps image is built from (the Dockerfile copies exactly these): a change to any of them
+# gives the image a new tag, for the kind build and the container tests alike.
+APP_IMAGE_INPUTS = ("Dockerfile", "pyproject.toml", "uv.lock", "apps", "infra/__init__.py", "infra/postgres", "certs")
+
+
+def app_image_digest(base: str | None = None) -> str:
+    """A digest of the image's inputs and its base image (the pin, or its override)."""
+    digest = hashlib.sha256()
+    for entry in APP_IMAGE_INPUTS:
+        path = REPO / entry
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            if "__pycache__" in file.parts or file.suffix in (".pyc",):
+                continue
+            digest.update(str(file.relative_to(REPO)).encode() + b"\0" + file.read_bytes())
+    digest.update((base or image("python")).encode())
+    return digest.hexdigest()[:12]
+
+
+def build_command(tag: str) -> list[str]:
+    """`docker build` of the apps image on the pinned base (or its override), as the kind stack and the tests run it."""
+    return ["docker", "build", "--build-arg", f"BASE_IMAGE={image('python')}", "-t", tag, str(REPO)]

@@ -14,6 +14,7 @@ from pydantic import Field, StringConstraints
 from apps.db.config import DbSettings
 from apps.db.database import Database, open_database
 from apps.db.sql import Scalar, insert_sql, json_safe, select_sql, update_sql
+from apps.db.telemetry import DASHBOARD
 from apps.kit import FocusedServer, Needs, ToolArgs
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", max_length=63)]
@@ -27,6 +28,7 @@ server: FocusedServer[Database, DbSettings] = FocusedServer(
     instructions="Read and change rows in the allowed schema. Tables and columns are discovered with "
     "list_tables and describe_table; there is no delete and no raw SQL.",
     needs=Needs(postgres={"DB_READ_URL": "mcp_db_reader", "DB_WRITE_URL": "mcp_db_writer"}, redis=True),
+    dashboard=DASHBOARD,
 )
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from apps.kit import Telemetry
+from apps.kit import Chart, DashboardRow, Telemetry
 
 PoolStats = Callable[[], dict[str, tuple[int, int, int]]]  # pool name -> (in use, open, maximum)
 
@@ -47,3 +47,22 @@ def instrument_queries(telemetry: Telemetry) -> None:
 
     AsyncPGInstrumentor().instrument(tracer_provider=telemetry.tracer_provider)  # type: ignore[no-untyped-call]
     _instrumented = True
+
+
+DASHBOARD = DashboardRow(
+    "Database server: connection pools",
+    (
+        Chart(
+            "Pool connections in use against the maximum",
+            (
+                ("sum by (pool) (mcp_db_pool_connections_in_use{{{sel}}})", "{{pool}} in use"),
+                ("sum by (pool) (mcp_db_pool_max_connections{{{sel}}})", "{{pool}} max"),
+            ),
+            description="At the maximum, calls queue for a connection (see McpHighErrorRate, McpHighLatencyP99).",
+        ),
+        Chart(
+            "Pool connections open",
+            (("sum by (pool) (mcp_db_pool_connections{{{sel}}})", "{{pool}} open"),),
+        ),
+    ),
+)

@@ -10,12 +10,14 @@ from apps.kit.config import KitSettings, load_settings
 from apps.kit.needs import Needs, Volume
 from apps.kit.probes import Check, ReadinessSource
 from apps.kit.server import FocusedServer
-from apps.kit.telemetry import Telemetry
+from apps.kit.telemetry import Chart, DashboardRow, Telemetry
 from apps.kit.tools import CallerError, ServerError, ToolArgs
 
 __all__ = [
     "CallerError",
+    "Chart",
     "Check",
+    "DashboardRow",
     "FocusedServer",
     "KitSettings",
     "Needs",

@@ -16,7 +16,7 @@ import uvicorn
 
 from apps.kit.config import KitSettings, load_settings
 from apps.kit.needs import Needs
-from apps.kit.telemetry import Telemetry
+from apps.kit.telemetry import DashboardRow, Telemetry
 from apps.kit.tools import Handler, ToolHints, ToolSpec, spec_from_handler
 from apps.kit.version import __version__
 
@@ -37,10 +37,12 @@ class FocusedServer(Generic[StateT, SettingsT]):
         state: StateFactory[SettingsT, StateT],
         instructions: str | None = None,
         needs: Needs | None = None,
+        dashboard: DashboardRow | None = None,
         version: str = __version__,
     ):
         self.name = name
         self.needs = needs or Needs()
+        self.dashboard = dashboard  # its row in the fleet dashboard, for series only it exports
         self.settings_cls = settings_cls
         self.state_factory = state
         self.instructions = instructions

@@ -24,3 +24,22 @@ class Telemetry:
 
     def tracer(self, name: str) -> Tracer:
         return self.tracer_provider.get_tracer(name)
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One dashboard panel of a server's own series. In `queries` (expr, legend), `{sel}` stands for the
+    fleet's selector (`job="mcp-apps", app="$app"`), so a server never hard-codes the job or the app."""
+
+    title: str
+    queries: tuple[tuple[str, str], ...]
+    unit: str = "short"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DashboardRow:
+    """A row a server adds to the fleet dashboard for the series only it exports."""
+
+    title: str
+    charts: tuple[Chart, ...]

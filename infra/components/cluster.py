@@ -7,7 +7,7 @@ registry reference in config.
 
 from __future__ import annotations
 
-import hashlib
+import shlex
 from pathlib import Path
 
 import pulumi
@@ -15,24 +15,9 @@ import pulumi_command as command
 import pulumi_kubernetes as k8s
 
 from infra.config import ClusterConfig
+from infra.images import app_image_digest, build_command
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGE_INPUTS = ("Dockerfile", "pyproject.toml", "uv.lock", "apps", "infra/postgres")
-
-
-def source_digest() -> str:
-    """A digest of everything the apps image is built from: a change rebuilds and reloads it."""
-    digest = hashlib.sha256()
-    for entry in IMAGE_INPUTS:
-        path = REPO / entry
-        files = (
-            sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-            if path.is_dir()
-            else [path]
-        )
-        for file in files:
-            digest.update(str(file.relative_to(REPO)).encode() + b"\0" + file.read_bytes())
-    return digest.hexdigest()[:12]
 
 
 class Cluster(pulumi.ComponentResource):
@@ -50,10 +35,10 @@ class Cluster(pulumi.ComponentResource):
                 delete=f"kind delete cluster --name {config.name}",
                 opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["stdout"]),
             )
-            tag = f"mcpfleet/apps:dev-{source_digest()}"
+            tag = f"mcpfleet/apps:dev-{app_image_digest()}"
             load = command.local.Command(
                 f"{name}-apps-image",
-                create=f"docker build -t {tag} . && kind load docker-image {tag} --name {config.name}",
+                create=f"{shlex.join(build_command(tag))} && kind load docker-image {tag} --name {config.name}",
                 dir=str(REPO),
                 triggers=[tag],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[kind]),

@@ -60,3 +60,27 @@ def test_prometheus_labels_mcp_targets_the_way_the_alerts_expect():
 def test_grafana_datasource_uids_are_stable():
     datasources = load("grafana-datasources.yaml")["datasources"]
     assert {(d["uid"], d["type"]) for d in datasources} == {("prometheus", "prometheus"), ("loki", "loki")}
+
+
+def test_the_dockerfile_default_base_is_the_pinned_python_image(monkeypatch):
+    """One pin: the Dockerfile's default, the kind build and the tests all build on infra/images.py's python."""
+    import re
+
+    from infra.images import PINNED, build_command
+
+    [default] = re.findall(r"^ARG BASE_IMAGE=(\S+)$", Path("Dockerfile").read_text(), flags=re.M)
+    assert default == PINNED["python"]
+    monkeypatch.delenv("MCPFLEET_IMAGE_PYTHON", raising=False)
+    assert f"BASE_IMAGE={PINNED['python']}" in build_command("t")
+    monkeypatch.setenv("MCPFLEET_IMAGE_PYTHON", "mirror.example.com/python:3.11")
+    assert "BASE_IMAGE=mirror.example.com/python:3.11" in build_command("t")
+
+
+def test_the_image_tag_follows_every_input_the_dockerfile_copies():
+    import re
+
+    from infra.images import APP_IMAGE_INPUTS
+
+    copied = set(re.findall(r"^COPY (?:--from=\S+ )?(\S+)", Path("Dockerfile").read_text(), flags=re.M))
+    copied = {c.rstrip("/") for c in copied if not c.startswith("/")}
+    assert copied <= set(APP_IMAGE_INPUTS), copied - set(APP_IMAGE_INPUTS)

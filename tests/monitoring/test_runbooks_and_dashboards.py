@@ -92,3 +92,39 @@ def test_every_dashboard_promql_parses(promtool, tmp_path):
             for target in panel.get("targets", []):
                 expressions[f"{name}: {panel['title']} {target['refId']}"] = grafana_to_promql(target["expr"])
     assert parse_errors(promtool, expressions, tmp_path) == ""
+
+
+def _board(params=None, servers=None) -> dict:
+    from dashboards.build import overview, to_json
+
+    return json.loads(to_json(overview(params, servers)))
+
+
+def _threshold(board: dict, title: str) -> float:
+    [panel] = [p for p in board["panels"] if p["title"] == title]
+    return panel["fieldConfig"]["defaults"]["thresholds"]["steps"][-1]["value"]
+
+
+def test_dashboard_thresholds_and_names_come_from_the_alert_params():
+    from alerts.params import AlertParams
+
+    default = _board()
+    assert _threshold(default, "Error ratio (server faults)") == AlertParams().error_ratio
+    assert _threshold(default, "p99 by tool") == AlertParams().latency_p99_seconds
+    assert _threshold(default, "CPU against limit") == AlertParams().cpu_ratio
+    custom = _board(AlertParams(error_ratio=0.05, latency_p99_seconds=2.5, slo_target=0.995, job="mcp-edge"))
+    assert _threshold(custom, "Error ratio (server faults)") == 0.05
+    assert _threshold(custom, "p99 by tool") == 2.5
+    assert any(p["title"] == "SLO error budget remaining (30d, 99.5%)" for p in custom["panels"])
+    exprs = [t["expr"] for p in custom["panels"] for t in p.get("targets", []) if "mcp_server_operation" in t["expr"]]
+    assert exprs and all('job="mcp-edge"' in e for e in exprs)
+
+
+def test_a_server_adds_a_row_only_for_series_it_exports():
+    from apps.db.server import server as db
+    from tests.support.notes_app.server import server as notes
+
+    titles = [p["title"] for p in _board(servers=[db, notes])["panels"] if p["type"] == "row"]
+    assert titles.count("Database server: connection pools (mcpfleet-db)") == 1
+    assert not any("notes" in t for t in titles)  # notes exports no series of its own: no row
+    assert not any("pool" in p["title"] for p in _board(servers=[notes])["panels"])

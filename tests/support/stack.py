@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import subprocess
 import time
@@ -22,7 +21,7 @@ import httpx
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
-from infra.images import image
+from infra.images import app_image_digest, build_command, image
 from tests.conftest import ISSUER, SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,31 +34,18 @@ DATABASE = "mcpfleet"
 
 
 def apps_image_tag() -> str:
-    """A tag that changes whenever anything copied into the image changes."""
-    digest = hashlib.sha256()
-    files = [ROOT / "Dockerfile", ROOT / "pyproject.toml", ROOT / "uv.lock"]
-    for folder in ("apps", "infra/postgres"):
-        files += sorted(p for p in (ROOT / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    files.append(ROOT / "infra/__init__.py")
-    for path in files:
-        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
-    base = image("python")
-    digest.update(base.encode())
-    return f"mcpfleet/apps:test-{digest.hexdigest()[:12]}"
+    """A tag that changes whenever anything copied into the image, or its base, changes."""
+    return f"mcpfleet/apps:test-{app_image_digest()}"
 
 
 def build_apps_image() -> tuple[str, float]:
-    """Build (or reuse) the apps image; returns its tag and the seconds spent."""
+    """Build (or reuse) the apps image, as the kind stack does; returns its tag and the seconds spent."""
     tag = apps_image_tag()
     started = time.monotonic()
     if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode != 0:
-        subprocess.run(
-            ["docker", "build", "--network", "host", "--build-arg", f"BASE_IMAGE={image('python')}", "-t", tag, "."],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-            env={**os.environ, "DOCKER_BUILDKIT": "0"},
-        )
+        command = build_command(tag)
+        command[2:2] = ["--network", "host"]  # the offline stand-in base installs packages during the build
+        subprocess.run(command, check=True, capture_output=True, env={**os.environ, "DOCKER_BUILDKIT": "0"})
     return tag, time.monotonic() - started
 
 

@@ -1,0 +1,13 @@
+"""Names every part of the platform agrees on: namespaces, and the Prometheus job of the MCP apps.
+
+One source: the Pulumi program, the alert rules, the dashboards and the runbooks read these;
+`infra/observability/prometheus.yml` is data, and a test holds it to them.
+"""
+
+APP_NAMESPACE = "mcp-apps"
+DATA_NAMESPACE = "mcp-data"
+OBSERVABILITY_NAMESPACE = "mcp-observability"
+# Node agents (the log-collecting DaemonSet) read host paths, which only the `privileged` Pod Security
+# level admits; they get a namespace of their own so everything else runs `restricted`.
+AGENTS_NAMESPACE = "mcp-node-agents"
+SCRAPE_JOB = "mcp-apps"  # the Prometheus job of every MCP app; rules and dashboards select `job="mcp-apps"`
