@@ -17,6 +17,8 @@ from typing import Any
 from grafana_foundation_sdk.builders import dashboard as board
 from grafana_foundation_sdk.builders import prometheus, stat, timeseries
 from grafana_foundation_sdk.builders.common import VizLegendOptions
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.common import LegendDisplayMode, LegendPlacement
@@ -49,7 +51,7 @@ class Panels:
         self.next_id += 1
         return self.next_id
 
-    def _targets(self, queries: tuple[tuple[str, str], ...]) -> list[prometheus.Dataquery]:
+    def _targets(self, queries: tuple[tuple[str, str], ...]) -> list[cogbuilder.Builder[cogvariants.Dataquery]]:
         return [
             prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(chr(ord("A") + i)).datasource(DATASOURCE)
             for i, (expr, legend) in enumerate(queries)
@@ -58,7 +60,7 @@ class Panels:
     def row(self, title: str) -> board.Row:
         return board.Row(title).id(self._id())
 
-    def timeseries(
+    def series(
         self,
         title: str,
         *queries: tuple[str, str],
@@ -99,7 +101,7 @@ class Panels:
 
     def chart(self, chart: Chart) -> timeseries.Panel:
         queries = tuple((expr.format(sel=self.sel), legend) for expr, legend in chart.queries)
-        return self.timeseries(chart.title, *queries, unit=chart.unit, description=chart.description)
+        return self.series(chart.title, *queries, unit=chart.unit, description=chart.description)
 
 
 def thresholds(value: float) -> board.ThresholdsConfig:
@@ -125,17 +127,17 @@ def sections(p: AlertParams, panels: Panels) -> list[tuple[board.Row, list[Any]]
         (
             panels.row("Traffic and errors"),
             [
-                panels.timeseries(
+                panels.series(
                     "Tool calls per second by tool",
                     (f"sum by (gen_ai_tool_name) (rate({calls}{rate}))", "{{gen_ai_tool_name}}"),
                     unit="reqps",
                 ),
-                panels.timeseries(
+                panels.series(
                     "Tool calls per second by outcome",
                     (f"sum by (outcome) (rate({calls}{rate}))", "{{outcome}}"),
                     unit="reqps",
                 ),
-                panels.timeseries(
+                panels.series(
                     "Error ratio (server faults)",
                     (f"sum(rate({faults}{rate})) / sum(rate({calls}{rate}))", "error ratio"),
                     unit="percentunit",
@@ -153,9 +155,9 @@ def sections(p: AlertParams, panels: Panels) -> list[tuple[board.Row, list[Any]]
         (
             panels.row("Latency"),
             [
-                panels.timeseries("p50 by tool", quantile(panels, "0.5"), unit="s"),
-                panels.timeseries("p95 by tool", quantile(panels, "0.95"), unit="s"),
-                panels.timeseries(
+                panels.series("p50 by tool", quantile(panels, "0.5"), unit="s"),
+                panels.series("p95 by tool", quantile(panels, "0.95"), unit="s"),
+                panels.series(
                     "p99 by tool",
                     quantile(panels, "0.99"),
                     unit="s",
@@ -167,13 +169,13 @@ def sections(p: AlertParams, panels: Panels) -> list[tuple[board.Row, list[Any]]
         (
             panels.row("Security"),
             [
-                panels.timeseries(
+                panels.series(
                     "Authentication failures per minute by reason",
                     (f"sum by (reason) (rate(mcp_auth_failures_total{{{sel}}}{rate})) * 60", "{{reason}}"),
                     threshold=p.auth_failures_per_minute,
                     description=f"McpAuthFailureBurst fires above {p.auth_failures_per_minute:g} per minute.",
                 ),
-                panels.timeseries(
+                panels.series(
                     "Authorization denials per second by tool",
                     (
                         f"sum by (gen_ai_tool_name) (rate(mcp_authz_denials_total{{{sel}}}{rate}))",
@@ -181,13 +183,13 @@ def sections(p: AlertParams, panels: Panels) -> list[tuple[board.Row, list[Any]]
                     ),
                     unit="reqps",
                 ),
-                panels.timeseries(
+                panels.series(
                     "Rate-limit rejections per second",
                     (f"sum(rate(mcp_rate_limited_total{{{sel}}}{rate}))", "429s"),
                     unit="reqps",
                     threshold=p.rate_limited_per_second,
                 ),
-                panels.timeseries(
+                panels.series(
                     "Requests refused before dispatch by reason",
                     (f"sum by (reason) (rate(mcp_rejected_requests_total{{{sel}}}{rate}))", "{{reason}}"),
                     unit="reqps",
@@ -198,22 +200,22 @@ def sections(p: AlertParams, panels: Panels) -> list[tuple[board.Row, list[Any]]
         (
             panels.row("Saturation"),
             [
-                panels.timeseries(
+                panels.series(
                     "In-flight calls by replica", (f"sum by (instance) (mcp_inflight_calls{{{sel}}})", "{{instance}}")
                 ),
-                panels.timeseries(
+                panels.series(
                     "CPU against limit",
                     ('mcp:cpu_usage:ratio_limit{app="$app"}', "{{pod}}{{instance}}"),
                     unit="percentunit",
                     threshold=p.cpu_ratio,
                 ),
-                panels.timeseries(
+                panels.series(
                     "Memory against limit",
                     ('mcp:memory_usage:ratio_limit{app="$app"}', "{{pod}}{{instance}}"),
                     unit="percentunit",
                     threshold=p.memory_ratio,
                 ),
-                panels.timeseries(
+                panels.series(
                     "Replicas up and ready", (f"sum(up{{{sel}}})", "up"), (f"sum(mcp_ready{{{sel}}})", "ready")
                 ),
             ],

@@ -83,3 +83,25 @@ def token_for() -> Callable[..., str]:
         return mint(SECRET, issuer=ISSUER, audience=audience, subject=subject, scopes=scopes, **kw)
 
     return make
+
+
+@pytest.fixture
+def start_server(make_settings: Callable[..., KitSettings]) -> Iterator[Callable[..., Any]]:
+    """Serve any focused server in this process: `start_server(server, **settings)`; all stop at teardown."""
+    from tests.support.postgres import free_port
+    from tests.support.running import Running, serve_app
+
+    started: list[Any] = []
+
+    def start(server: Any, **overrides: Any) -> Running:
+        port = free_port()
+        settings = make_settings(server.settings_cls, MCP_RESOURCE_URL=f"http://127.0.0.1:{port}/mcp", **overrides)
+        app = server.create_app(settings)
+        serving = serve_app(app, port)
+        base = serving.__enter__()
+        started.append(serving)
+        return Running(base, app)
+
+    yield start
+    for serving in reversed(started):
+        serving.__exit__(None, None, None)

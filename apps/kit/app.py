@@ -1,7 +1,8 @@
-"""The ASGI app of one focused server: `/mcp`, the RFC 9728 metadata, `/health`, `/ready`, `/metrics`.
+"""The ASGI app of one focused server: `/mcp`, the RFC 9728 metadata, the tool manifest, `/health`,
+`/ready` and `/metrics`.
 
-The pieces (token verifier, rate limiter, metrics, readiness, state) are built once here
-and wired together; the lifespan opens the server's state, warms the signing keys, keeps
+`Runtime` builds the production layer once (token verifier, rate limiter, metrics, readiness) and wires
+it into one Starlette app; its lifespan opens the server's state, warms the signing keys, keeps
 readiness fresh, and on shutdown closes everything and flushes the last spans.
 """
 
@@ -24,6 +25,7 @@ from apps.kit.auth import JwtVerifier
 from apps.kit.config import KitSettings, RedisFailureMode
 from apps.kit.endpoint import McpEndpoint
 from apps.kit.logs import configure_logging, log_event
+from apps.kit.manifest import MANIFEST_PATH
 from apps.kit.metrics import KitMetrics
 from apps.kit.probes import Readiness, ReadinessSource
 from apps.kit.ratelimit import Limiter, MemoryLimiter, RedisLimiter
@@ -46,85 +48,97 @@ def _limiter(settings: KitSettings, metrics: KitMetrics) -> tuple[Limiter, Redis
     return RedisLimiter(redis, settings.rate_limit_per_minute, settings.rate_limit_redis_failure, metrics), redis
 
 
-def build_app(server: FocusedServer[Any, Any], settings: KitSettings) -> Starlette:
-    configure_logging(settings.log_level)
-    tracer_provider = setup_tracing(settings, server.name)
-    metrics = KitMetrics(server.name)
-    telemetry = Telemetry(metrics.registry, tracer_provider)
-    verifier = JwtVerifier(settings, metrics)
-    limiter, redis = _limiter(settings, metrics)
-    readiness = Readiness(metrics)
-    if redis is not None:
-        readiness.add("redis", redis.ping, soft=settings.rate_limit_redis_failure is not RedisFailureMode.CLOSED)
-    if verifier.jwks is not None:
-        readiness.add("jwks", verifier.jwks.check)
-    metadata_path = resource_metadata_path(settings.resource_url)
-    base = settings.resource_url.removesuffix(urlsplit(settings.resource_url).path)
-    metadata = {
-        "resource": settings.resource_url,
-        "authorization_servers": [settings.mcp_issuer],
-        "scopes_supported": server.scopes,
-        "bearer_methods_supported": ["header"],
-    }
-    endpoint = McpEndpoint(
-        name=server.name,
-        version=server.version,
-        instructions=server.instructions,
-        settings=settings,
-        specs=server.specs,
-        verifier=verifier,
-        limiter=limiter,
-        metrics=metrics,
-        state=lambda: app.state.server_state,
-        resource_metadata_url=base + metadata_path,
-    )
+class Runtime:
+    """One server's production layer, built once from its settings."""
+
+    def __init__(self, server: FocusedServer[Any, Any], settings: KitSettings):
+        configure_logging(settings.log_level)
+        self.server, self.settings = server, settings
+        self.metrics = KitMetrics(server.name)
+        self.telemetry = Telemetry(self.metrics.registry, setup_tracing(settings, server.name))
+        self.verifier = JwtVerifier(settings, self.metrics)
+        self.limiter, self.redis = _limiter(settings, self.metrics)
+        self.readiness = Readiness(self.metrics)
+        if self.redis is not None:
+            soft = settings.rate_limit_redis_failure is not RedisFailureMode.CLOSED
+            self.readiness.add("redis", self.redis.ping, soft=soft)
+        if self.verifier.jwks is not None:
+            self.readiness.add("jwks", self.verifier.jwks.check)
+        self.metadata_path = resource_metadata_path(settings.resource_url)
+        self.metadata = {
+            "resource": settings.resource_url,
+            "authorization_servers": [settings.mcp_issuer],
+            "scopes_supported": server.scopes,
+            "bearer_methods_supported": ["header"],
+        }
+        self.manifest = server.manifest()
+        base = settings.resource_url.removesuffix(urlsplit(settings.resource_url).path)
+        self.endpoint = McpEndpoint(
+            name=server.name,
+            version=server.version,
+            instructions=server.instructions,
+            settings=settings,
+            specs=server.specs,
+            verifier=self.verifier,
+            limiter=self.limiter,
+            metrics=self.metrics,
+            state=lambda: self.app.state.server_state,
+            resource_metadata_url=base + self.metadata_path,
+        )
+        self.app = Starlette(
+            routes=[
+                Route("/mcp", self.endpoint, methods=None),
+                Route(self.metadata_path, self.resource_metadata, methods=["GET"]),
+                Route(MANIFEST_PATH, self.tools_manifest, methods=["GET"]),
+                Route("/health", self.health, methods=["GET"]),
+                Route("/ready", self.ready, methods=["GET"]),
+                Route("/metrics", self.prometheus_metrics, methods=["GET"]),
+            ],
+            lifespan=self.lifespan,
+        )
+        self.app.state.metrics, self.app.state.settings, self.app.state.endpoint = self.metrics, settings, self.endpoint
 
     @asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        name = self.server.name
         async with AsyncExitStack() as stack:
             stack.push_async_callback(asyncio.to_thread, flush_traces)  # last: after everything that makes spans
-            app.state.server_state = await stack.enter_async_context(server.state_factory(settings, telemetry))
-            if isinstance(app.state.server_state, ReadinessSource):
-                for name, check in app.state.server_state.readiness_checks().items():
-                    readiness.add(name, check)
-            if redis is not None:
-                stack.push_async_callback(redis.aclose)
-            if verifier.jwks is not None:
-                await verifier.jwks.refresh_if_due()  # warm the keys before the first token arrives
-            readiness.started = True
-            refresher = asyncio.create_task(readiness.keep_fresh())
+            state = await stack.enter_async_context(self.server.state_factory(self.settings, self.telemetry))
+            app.state.server_state = state
+            if isinstance(state, ReadinessSource):
+                for check_name, check in state.readiness_checks().items():
+                    self.readiness.add(check_name, check)
+            if self.redis is not None:
+                stack.push_async_callback(self.redis.aclose)
+            if self.verifier.jwks is not None:
+                await self.verifier.jwks.refresh_if_due()  # warm the keys before the first token arrives
+            self.readiness.started = True
+            refresher = asyncio.create_task(self.readiness.keep_fresh())
             stack.callback(refresher.cancel)
-            log_event("server_started", server=server.name, port=settings.port, tools=sorted(server.specs))
+            log_event("server_started", server=name, port=self.settings.port, tools=sorted(self.server.specs))
             yield
-            log_event("server_stopping", server=server.name)
-        log_event("server_stopped", server=server.name)
+            log_event("server_stopping", server=name)
+        log_event("server_stopped", server=name)
 
-    async def health(_: Request) -> Response:
+    async def health(self, _: Request) -> Response:
         """Liveness: the process serves requests. Deliberately checks no dependency."""
         return JSONResponse({"status": "ok"})
 
-    async def ready(_: Request) -> Response:
+    async def ready(self, _: Request) -> Response:
         """Readiness: every dependency answered within the timeout."""
-        ok, status = await readiness.run()
+        ok, status = await self.readiness.run()
         return JSONResponse({"status": "ready" if ok else "not_ready", "checks": status}, 200 if ok else 503)
 
-    async def prometheus_metrics(_: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    async def prometheus_metrics(self, _: Request) -> Response:
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    async def resource_metadata(_: Request) -> Response:
-        return JSONResponse(metadata)
+    async def resource_metadata(self, _: Request) -> Response:
+        return JSONResponse(self.metadata)
 
-    app = Starlette(
-        routes=[
-            Route("/mcp", endpoint, methods=None),
-            Route(metadata_path, resource_metadata, methods=["GET"]),
-            Route("/health", health, methods=["GET"]),
-            Route("/ready", ready, methods=["GET"]),
-            Route("/metrics", prometheus_metrics, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-    )
-    app.state.metrics = metrics
-    app.state.settings = settings
-    app.state.endpoint = endpoint
-    return app
+    async def tools_manifest(self, _: Request) -> Response:
+        """The pinned tool manifest, for gateways and CI (`python -m apps.kit.pin verify`); no secrets in it."""
+        return JSONResponse(self.manifest)
+
+
+def build_app(server: FocusedServer[Any, Any], settings: KitSettings) -> Starlette:
+    return Runtime(server, settings).app

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import uvicorn
 
 from apps.kit.config import KitSettings, load_settings
+from apps.kit.manifest import manifest
 from apps.kit.needs import Needs
 from apps.kit.telemetry import DashboardRow, Telemetry
 from apps.kit.tools import Handler, ToolHints, ToolSpec, spec_from_handler
@@ -80,6 +81,10 @@ class FocusedServer(Generic[StateT, SettingsT]):
     def scopes(self) -> list[str]:
         """Every scope some tool of this server needs: what its tokens may carry."""
         return sorted({scope for spec in self.specs.values() for scope in spec.scopes})
+
+    def manifest(self) -> dict[str, Any]:
+        """Every tool's digest and definition, and the server's digest (see `apps.kit.manifest`)."""
+        return manifest(self.name, [spec.definition for spec in self.specs.values()])
 
     def create_app(self, settings: SettingsT | None = None) -> Starlette:
         """Build the ASGI app; each call is independent (own metrics, own state)."""

@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar, get_type_hints
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from apps.kit.logs import bounded, log_event
+from apps.kit.manifest import DIGEST_META, tool_digest
 
 StateT = TypeVar("StateT")
 MAX_KEY_CHARS = 64  # argument keys are the caller's text: bounded before they reach an error message
@@ -76,12 +77,13 @@ class ToolSpec(Generic[StateT]):
     definition: dict[str, Any] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        definition = {
+        definition: dict[str, Any] = {
             "name": self.name,
             "description": self.description,
             "inputSchema": self.args.model_json_schema(by_alias=True),
             "annotations": self.hints.annotations(),
         }
+        definition["_meta"] = {DIGEST_META: tool_digest(definition)}  # what a client can pin this tool to
         object.__setattr__(self, "definition", definition)
 
     def missing_scopes(self, granted: frozenset[str]) -> list[str]:

@@ -89,14 +89,6 @@ def test_routes_by_severity(amtool, labels, receiver):
     assert result.stdout.strip() == receiver
 
 
-def test_critical_inhibits_the_matching_warning():
-    [rule] = render_alertmanager()["inhibit_rules"]
-    assert rule["source_matchers"] == ['severity="critical"']
-    assert rule["target_matchers"] == ['severity="warning"']
-    assert rule["equal"] == ["app"]
-    assert render_alertmanager()["route"]["group_by"] == ["alertname", "app"]
-
-
 def test_notification_template_carries_summary_and_runbook(amtool):
     text = '{{ template "mcpfleet.text" . }}'
     result = run(

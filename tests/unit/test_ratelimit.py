@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from mcp.shared.exceptions import MCPError
 from redis.asyncio import Redis
 
 from apps.kit.config import RedisFailureMode
@@ -14,6 +15,7 @@ from apps.kit.ratelimit import MemoryLimiter, RedisLimiter
 from tests.conftest import requirement_missing
 from tests.support import redis as local_redis
 from tests.support.mcp_client import mcp_client
+from tests.support.raw import post, tool_call
 
 
 @pytest.fixture
@@ -104,14 +106,16 @@ def test_over_the_limit_gets_429_with_retry_after(start_demo, token_for, logs):
 async def test_shared_limit_through_two_servers_and_redis(start_demo, token_for, redis_server):
     first = start_demo(RATE_LIMIT_PER_MINUTE=4, REDIS_URL=redis_server.url)
     second = start_demo(RATE_LIMIT_PER_MINUTE=4, REDIS_URL=redis_server.url)
-    outcomes = []
+    statuses = []
     for i in range(6):
         target = (first, second)[i % 2]
-        async with mcp_client(target.mcp_url, token_for("demo:read", target.mcp_url)) as client:
-            try:
-                await client.call_tool("echo", {"text": "x"})
-                outcomes.append("ok")
-            except Exception:
-                outcomes.append("limited")
-    assert outcomes == ["ok"] * 4 + ["limited"] * 2
+        response = post(target.mcp_url, tool_call("echo", {"text": "x"}), token_for("demo:read", target.mcp_url))
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            assert 1 <= int(response.headers["retry-after"]) <= 60
+            assert response.json()["error"]["data"]["retryAfter"] == int(response.headers["retry-after"])
+    assert statuses == [200] * 4 + [429] * 2  # four across both replicas, then the shared budget is spent
+    async with mcp_client(first.mcp_url, token_for("demo:read", first.mcp_url)) as client:
+        with pytest.raises(MCPError, match="Too many tool calls"):  # the SDK client surfaces the 429's JSON-RPC error
+            await client.call_tool("echo", {"text": "x"})
     assert httpx.get(first.base + "/ready").json()["checks"]["redis"] == "ok"

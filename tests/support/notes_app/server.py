@@ -9,17 +9,21 @@ from typing import Annotated
 
 from pydantic import Field
 
-from apps.kit import FocusedServer, KitSettings, Needs, Telemetry, ToolArgs, Volume
+from apps.kit import CallerError, FocusedServer, KitSettings, Needs, Telemetry, ToolArgs, Volume
+
+
+class NotesSettings(KitSettings):
+    notes_path: Path = Path("/notes")  # NOTES_PATH, set by the platform from the declared volume
 
 
 @asynccontextmanager
-async def notes_dir(settings: KitSettings, telemetry: Telemetry) -> AsyncIterator[Path]:
-    yield Path("/notes")
+async def notes_dir(settings: NotesSettings, telemetry: Telemetry) -> AsyncIterator[Path]:
+    yield settings.notes_path
 
 
-server: FocusedServer[Path, KitSettings] = FocusedServer(
+server: FocusedServer[Path, NotesSettings] = FocusedServer(
     "mcpfleet-notes",
-    KitSettings,
+    NotesSettings,
     notes_dir,
     needs=Needs(redis=True, volumes=(Volume("notes", "/notes"),)),
 )
@@ -32,4 +36,7 @@ class NoteArgs(ToolArgs):
 @server.tool(scopes={"notes:read"}, read_only=True)
 async def read_note(args: NoteArgs, root: Path) -> dict[str, object]:
     """Read one note."""
-    return {"text": (root / args.title).read_text()}
+    note = root / args.title
+    if not note.is_file():
+        raise CallerError(f"no note '{args.title}'")
+    return {"text": note.read_text()}
