@@ -110,6 +110,9 @@ class PostgresConfig(Model):
 
 class ObservabilityConfig(Model):
     webhook_url: HttpUrl = HttpUrl("http://alert-receiver.mcp-observability.svc:8080/alerts")
+    # Head sampling of traces (parent-based: a caller's sampled trace is always kept). Alerts and dashboards
+    # read the apps' own metrics, which count every call; traces are for finding out why.
+    trace_sample_ratio: float = Field(default=0.1, ge=0, le=1)
     prometheus_retention: str = Field(default="15d", pattern=r"^[0-9]+[dhw]$")
     prometheus_storage: str = "10Gi"
     loki_storage: str = "10Gi"

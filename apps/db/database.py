@@ -13,13 +13,18 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Tracer
 
 from apps.db.config import DbSettings
 from apps.db.sql import Column, Table
-from apps.db.telemetry import PoolCollector, instrument_queries
+from apps.db.telemetry import PoolCollector, PoolStat
 from apps.kit import CallerError, Check, ServerError, Telemetry
+from apps.kit.admission import Admission, Overloaded
+from apps.kit.logs import bounded
 
 CATALOG_SQL = """
 SELECT c.relname AS table_name, a.attname AS column_name,
@@ -62,11 +67,21 @@ class Database:
 
     CATALOG_REFRESH_SECONDS = 5.0
 
-    def __init__(self, settings: DbSettings, read_pool: asyncpg.Pool, write_pool: asyncpg.Pool):
+    def __init__(
+        self, settings: DbSettings, read_pool: asyncpg.Pool, write_pool: asyncpg.Pool, tracer: Tracer | None = None
+    ):
         self.settings = settings
         self.schema = settings.db_schema
         self.read_pool = read_pool
         self.write_pool = write_pool
+        deadline = settings.db_acquire_timeout_seconds
+        self.admission = {
+            read_pool: Admission("the database (read pool)", settings.db_pool_max, deadline),
+            write_pool: Admission("the database (write pool)", settings.db_pool_max, deadline),
+        }
+        self.tracer = tracer or trace.get_tracer("mcpfleet.db")
+        self.span_attributes = _span_attributes(settings.db_read_url.get_secret_value())
+        self.database_name = str(self.span_attributes["db.namespace"])
         self._tables: dict[str, Table] = {}
         self._loaded_at = float("-inf")
         self._lock = asyncio.Lock()
@@ -78,11 +93,13 @@ class Database:
 
         return {"db_read": lambda: select_one(self.read_pool), "db_write": lambda: select_one(self.write_pool)}
 
-    def pool_stats(self) -> dict[str, tuple[int, int, int]]:
+    def pool_stats(self) -> dict[str, PoolStat]:
         stats = {}
         for name, pool in (("read", self.read_pool), ("write", self.write_pool)):
-            size = pool.get_size()
-            stats[name] = (size - pool.get_idle_size(), size, pool.get_max_size())
+            size, admission = pool.get_size(), self.admission[pool]
+            stats[name] = PoolStat(
+                size - pool.get_idle_size(), size, pool.get_max_size(), admission.queued, admission.shed
+            )
         return stats
 
     async def tables(self, refresh: bool = False) -> dict[str, Table]:
@@ -116,11 +133,21 @@ class Database:
         return status
 
     async def _run(self, pool: asyncpg.Pool, method: str, sql: str, args: tuple[Any, ...]) -> Any:
-        """Run one statement; map failures to clear tool errors that never quote the DSN."""
+        """Run one statement, admitted in arrival order, in its own span; map failures to clear tool errors
+        that never quote the DSN."""
         timeout = self.settings.db_statement_timeout_ms / 1000 + 1
         try:
-            async with pool.acquire(timeout=self.settings.db_acquire_timeout_seconds) as conn:
-                return await getattr(conn, method)(sql, *args, timeout=timeout)
+            # Admission bounds the wait (DB_ACQUIRE_TIMEOUT_SECONDS): past it a slot means a free connection,
+            # or a new one within the pool's connect timeout.
+            async with self.admission[pool].slot(), pool.acquire() as conn:
+                with self.tracer.start_as_current_span(
+                    f"{sql.split(None, 1)[0]} {self.database_name}",
+                    kind=SpanKind.CLIENT,
+                    attributes={**self.span_attributes, "db.query.text": bounded(sql, 2048)},
+                ):
+                    return await getattr(conn, method)(sql, *args, timeout=timeout)
+        except Overloaded:
+            raise
         except asyncpg.QueryCanceledError:
             raise ServerError("statement timed out") from None
         except asyncpg.InsufficientPrivilegeError:
@@ -133,6 +160,21 @@ class Database:
             if unavailable(error):
                 raise ServerError(f"database unavailable ({type(error).__name__}); retry later") from None
             raise
+
+
+def _span_attributes(dsn: str) -> dict[str, str | int]:
+    """OpenTelemetry database attributes from the DSN: where, never who (no user, no password)."""
+    parts = urlsplit(dsn)
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        port = 5432
+    return {
+        "db.system.name": "postgresql",
+        "db.namespace": parts.path.lstrip("/") or "postgres",
+        "server.address": parts.hostname or "",
+        "server.port": port,
+    }
 
 
 def _tables_from_rows(rows: list[asyncpg.Record]) -> dict[str, Table]:
@@ -148,10 +190,15 @@ def _tables_from_rows(rows: list[asyncpg.Record]) -> dict[str, Table]:
     return {name: Table(name, cols, tuple(c for _, c in sorted(keys.get(name, [])))) for name, cols in columns.items()}
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Release a connection without asyncpg's reset query: these pools never change session state (no
+    SET, LISTEN or advisory locks; timeouts come from server_settings), so the round trip buys nothing.
+    An open transaction is still rolled back by the pool itself."""
+
+
 @asynccontextmanager
 async def open_database(settings: DbSettings, telemetry: Telemetry) -> AsyncIterator[Database]:
     """Create both pools (lazily connecting), expose their metrics and spans, close them on shutdown."""
-    instrument_queries(telemetry)
     common: dict[str, Any] = {
         "min_size": settings.db_pool_min,
         "max_size": settings.db_pool_max,
@@ -161,10 +208,11 @@ async def open_database(settings: DbSettings, telemetry: Telemetry) -> AsyncIter
             "statement_timeout": str(settings.db_statement_timeout_ms),
             "application_name": "mcpfleet-db",
         },
+        "reset": _keep_session,
     }
     read_pool = await asyncpg.create_pool(settings.db_read_url.get_secret_value(), **common)
     write_pool = await asyncpg.create_pool(settings.db_write_url.get_secret_value(), **common)
-    database = Database(settings, read_pool, write_pool)
+    database = Database(settings, read_pool, write_pool, telemetry.tracer("mcpfleet.db"))
     telemetry.register(PoolCollector(database.pool_stats))
     try:
         yield database

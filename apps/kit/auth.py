@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +27,8 @@ from apps.kit.logs import log_event
 from apps.kit.metrics import KitMetrics
 
 MAX_JWKS_BYTES = 256 * 1024
+VERIFIED_CACHE_SIZE = 1024  # tokens whose verification is remembered until they expire
+MAX_CACHED_TOKEN_CHARS = 4096
 JWKS_RETRY_BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0)  # seconds between retries of a failed fetch
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})  # RFC 9068 `typ`
 
@@ -74,6 +77,7 @@ class JwksKeys:
         self._timeout = timeout
         self._backoff = backoff
         self._keys: dict[str, jwt.PyJWK] = {}
+        self.version = 0  # bumped whenever the key set changes
         self._next_fetch_at = float("-inf")
         self._failures = 0
         self._last_error: str | None = None
@@ -135,6 +139,8 @@ class JwksKeys:
                 retry_in_s=delay,
             )
             return
+        if set(keys) != set(self._keys) or any(keys[k]._jwk_data != self._keys[k]._jwk_data for k in keys):
+            self.version += 1
         self._keys, self._failures, self._last_error = keys, 0, None
         self._next_fetch_at = time.monotonic() + self._min_refresh
 
@@ -201,6 +207,10 @@ class JwtVerifier:
             jwks = JwksKeys(str(settings.mcp_jwks_url), settings.mcp_jwks_min_refresh_seconds)
         self.jwks = jwks
         self._metrics = metrics
+        # A verified token stays valid until it expires, unless the keys change: remembering the result
+        # saves re-parsing and re-checking the signature on every request (bounded; invalid tokens never kept).
+        self._verified: OrderedDict[str, Principal] = OrderedDict()
+        self._verified_for = jwks.version if jwks else 0
 
     def record_failure(self, reason: str) -> None:
         self._metrics.auth_failures.labels(reason=reason).inc()
@@ -216,6 +226,24 @@ class JwtVerifier:
 
     async def verify(self, token: str) -> Principal:
         """Verify or raise `AuthFailure` with the reason."""
+        if self.jwks is not None and self.jwks.version != self._verified_for:
+            self._verified.clear()  # a key was rotated out: what it signed must be checked again
+            self._verified_for = self.jwks.version
+        known = self._verified.get(token)
+        if known is not None:
+            if time.time() <= known.expires_at + self._leeway:
+                self._verified.move_to_end(token)
+                return known
+            del self._verified[token]
+            raise AuthFailure("expired")
+        principal = await self._verify(token)
+        if len(token) <= MAX_CACHED_TOKEN_CHARS:
+            self._verified[token] = principal
+            if len(self._verified) > VERIFIED_CACHE_SIZE:
+                self._verified.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

@@ -31,6 +31,7 @@ from starlette.types import Receive, Scope, Send
 
 from apps.kit.auth import AuthFailure, JwtVerifier, Principal
 from apps.kit.config import KitSettings
+from apps.kit.encoding import dumps
 from apps.kit.logs import bounded, log_event
 from apps.kit.metrics import SERVER_FAULT_OUTCOMES, KitMetrics
 from apps.kit.ratelimit import Limiter
@@ -87,8 +88,7 @@ _CALL: ContextVar[CallRecord] = ContextVar("mcpfleet_call")
 
 def input_digest(arguments: Any) -> str:
     """SHA-256 of the canonical JSON arguments: lets two log lines be matched without logging data."""
-    canonical = json.dumps(arguments, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+    return hashlib.sha256(dumps(arguments, sort_keys=True, default=str)).hexdigest()
 
 
 def _no_constants(name: str) -> Any:
@@ -138,7 +138,7 @@ def _is_request_id(value: Any) -> bool:
 
 
 def _json_body(message: dict[str, Any]) -> bytes:
-    return json.dumps(message, separators=(",", ":")).encode()
+    return dumps(message)
 
 
 class McpEndpoint:

@@ -17,10 +17,11 @@ from prometheus_client.registry import Collector
 # 5 ms to 10 s, dense around the 1 s p99 objective.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
 
-# Outcomes of a tools/call (the `outcome` label): ok, error, internal_error, rejected,
-# invalid_params, forbidden, unknown_tool. Only these two are the server's fault; they are what
-# the error-rate alert and the availability SLO count (alerts/rules.py reads this tuple).
-SERVER_FAULT_OUTCOMES = ("error", "internal_error")
+# Outcomes of a tools/call (the `outcome` label): ok, error, internal_error, overloaded, rejected,
+# invalid_params, forbidden, unknown_tool. Only these three are the server's fault (overloaded: refused
+# as busy because it could not be served in time); they are what the error-rate alert and the
+# availability SLO count (alerts/rules.py reads this tuple).
+SERVER_FAULT_OUTCOMES = ("error", "internal_error", "overloaded")
 
 # Why a token was refused (the `reason` label); every one is exported from the start at 0, so
 # rate() and alerts see the first failure instead of a series that appears already non-zero.

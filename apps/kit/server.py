@@ -22,7 +22,7 @@ from apps.kit.tools import Handler, ToolHints, ToolSpec, spec_from_handler
 from apps.kit.version import __version__
 
 if TYPE_CHECKING:
-    from starlette.applications import Starlette
+    from apps.kit.app import KitApp
 
 StateT = TypeVar("StateT")
 SettingsT = TypeVar("SettingsT", bound=KitSettings)
@@ -86,7 +86,7 @@ class FocusedServer(Generic[StateT, SettingsT]):
         """Every tool's digest and definition, and the server's digest (see `apps.kit.manifest`)."""
         return manifest(self.name, [spec.definition for spec in self.specs.values()])
 
-    def create_app(self, settings: SettingsT | None = None) -> Starlette:
+    def create_app(self, settings: SettingsT | None = None) -> KitApp:
         """Build the ASGI app; each call is independent (own metrics, own state)."""
         from apps.kit.app import build_app
 

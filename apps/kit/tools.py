@@ -8,14 +8,15 @@ what is enforced, and the arguments are validated once per call, here.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from apps.kit.encoding import dumps
 from apps.kit.logs import bounded, log_event
 from apps.kit.manifest import DIGEST_META, tool_digest
 
@@ -37,6 +38,14 @@ class CallerError(Exception):
 class ServerError(Exception):
     """The server could not serve a valid call (a dependency is down, a timeout): reported to the
     caller with this message, and counted against the server's availability."""
+
+
+class Overloaded(ServerError):
+    """More work than can be served in time (see `apps.kit.admission`): a clear, retryable refusal."""
+
+    def __init__(self, what: str, retry_after: float):
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(f"{what} is busy; retry after {self.retry_after} s")
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,8 @@ class ToolSpec(Generic[StateT]):
             value = await self.handler(args, state)
         except CallerError as error:
             return Outcome("rejected", error_result(str(error)))
+        except Overloaded as error:
+            return Outcome("overloaded", error_result(str(error)))
         except ServerError as error:
             return Outcome("error", error_result(f"Error executing tool {self.name}: {error}"))
         except Exception as error:  # noqa: BLE001 - a crash: its text stays in our logs, never on the wire
@@ -133,7 +144,7 @@ def spec_from_handler(handler: Handler[Any], scopes: set[str] | frozenset[str], 
 def to_result(value: Any) -> dict[str, Any]:
     """JSON-safe handler output as both text and structured content."""
     structured = value if isinstance(value, dict) else {"result": value}
-    text = json.dumps(structured, separators=(",", ":"), ensure_ascii=False)
+    text = dumps(structured).decode("utf-8", "surrogatepass")
     return {"content": [{"type": "text", "text": text}], "structuredContent": structured, "isError": False}
 
 

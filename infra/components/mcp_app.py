@@ -27,7 +27,7 @@ from infra.components.k8s import (
     secret_env,
 )
 from infra.components.network import Reachable, namespace_peer, tcp
-from infra.components.observability.collector import otlp_egress, otlp_endpoint
+from infra.components.observability.collector import otlp_egress, otlp_endpoint, sampling_env
 from infra.components.postgres import Postgres
 from infra.components.redis import Redis
 from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, OBSERVABILITY_NAMESPACE, AppConfig, StackConfig
@@ -182,6 +182,8 @@ class McpApp(pulumi.ComponentResource):
             {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": otlp_endpoint(AGENTS_NAMESPACE)},
             {"name": "OTEL_RESOURCE_ATTRIBUTES", "value": f"service.namespace={APP_NAMESPACE}"},
         ]
+        sampling = sampling_env(stack.observability.trace_sample_ratio)
+        env += [{"name": name, "value": value} for name, value in sampling.items()]
         env += [{"name": var, "value": self.platform.services[svc].url} for var, svc in needs.services.items()]
         env += [{"name": f"{v.name.upper().replace('-', '_')}_PATH", "value": v.mount_path} for v in needs.volumes]
         if stack.jwks_url:

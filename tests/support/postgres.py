@@ -31,6 +31,7 @@ class LocalPostgres:
     port: int = 0
     password: str = "admin-password-for-tests-only"
     database: str = "mcpfleet"
+    max_connections: int = 100
 
     def start(self) -> LocalPostgres:
         self.port = self.port or free_port()
@@ -68,7 +69,8 @@ class LocalPostgres:
                 "-t",
                 "30",
                 "-o",
-                f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1",
+                f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+                f" -c max_connections={self.max_connections}",
                 "start",
             ]
         )

@@ -65,6 +65,22 @@ async def test_redis_limit_holds_across_replicas(redis_server):
         await replica.redis.aclose()
 
 
+async def test_concurrent_hits_are_decided_in_batches_exactly_as_one_at_a_time(redis_server):
+    """Under concurrency one script call decides many hits, of many principals, with the same result."""
+    import asyncio
+
+    limiter = RedisLimiter(Redis.from_url(redis_server.url), 30, RedisFailureMode.LOCAL, KitMetrics("t"))
+    keys = ["sub:alice"] * 50 + ["sub:bob"] * 10 + ["sub:carol"] * 40
+    decisions = await asyncio.gather(*(limiter.hit(key) for key in keys))
+    admitted = {key: sum(d.allowed for k, d in zip(keys, decisions, strict=True) if k == key) for key in set(keys)}
+    assert admitted == {"sub:alice": 30, "sub:bob": 10, "sub:carol": 30}
+    alice = [d.allowed for k, d in zip(keys, decisions, strict=True) if k == "sub:alice"]
+    assert alice == [True] * 30 + [False] * 20  # in arrival order: the first thirty, no overtaking
+    assert limiter.batches < len(keys) / 10  # one round trip for many hits
+    assert (await limiter.hit("sub:bob")).allowed and not (await limiter.hit("sub:alice")).allowed
+    await limiter.redis.aclose()
+
+
 @pytest.mark.parametrize(
     ("mode", "expected"),
     [

@@ -25,6 +25,11 @@ def otlp_endpoint(namespace: str) -> str:
     return f"http://otel-collector.{namespace}.svc:{OTLP_HTTP}"
 
 
+def sampling_env(ratio: float) -> dict[str, str]:
+    """How an app samples its traces (read by the OpenTelemetry SDK): this ratio, or a sampled caller's choice."""
+    return {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": f"{ratio:g}"}
+
+
 def otlp_egress(namespace: str) -> dict[str, Any]:
     """The NetworkPolicy egress rule an app needs to send telemetry to the collector."""
     return {

@@ -1,0 +1,425 @@
+"""The production layer against its peers, measured in one run: ratios, not absolute times.
+
+    uv run python -m bench             # 4 interleaved repetitions, 8 s per run (about 25 minutes)
+    uv run python -m bench --smoke     # one repetition, 2 s per run, fewer concurrencies (about 3 minutes)
+
+Every variant serves the same `query` tool (10 rows of sales.products from one PostgreSQL, a pool of 20,
+through asyncpg), is pinned to CPU core 0, and is driven by wrk pinned to core 1 with one MCP
+`tools/call` per request (protocol 2025-11-25, stateless JSON). Each variant's answer is checked before it
+is measured; wrk counts every failed call (non-200, JSON-RPC error, tool error). Variants:
+
+    mcpfleet        python -m apps.db as shipped: JWT, scopes, strict validation, the rate limit (in memory),
+                    JSON logs to a file, metrics, traces sampled as shipped (10 %, parent-based), no exporter
+    mcpfleet+redis  the same, the rate limit in Redis (as in Kubernetes)
+    mcpfleet+otlp   the same, spans exported over OTLP/HTTP to a local sink
+    bare-sdk        the MCP SDK's own server, no auth (bench/peers/bare_sdk.py)
+    fastmcp         FastMCP 4.1 with its JWT verifier, in its own virtualenv (bench/peers/fastmcp_jwt.py)
+    starlette       raw Starlette + asyncpg, no MCP (bench/peers/raw_starlette.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from apps.kit.token import mint
+from infra.components.observability.collector import sampling_env
+from infra.config import ObservabilityConfig
+from infra.postgres.apply import apply
+from tests.support.postgres import LocalPostgres, free_port
+from tests.support.redis import LocalRedis
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+FASTMCP_VENV = BENCH / ".venv-fastmcp"
+# The same event loop and HTTP parser as the main environment (uvicorn picks them up), so the comparison is fair.
+FASTMCP_REQUIREMENTS = ("fastmcp==4.1.7", "asyncpg", "uvloop", "httptools")
+SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstuv"  # noqa: S105 - signs the bench's own tokens only
+ISSUER = "https://issuer.bench.test"
+PROTOCOL_VERSION = "2025-11-25"
+ARGUMENTS = {"table": "products", "limit": 10}
+SERVER_CORE, LOAD_CORE = "0", "1"
+
+
+def body(tool: str) -> str:
+    message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": ARGUMENTS}}
+    return json.dumps(message, separators=(",", ":"))
+
+
+@dataclass
+class Variant:
+    name: str
+    command: list[str]
+    tool: str
+    env: dict[str, str] = field(default_factory=dict)
+    auth: bool = True
+    root: Path = ROOT  # the checkout it runs from (`--before` runs another one)
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def token(self) -> str:
+        return mint(SECRET, issuer=ISSUER, audience=self.url, subject="bench", scopes="db:read") if self.auth else ""
+
+
+@dataclass
+class Run:
+    variant: str
+    connections: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    failed: int
+    cpu_ms_per_call: float
+    rss_mib: float
+
+
+class OtlpSink:
+    """Accepts OTLP/HTTP posts on loopback and drops them (a collector that costs the server nothing)."""
+
+    def __init__(self) -> None:
+        self.posts = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["content-length"]))
+                owner.posts += 1
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def ensure_tools() -> None:
+    missing = [tool for tool in ("wrk", "taskset") if shutil.which(tool) is None]
+    if missing and os.geteuid() == 0 and shutil.which("apt-get"):
+        say(f"installing {missing} (apt-get install wrk util-linux)")
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk", "util-linux"], check=True, capture_output=True)
+    elif missing:
+        raise SystemExit(f"missing {missing}: apt-get install wrk util-linux")
+
+
+def ensure_fastmcp() -> Path:
+    python = FASTMCP_VENV / "bin" / "python"
+    if not python.exists():
+        say(f"creating {FASTMCP_VENV.relative_to(ROOT)} with {', '.join(FASTMCP_REQUIREMENTS)} (once)")
+        uv = shutil.which("uv") or "uv"
+        subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(FASTMCP_VENV)], check=True)
+        subprocess.run([uv, "pip", "install", "-q", "--python", str(python), *FASTMCP_REQUIREMENTS], check=True)
+    return python
+
+
+async def prepare_database(pg: LocalPostgres) -> str:
+    """The project's schema and roles, plus 20 bench products so every variant returns 10 rows."""
+    await apply(pg.admin_url, {"mcpfleet.reader_password": "bench-reader", "mcpfleet.writer_password": "bench-writer"})
+    conn = await asyncpg.connect(pg.admin_url)
+    try:
+        await conn.executemany(
+            "INSERT INTO sales.products (sku, name, price) VALUES ($1, $2, $3) ON CONFLICT (sku) DO NOTHING",
+            [(f"BENCH-{n:02d}", f"Bench product {n}", n + 0.5) for n in range(20)],
+        )
+    finally:
+        await conn.close()
+    return pg.url("mcp_db_reader", "bench-reader")
+
+
+def variants(dsn: str, redis_url: str, sink: str, fastmcp_python: Path) -> list[Variant]:
+    app_env = {
+        **sampling_env(ObservabilityConfig().trace_sample_ratio),  # tracing sampled as shipped
+        "MCP_ISSUER": ISSUER,
+        "MCP_JWT_SECRET": SECRET,
+        "DB_READ_URL": dsn,
+        "DB_WRITE_URL": dsn.replace("mcp_db_reader:bench-reader", "mcp_db_writer:bench-writer"),
+        "RATE_LIMIT_PER_MINUTE": "1000000",  # measured, never reached
+        "HOST": "127.0.0.1",
+    }
+    peer_env = {"BENCH_DSN": dsn, "BENCH_JWT_SECRET": SECRET, "BENCH_ISSUER": ISSUER}
+    python = sys.executable
+    return [
+        Variant("mcpfleet", [python, "-m", "apps.db"], "query", app_env),
+        Variant("mcpfleet+redis", [python, "-m", "apps.db"], "query", {**app_env, "REDIS_URL": redis_url}),
+        Variant("mcpfleet+otlp", [python, "-m", "apps.db"], "query", {**app_env, "OTEL_EXPORTER_OTLP_ENDPOINT": sink}),
+        Variant("bare-sdk", [python, str(BENCH / "peers/bare_sdk.py")], "query_rows", peer_env, auth=False),
+        Variant("fastmcp", [str(fastmcp_python), str(BENCH / "peers/fastmcp_jwt.py")], "query_rows", peer_env),
+        Variant("starlette", [python, str(BENCH / "peers/raw_starlette.py")], "query_rows", peer_env, auth=False),
+    ]
+
+
+def start(variant: Variant, logs: Path) -> None:
+    variant.port = free_port()
+    env = {
+        **os.environ,
+        **variant.env,
+        "PORT": str(variant.port),
+        "MCP_RESOURCE_URL": variant.url,
+        "BENCH_AUDIENCE": variant.url,
+        "PYTHONPATH": str(variant.root),
+    }
+    log = (logs / f"{variant.name}.log").open("wb")
+    variant.process = subprocess.Popen(
+        ["taskset", "-c", SERVER_CORE, *variant.command],
+        cwd=variant.root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def verify(variant: Variant) -> None:
+    """The answer must be right before it is timed: a benchmark of errors is worthless."""
+    deadline = time.monotonic() + 60
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": PROTOCOL_VERSION,
+    }
+    if variant.auth:
+        headers["Authorization"] = f"Bearer {variant.token()}"
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.post(variant.url, content=body(variant.tool), headers=headers, timeout=5)
+            result = response.json()["result"]
+            if response.status_code == 200 and result["structuredContent"]["count"] == 10 and not result["isError"]:
+                return
+            last = response.text[:300]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
+            last = error
+        time.sleep(0.3)
+    raise SystemExit(f"{variant.name} does not answer correctly: {last!r}")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wrk(variant: Variant, connections: int, seconds: float) -> dict[str, int]:
+    env = {
+        **os.environ,
+        "BENCH_BODY": body(variant.tool),
+        "BENCH_TOKEN": variant.token(),
+        "BENCH_PROTOCOL_VERSION": PROTOCOL_VERSION,
+    }
+    threads = "1" if connections < 4 else "2"
+    command = [
+        "taskset",
+        "-c",
+        LOAD_CORE,
+        "wrk",
+        "-t",
+        threads,
+        "-c",
+        str(connections),
+        "-d",
+        f"{max(1, round(seconds))}s",
+    ]
+    command += ["--timeout", "10s", "-s", str(BENCH / "wrk/mcp_post.lua"), variant.url]
+    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    [line] = [line for line in output.splitlines() if line.startswith("BENCH ")]
+    return {key: int(value) for key, value in (part.split("=") for part in line.split()[1:])}
+
+
+def measure(variant: Variant, connections: int, seconds: float) -> Run:
+    assert variant.process is not None
+    pid = variant.process.pid
+    wrk(variant, connections, min(1.0, seconds))  # warm: pool connections, caches
+    peak = [0.0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss_mib(pid))
+            time.sleep(0.25)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    cpu_before = cpu_seconds(pid)
+    result = wrk(variant, connections, seconds)
+    cpu = cpu_seconds(pid) - cpu_before
+    stop.set()
+    sampler.join()
+    requests = max(result["requests"], 1)
+    return Run(
+        variant.name,
+        connections,
+        result["requests"] / (result["duration_us"] / 1e6),
+        result["p50_us"] / 1000,
+        result["p99_us"] / 1000,
+        result["max_us"] / 1000,
+        result["failed"] + result["socket_errors"],
+        cpu * 1000 / requests,
+        peak[0],
+    )
+
+
+def median(runs: list[Run], attribute: str) -> float:
+    return float(statistics.median(getattr(r, attribute) for r in runs))
+
+
+def report(runs: list[Run], names: list[str], concurrencies: tuple[int, ...]) -> int:
+    def of(name: str, c: int) -> list[Run]:
+        return [r for r in runs if r.variant == name and r.connections == c]
+
+    say("\nmedians over repetitions (req/s spread min-max); latency in ms; CPU per call in ms")
+    say(
+        f"{'variant':16s} {'conns':>5s} {'req/s':>8s} {'spread':>13s} {'p50':>7s} {'p99':>8s} {'max':>8s} "
+        f"{'failed':>6s} {'cpu/call':>8s} {'RSS MiB':>7s}"
+    )
+    for c in concurrencies:
+        for name in names:
+            group = of(name, c)
+            rates = [r.rps for r in group]
+            say(
+                f"{name:16s} {c:5d} {statistics.median(rates):8.0f} {min(rates):6.0f}-{max(rates):<6.0f} "
+                f"{median(group, 'p50_ms'):7.1f} {median(group, 'p99_ms'):8.1f} {max(r.max_ms for r in group):8.1f} "
+                f"{sum(r.failed for r in group):6d} {median(group, 'cpu_ms_per_call'):8.2f} "
+                f"{max(r.rss_mib for r in group):7.0f}"
+            )
+    verdicts: list[tuple[str, bool]] = []
+
+    def rps(name: str, c: int) -> float:
+        return median(of(name, c), "rps")
+
+    say("\nratios (same run)")
+    if "before" in names:
+        for c in concurrencies:
+            say(f"  {c:3d} conns: mcpfleet / before {rps('mcpfleet', c) / rps('before', c):.2f}x")
+    for c in concurrencies:
+        ours, bare, fast = rps("mcpfleet", c), rps("bare-sdk", c), rps("fastmcp", c)
+        say(
+            f"  {c:3d} conns: mcpfleet / bare-sdk {ours / bare:.2f}x, / fastmcp {ours / fast:.2f}x, "
+            f"/ starlette {ours / rps('starlette', c):.2f}x"
+        )
+        if c in (16, 64):
+            verdicts.append((f"throughput >= 1.0x bare SDK at {c}", ours >= bare))
+            verdicts.append((f"throughput >= 1.5x FastMCP at {c}", ours >= 1.5 * fast))
+        if c in (1, 16, 64):
+            ours_p99, bare_p99 = median(of("mcpfleet", c), "p99_ms"), median(of("bare-sdk", c), "p99_ms")
+            verdicts.append((f"p99 {ours_p99:.1f} ms <= bare SDK's {bare_p99:.1f} ms at {c}", ours_p99 <= bare_p99))
+        if c in (64, 100, 256):
+            failed = sum(r.failed for r in of("mcpfleet", c))
+            p50, p99 = median(of("mcpfleet", c), "p50_ms"), median(of("mcpfleet", c), "p99_ms")
+            verdicts.append((f"0 failed calls at {c} ({failed})", failed == 0))
+            verdicts.append((f"p99 <= 3x p50 at {c} ({p99:.1f} vs {p50:.1f} ms)", p99 <= 3 * p50))
+        if c == 1:
+            stall = max(r.max_ms for r in of("mcpfleet", 1))
+            verdicts.append((f"no stall over 20 ms at 1 connection (max {stall:.1f} ms)", stall <= 20))
+        if c == 100:
+            rss = max(r.rss_mib for r in of("mcpfleet", 100))
+            verdicts.append((f"RSS at 100 connections {rss:.0f} MiB <= 150", rss <= 150))
+    for c in (16, 64):
+        if c in concurrencies:
+            otlp = rps("mcpfleet+otlp", c) / rps("mcpfleet", c)
+            redis = rps("mcpfleet+redis", c) / rps("mcpfleet", c)
+            verdicts.append((f"OTLP export costs <= 5 % at {c} ({(1 - otlp) * 100:.1f} %)", otlp >= 0.95))
+            verdicts.append((f"Redis limiter costs <= 5 % at {c} ({(1 - redis) * 100:.1f} %)", redis >= 0.95))
+    say("\ntargets")
+    for text, ok in verdicts:
+        say(f"  [{'pass' if ok else 'FAIL'}] {text}")
+    return 0 if all(ok for _, ok in verdicts) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="one short repetition (a check that it runs)")
+    parser.add_argument("--repetitions", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--only", nargs="*", help="run only these variants")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="also run the db server of another checkout (with its own .venv), e.g. a worktree of an older commit",
+    )
+    args = parser.parse_args(argv)
+    repetitions, seconds = (1, 2.0) if args.smoke else (args.repetitions, args.seconds)
+    concurrencies = (1, 16, 64) if args.smoke else (1, 16, 64, 100, 256)
+    if (os.cpu_count() or 1) < 2:
+        raise SystemExit("needs two cores: one for the servers, one for the load")
+    ensure_tools()
+    fastmcp_python = ensure_fastmcp()
+    logs = Path(tempfile.mkdtemp(prefix="mcpfleet-bench-"))
+    # Every variant keeps its pool open while the others run: room for all of them (up to 40 each).
+    pg, redis, sink = LocalPostgres(max_connections=400).start(), LocalRedis().start(), OtlpSink()
+    chosen: list[Variant] = []
+    try:
+        dsn = asyncio.run(prepare_database(pg))
+        chosen = [v for v in variants(dsn, redis.url, sink.url, fastmcp_python) if not args.only or v.name in args.only]
+        if args.before:
+            before = next(v for v in variants(dsn, redis.url, sink.url, fastmcp_python) if v.name == "mcpfleet")
+            python = str(args.before.resolve() / ".venv" / "bin" / "python")
+            chosen.insert(
+                0, Variant("before", [python, "-m", "apps.db"], "query", before.env, root=args.before.resolve())
+            )
+        for variant in chosen:
+            start(variant, logs)
+        for variant in chosen:
+            verify(variant)
+        say(f"verified {len(chosen)} variants (10 rows each); logs in {logs}")
+        runs: list[Run] = []
+        for repetition in range(repetitions):
+            for c in concurrencies:
+                shift = (repetition + c) % len(chosen)  # interleave: each variant goes first in turn
+                for variant in chosen[shift:] + chosen[:shift]:
+                    # Each wrk run opens all its connections at once; at high concurrency that opening burst
+                    # dominates a short run's tail, so those runs last long enough for the steady state.
+                    run = measure(variant, c, seconds if c < 100 else max(seconds, 3 * seconds))
+                    runs.append(run)
+                    say(
+                        f"  rep {repetition + 1} {variant.name:15s} c={c:3d} {run.rps:7.0f} req/s "
+                        f"p50 {run.p50_ms:6.1f} p99 {run.p99_ms:7.1f} ms failed {run.failed}"
+                    )
+        names = [v.name for v in chosen]
+        if args.only:
+            return 0
+        return report(runs, names, concurrencies)
+    finally:
+        for variant in chosen:
+            if variant.process is not None:
+                variant.process.terminate()
+                variant.process.wait(timeout=30)
+        pg.stop()
+        redis.stop()
+        sink.server.shutdown()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
