@@ -344,3 +344,28 @@ async def test_typ_at_jwt_is_required_when_configured(make_settings):
     assert await refused(verifier, plain) == "wrong_token_type"
     access = jwt.encode(claims, SECRET, algorithm="HS256", headers={"typ": "at+jwt"})
     assert (await verifier.verify(access)).subject == "a"
+
+
+# --- verified tokens are remembered until they expire, and forgotten when the keys change ----------
+
+
+async def test_a_remembered_token_still_expires(make_settings):
+    verifier = JwtVerifier(make_settings(MCP_RESOURCE_URL=AUD, MCP_JWT_LEEWAY_SECONDS="0"), KitMetrics("t"))
+    token = mint(SECRET, issuer=ISSUER, audience=AUD, subject="a", scopes="", expires_in=1)
+    assert (await verifier.verify(token)).subject == "a"
+    assert (await verifier.verify(token)).subject == "a"  # from memory
+    await asyncio.sleep(2.1)
+    assert await refused(verifier, token) == "expired"
+
+
+async def test_a_token_signed_by_a_rotated_out_key_is_checked_again(make_settings, jwks_server, rsa_key):
+    jwks_server.publish(rsa_key, "rsa-1", "RS256")
+    verifier = jwks_verifier(make_settings, jwks_server.url, refresh=1)
+    old = signed(rsa_key, "rsa-1")
+    assert (await verifier.verify(old)).subject == "carol"  # remembered
+    new_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwks_server.keys = []
+    jwks_server.publish(new_key, "rsa-2", "RS256")  # the issuer rotates rsa-1 out
+    await asyncio.sleep(1.05)
+    assert (await verifier.verify(signed(new_key, "rsa-2"))).subject == "carol"  # refetch: the key set changed
+    assert await refused(verifier, old) == "unknown_kid"  # no longer accepted from memory

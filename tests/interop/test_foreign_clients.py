@@ -1,0 +1,66 @@
+"""Clients we did not write drive our server: the TypeScript MCP SDK client, and the MCP Inspector CLI.
+
+`scripts/test` installs them from tests/interop/package-lock.json (`npm ci`); the Inspector CLI needs Node 22,
+which comes as the `node` npm package beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import requirement_missing
+from tests.support import demo_server
+
+HERE = Path(__file__).parent
+MODULES = HERE / "node_modules"
+NODE22 = MODULES / "node" / "bin" / "node"
+
+
+@pytest.fixture
+def node() -> str:
+    system_node = shutil.which("node")
+    if system_node is None or not (MODULES / "@modelcontextprotocol" / "sdk").is_dir():
+        requirement_missing("node and tests/interop/node_modules are needed (cd tests/interop && npm ci)")
+    return str(system_node)
+
+
+def run(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=HERE)
+
+
+def test_the_typescript_sdk_client_lists_calls_and_is_refused(node, start_server):
+    running = start_server(demo_server.server)
+    result = run(node, "ts_client.mjs", running.mcp_url, running.token("demo:read"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["protocolVersion"] == "2025-11-25"
+    assert report["server"] == {"name": "kit-demo", "version": "0.1.0"}
+    assert set(report["capabilities"]) == {"tools"}
+    assert {tool["name"] for tool in report["tools"]} == {"echo", "sleep", "fail"}  # not `write`: no scope
+    assert all(tool["meta"]["io.mcpfleet/sha256"].startswith("sha256:") for tool in report["tools"])
+    assert report["echo"]["structuredContent"] == {"text": "from typescript from typescript"}
+    assert report["invalid"]["isError"] and "times:" in report["invalid"]["content"][0]["text"]
+    assert report["forbidden"]["code"] == 403
+    assert "Forbidden: tool 'write' requires scope demo:write" in report["forbidden"]["message"]
+    assert running.calls == ["echo"]  # the invalid and the forbidden call never ran
+
+
+def test_the_mcp_inspector_cli_lists_and_calls_with_a_bearer_token(node, start_server):
+    if not NODE22.exists():
+        requirement_missing("the Inspector CLI needs Node 22 (the `node` npm package in tests/interop)")
+    running = start_server(demo_server.server)
+    inspector = [str(NODE22), str(MODULES / ".bin" / "mcp-inspector"), "--cli", running.mcp_url, "--transport", "http"]
+    header = ["--header", f"Authorization: Bearer {running.token('demo:read demo:write')}"]
+    listed = run(*inspector, "--method", "tools/list", *header)
+    assert listed.returncode == 0, listed.stderr
+    assert {tool["name"] for tool in json.loads(listed.stdout)["tools"]} == {"echo", "sleep", "fail", "write"}
+    called = run(*inspector, "--method", "tools/call", "--tool-name", "echo", "--tool-arg", "text=inspected", *header)
+    assert called.returncode == 0, called.stderr
+    assert json.loads(called.stdout)["structuredContent"] == {"text": "inspected"}
+    unauthenticated = run(*inspector, "--method", "tools/list")
+    assert unauthenticated.returncode != 0
