@@ -58,6 +58,8 @@ class AlertParams:
     saturation_window: str = "5m"
     saturation_for: str = "15m"
     down_for: str = "1m"
+    volume_available_ratio: float = 0.1  # of a declared volume still writable
+    volume_for: str = "10m"
     not_ready_for: str = "5m"
 
     slo_target: float = 0.999  # availability over `slo_period`

@@ -124,7 +124,7 @@ def alerting_rules(p: AlertParams) -> list[dict[str, Any]]:
             "critical",
             "{{ $labels.app }}: {{ $value | humanizePercentage }} of tool calls fail",
             f"More than {p.error_ratio:.0%} of tool calls to {{{{ $labels.app }}}} failed on the server side "
-            f"(outcome error or internal_error) over {p.error_window}.",
+            f"(outcome {', '.join(SERVER_FAULT_OUTCOMES)}) over {p.error_window}.",
         ),
         _alert(
             p,
@@ -200,6 +200,17 @@ def alerting_rules(p: AlertParams) -> list[dict[str, Any]]:
             "{{ $labels.app }} {{ $labels.instance }} is not ready",
             f"A replica of {{{{ $labels.app }}}} reports a dependency (database, Redis) not answering for "
             f"{p.not_ready_for}; it receives no traffic meanwhile.",
+        ),
+        _alert(
+            p,
+            "McpVolumeFilling",
+            f'min by (app, volume) (\n  mcp_volume_available_bytes{{job="{j}"}}\n'
+            f'  / mcp_volume_size_bytes{{job="{j}"}}\n) < {p.volume_available_ratio}',
+            p.volume_for,
+            "warning",
+            "{{ $labels.app }}: volume {{ $labels.volume }} has {{ $value | humanizePercentage }} left",
+            f"Less than {p.volume_available_ratio:.0%} of the {{{{ $labels.volume }}}} volume of "
+            f"{{{{ $labels.app }}}} is available for {p.volume_for}; when it is full, writes fail.",
         ),
     ]
     alerts += [burn_rate_alert(p, burn) for burn in p.burn_rates]

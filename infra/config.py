@@ -39,6 +39,7 @@ class VolumeConfig(Model):
     size: str = Field(default="1Gi", pattern=r"^[0-9]+(Mi|Gi|Ti)$")
     storage_class: str | None = None  # the cluster's default when unset
     access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = "ReadWriteOnce"
+    read_only: bool = False  # mount it read-only whatever the app's settings say
 
 
 class EgressConfig(Model):
@@ -61,6 +62,9 @@ class AppConfig(Model):
     rate_limit_per_minute: int = Field(default=100, ge=1)
     volumes: dict[str, VolumeConfig] = Field(default_factory=dict)
     egress: list[EgressConfig] = Field(default_factory=list)
+    # The app's own settings (its settings class, as environment variables), e.g. FILES_ROOTS; checked
+    # against that class before anything is deployed. Platform settings and secrets are not set here.
+    settings: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _max_covers_min(self) -> AppConfig:

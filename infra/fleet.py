@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import SecretStr, ValidationError
+
+from apps.kit.config import KitSettings, describe_errors, settings_from_env
+from apps.kit.needs import Volume
 from apps.kit.server import FocusedServer
 from apps.kit.server import load_server as kit_load_server
 from infra.config import NAMESPACE, AppConfig, StackConfigError
+
+PLACEHOLDER_SECRET = "placeholder-for-the-check-0123456789"  # noqa: S105 - never deployed; only for the check
 
 
 def load_server(module: str) -> FocusedServer[Any, Any]:
@@ -36,5 +42,74 @@ def check(name: str, app: AppConfig, server: FocusedServer[Any, Any]) -> None:
     ]
     if app.egress and not server.needs.external_egress:
         problems.append(f"  {key}.egress: {server.name} declares no external egress")
+    own = own_settings(server)
+    problems += [
+        f"  {key}.settings.{variable}: not a setting of {server.name} (its own settings: {sorted(own) or 'none'})"
+        for variable in app.settings
+        if variable.lower() not in own
+    ]
     if problems:
         raise StackConfigError("invalid stack configuration:\n" + "\n".join(problems))
+    app_settings(name, app, server)
+
+
+def own_settings(server: FocusedServer[Any, Any]) -> set[str]:
+    """The settings a stack may give an app: its own, not the platform's (kit) ones and not secrets."""
+    fields = server.settings_cls.model_fields
+    return {
+        name
+        for name, info in fields.items()
+        if name not in KitSettings.model_fields and SecretStr not in _types(info.annotation)
+    }
+
+
+def _types(annotation: Any) -> set[Any]:
+    return {annotation, *getattr(annotation, "__args__", ())}
+
+
+def volume_env(server: FocusedServer[Any, Any], read_only: set[str]) -> dict[str, str]:
+    """Where each volume is mounted, and whether read-only: `<NAME>_PATH`, `<NAME>_READ_ONLY`."""
+    env = {}
+    for volume in server.needs.volumes:
+        prefix = volume.name.upper().replace("-", "_")
+        env[f"{prefix}_PATH"] = volume.mount_path
+        if volume.name in read_only:
+            env[f"{prefix}_READ_ONLY"] = "true"
+    return env
+
+
+def app_settings(name: str, app: AppConfig, server: FocusedServer[Any, Any]) -> Any:
+    """The app's settings as the stack would start it (secrets as placeholders): a bad value stops here."""
+    required_secrets = {
+        field.upper(): PLACEHOLDER_SECRET
+        for field, info in server.settings_cls.model_fields.items()
+        if info.is_required() and SecretStr in _types(info.annotation)
+    }
+    env = {
+        "MCP_RESOURCE_URL": str(app.resource_url),
+        "MCP_ISSUER": "https://issuer.invalid",
+        "MCP_JWT_SECRET": PLACEHOLDER_SECRET,
+        **required_secrets,
+        **volume_env(server, {v.name for v in server.needs.volumes if v.read_only}),
+        **app.settings,
+    }
+    try:
+        return settings_from_env(server.settings_cls, env)
+    except ValidationError as error:
+        lines = [f"  {NAMESPACE}:apps.{name}.settings.{line.strip()}" for line in describe_errors(error).splitlines()]
+        raise StackConfigError("invalid stack configuration:\n" + "\n".join(lines)) from None
+
+
+def read_only_volumes(name: str, app: AppConfig, server: FocusedServer[Any, Any]) -> set[str]:
+    """Volumes mounted read-only: declared so, set so by the stack, or not written under the app's settings."""
+    settings = app_settings(name, app, server)
+
+    def read_only(volume: Volume) -> bool:
+        stack = app.volumes.get(volume.name)
+        return (
+            volume.read_only
+            or (stack is not None and stack.read_only)
+            or (volume.writable is not None and not volume.writable(settings))
+        )
+
+    return {volume.name for volume in server.needs.volumes if read_only(volume)}

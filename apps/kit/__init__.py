@@ -3,10 +3,13 @@
 A server needs only what this package exports: `FocusedServer` to declare itself and its tools,
 `Needs` for what it uses outside its process, `ToolArgs` for strict argument models, `CallerError`
 and `ServerError` to say whose fault a failed call was, `Check` / `ReadinessSource` to name its
-dependencies, and `Telemetry` to add its own metrics and spans.
+dependencies, `Telemetry` to add its own metrics and spans, and `current_principal` to name the
+caller in its own audit events.
 """
 
+from apps.kit.auth import Principal
 from apps.kit.config import KitSettings, load_settings
+from apps.kit.endpoint import current_principal
 from apps.kit.needs import Needs, Volume
 from apps.kit.probes import Check, ReadinessSource
 from apps.kit.server import FocusedServer
@@ -21,10 +24,12 @@ __all__ = [
     "FocusedServer",
     "KitSettings",
     "Needs",
+    "Principal",
     "ReadinessSource",
     "ServerError",
     "Telemetry",
     "ToolArgs",
     "Volume",
+    "current_principal",
     "load_settings",
 ]

@@ -33,6 +33,7 @@ from apps.kit.probes import Readiness, ReadinessSource
 from apps.kit.ratelimit import Limiter, MemoryLimiter, RedisLimiter
 from apps.kit.telemetry import Telemetry
 from apps.kit.tracing import flush_traces, setup_tracing
+from apps.kit.volumes import VolumeCollector, volume_paths
 
 if TYPE_CHECKING:
     from apps.kit.server import FocusedServer
@@ -67,8 +68,11 @@ class Runtime:
     def __init__(self, server: FocusedServer[Any, Any], settings: KitSettings):
         configure_logging(settings.log_level)
         self.server, self.settings = server, settings
+        self.specs = server.offered(settings)
         self.metrics = KitMetrics(server.name)
         self.telemetry = Telemetry(self.metrics.registry, setup_tracing(settings, server.name))
+        if server.needs.volumes:
+            self.telemetry.register(VolumeCollector(volume_paths(server.needs.volumes)))
         self.verifier = JwtVerifier(settings, self.metrics)
         self.limiter, self.redis = _limiter(settings, self.metrics)
         self.readiness = Readiness(self.metrics)
@@ -81,17 +85,17 @@ class Runtime:
         self.metadata = {
             "resource": settings.resource_url,
             "authorization_servers": [settings.mcp_issuer],
-            "scopes_supported": server.scopes,
+            "scopes_supported": sorted({scope for spec in self.specs.values() for scope in spec.scopes}),
             "bearer_methods_supported": ["header"],
         }
-        self.manifest = server.manifest()
+        self.manifest = server.manifest(settings)
         base = settings.resource_url.removesuffix(urlsplit(settings.resource_url).path)
         self.endpoint = McpEndpoint(
             name=server.name,
             version=server.version,
             instructions=server.instructions,
             settings=settings,
-            specs=server.specs,
+            specs=self.specs,
             verifier=self.verifier,
             limiter=self.limiter,
             metrics=self.metrics,
@@ -129,7 +133,7 @@ class Runtime:
             settle_garbage_collector()
             refresher = asyncio.create_task(self.readiness.keep_fresh())
             stack.callback(refresher.cancel)
-            log_event("server_started", server=name, port=self.settings.port, tools=sorted(self.server.specs))
+            log_event("server_started", server=name, port=self.settings.port, tools=sorted(self.specs))
             yield
             log_event("server_stopping", server=name)
         log_event("server_stopped", server=name)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 ALLOWED_ALGORITHMS = frozenset({"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "PS256"})
 SYMMETRIC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
@@ -42,6 +43,8 @@ class KitSettings(BaseSettings):
     # Browser origins allowed to call /mcp. A request with an Origin header not listed is refused (403);
     # requests without one (every non-browser client) are unaffected.
     mcp_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The largest JSON-RPC body /mcp reads (413 above it); parsed on the event loop, so kept small.
+    mcp_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
 
     redis_url: SecretStr | None = None
     rate_limit_per_minute: int = Field(default=100, ge=1, le=1_000_000)
@@ -153,3 +156,21 @@ def load_settings(settings_cls: type[SettingsT]) -> SettingsT:
         message = f"invalid configuration for {settings_cls.__name__}:\n{describe_errors(error)}"
         print(message, file=sys.stderr)
         raise ConfigError(message) from None
+
+
+def settings_from_env(settings_cls: type[SettingsT], env: Mapping[str, str]) -> SettingsT:
+    """Settings from these variables alone, parsed exactly as from the environment (lists and objects as
+    JSON): how the platform checks an app's stack settings before it deploys them. Raises ValidationError."""
+
+    class FromMapping(EnvSettingsSource):
+        def _load_env_vars(self) -> Mapping[str, str | None]:
+            return {key.lower(): value for key, value in env.items()}
+
+    class Isolated(settings_cls):  # type: ignore[valid-type,misc]
+        @classmethod
+        def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], **sources: PydanticBaseSettingsSource
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (FromMapping(settings_cls),)
+
+    return Isolated()

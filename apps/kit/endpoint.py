@@ -48,7 +48,6 @@ from apps.kit.sdk import (
 )
 from apps.kit.tools import ToolSpec
 
-MAX_BODY_BYTES = 4 * 1024 * 1024
 MAX_JSON_DEPTH = 64
 FORBIDDEN = -32003  # implementation-defined JSON-RPC server error: the caller lacks a scope
 RATE_LIMITED = -32029  # implementation-defined: too many calls; retry after `data.retryAfter` seconds
@@ -84,6 +83,11 @@ class CallRecord:
 
 
 _CALL: ContextVar[CallRecord] = ContextVar("mcpfleet_call")
+
+
+def current_principal() -> Principal:
+    """Who the tool call being served speaks for (for a server's own audit events)."""
+    return _CALL.get().principal
 
 
 def input_digest(arguments: Any) -> str:
@@ -164,6 +168,7 @@ class McpEndpoint:
         self.metrics = metrics
         self.state = state
         self.allowed_origins = frozenset(settings.mcp_allowed_origins)
+        self.max_body_bytes = settings.mcp_max_body_bytes
         self.protocol = Protocol(name, version, instructions, self._list_tools, self._call_tool)
         self._tracer = trace.get_tracer("mcpfleet.kit")
         self._www_no_token = f'Bearer resource_metadata="{resource_metadata_url}"'.encode()
@@ -221,9 +226,9 @@ class McpEndpoint:
                 {"supported": list(SUPPORTED_VERSIONS), "requested": bounded(version, 64)},
             )
         declared = fields.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            raise refused(413, "body_too_large", f"Request body larger than {MAX_BODY_BYTES} bytes")
-        message = self._envelope(parse_json(await _read_body(receive)), version)
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise refused(413, "body_too_large", f"Request body larger than {self.max_body_bytes} bytes")
+        message = self._envelope(parse_json(await _read_body(receive, self.max_body_bytes)), version)
         if message is None:  # a notification or a response: nothing to answer on a stateless server
             return Reply(202, {}), []
         return await self._dispatch(message, version, headers, principal)
@@ -426,7 +431,7 @@ def _parent_context(params: dict[str, Any], headers: list[tuple[str, str]]) -> A
     return None
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -435,8 +440,8 @@ async def _read_body(receive: Receive) -> bytes:
             raise refused(400, "invalid_request", "Bad Request: the client went away")
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise refused(413, "body_too_large", f"Request body larger than {MAX_BODY_BYTES} bytes")
+        if size > limit:
+            raise refused(413, "body_too_large", f"Request body larger than {limit} bytes")
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)

@@ -8,19 +8,25 @@ what is declared here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 PlatformService = Literal["prometheus", "alertmanager"]
 
 
 @dataclass(frozen=True)
 class Volume:
-    """A persistent volume mounted at `mount_path`; its size and storage class come from the stack."""
+    """A persistent volume mounted at `mount_path`; its size and storage class come from the stack.
+
+    The platform mounts it read-only when the app declares `read_only`, when the stack says so, or when
+    `writable(settings)` says these settings write nothing to it; the app then sees `<NAME>_READ_ONLY=true`.
+    """
 
     name: str
     mount_path: str
     read_only: bool = False
+    writable: Callable[[Any], bool] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

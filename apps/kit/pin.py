@@ -87,10 +87,15 @@ def main(argv: list[str] | None = None) -> int:
         return report(args.module, drift(locked, current), ACCEPT.format(module=args.module))
     locked = json.loads(args.lock.read_text())
     published, listed = live_manifest(args.url, args.token)
-    lines = [f"manifest {line}" for line in drift(locked, published)]
-    if listed is not None:  # a token sees only the tools its scopes allow: each of those must match the pin
+    # A server may offer fewer tools than it pins (read-only mode, or a token's scopes): that is reported,
+    # not refused. A tool added or changed is drift.
+    changes = drift(locked, published)
+    for line in (line for line in changes if line.startswith("- tool")):
+        print(f"{args.url}: not offered: {line[2:]}")
+    lines = [f"manifest {line}" for line in changes if not line.startswith("- tool")]
+    if listed is not None:
         lines += [f"tools/list {line}" for line in drift(locked, listed) if not line.startswith("- tool")]
-    if published["sha256"] != locked["sha256"] and not lines:
+    if published["sha256"] != locked["sha256"] and not changes:
         lines.append(f"server digest {locked['sha256']} -> {published['sha256']}")
     return report(args.url, lines, None)
 

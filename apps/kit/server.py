@@ -40,6 +40,7 @@ class FocusedServer(Generic[StateT, SettingsT]):
         needs: Needs | None = None,
         dashboard: DashboardRow | None = None,
         version: str = __version__,
+        read_only_when: Callable[[SettingsT], bool] | None = None,
     ):
         self.name = name
         self.needs = needs or Needs()
@@ -48,6 +49,9 @@ class FocusedServer(Generic[StateT, SettingsT]):
         self.state_factory = state
         self.instructions = instructions
         self.version = version
+        # Settings under which the server offers only its read-only tools: the others are not registered,
+        # so no client can list or call them (a configuration switch, not a per-call check).
+        self.read_only_when = read_only_when
         self.specs: dict[str, ToolSpec[StateT]] = {}
 
     def tool(
@@ -82,9 +86,17 @@ class FocusedServer(Generic[StateT, SettingsT]):
         """Every scope some tool of this server needs: what its tokens may carry."""
         return sorted({scope for spec in self.specs.values() for scope in spec.scopes})
 
-    def manifest(self) -> dict[str, Any]:
-        """Every tool's digest and definition, and the server's digest (see `apps.kit.manifest`)."""
-        return manifest(self.name, [spec.definition for spec in self.specs.values()])
+    def offered(self, settings: SettingsT) -> dict[str, ToolSpec[StateT]]:
+        """The tools these settings register: all of them, or only the read-only ones in read-only mode."""
+        if self.read_only_when is not None and self.read_only_when(settings):
+            return {name: spec for name, spec in self.specs.items() if spec.hints.read_only}
+        return dict(self.specs)
+
+    def manifest(self, settings: SettingsT | None = None) -> dict[str, Any]:
+        """Every tool's digest and definition, and the server's digest (see `apps.kit.manifest`); with
+        settings, of the tools those settings register."""
+        specs = self.specs if settings is None else self.offered(settings)
+        return manifest(self.name, [spec.definition for spec in specs.values()])
 
     def create_app(self, settings: SettingsT | None = None) -> KitApp:
         """Build the ASGI app; each call is independent (own metrics, own state)."""

@@ -17,6 +17,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from apps.kit import FocusedServer
+from infra import fleet
 from infra.components.k8s import (
     child_opts,
     container_security,
@@ -69,6 +70,7 @@ class McpApp(pulumi.ComponentResource):
         self.select = {"app.kubernetes.io/name": name}
         self.meta = {"name": name, "namespace": APP_NAMESPACE, "labels": self.pod_labels}
         self.url = f"http://{name}.{APP_NAMESPACE}.svc/mcp"
+        self.read_only_volumes = fleet.read_only_volumes(name, app, server)
 
         self.service_account = k8s.core.v1.ServiceAccount(
             f"{name}-sa", metadata=self.meta, automount_service_account_token=False, opts=self._opts()
@@ -185,7 +187,8 @@ class McpApp(pulumi.ComponentResource):
         sampling = sampling_env(stack.observability.trace_sample_ratio)
         env += [{"name": name, "value": value} for name, value in sampling.items()]
         env += [{"name": var, "value": self.platform.services[svc].url} for var, svc in needs.services.items()]
-        env += [{"name": f"{v.name.upper().replace('-', '_')}_PATH", "value": v.mount_path} for v in needs.volumes]
+        env += [{"name": k, "value": v} for k, v in fleet.volume_env(self.server, self.read_only_volumes).items()]
+        env += [{"name": key.upper(), "value": value} for key, value in sorted(self.app.settings.items())]
         if stack.jwks_url:
             env += [
                 {"name": "MCP_JWKS_URL", "value": str(stack.jwks_url)},
@@ -201,11 +204,15 @@ class McpApp(pulumi.ComponentResource):
     def _deployment(self) -> k8s.apps.v1.Deployment:
         volumes = self.server.needs.volumes
         r = self.app.resources
+        read_only = self.read_only_volumes
         mounts = [{"name": "tmp", "mountPath": "/tmp"}] + [
-            {"name": v.name, "mountPath": v.mount_path, "readOnly": v.read_only} for v in volumes
+            {"name": v.name, "mountPath": v.mount_path, "readOnly": v.name in read_only} for v in volumes
         ]
         pod_volumes = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}] + [
-            {"name": v.name, "persistentVolumeClaim": {"claimName": f"{self.name}-{v.name}", "readOnly": v.read_only}}
+            {
+                "name": v.name,
+                "persistentVolumeClaim": {"claimName": f"{self.name}-{v.name}", "readOnly": v.name in read_only},
+            }
             for v in volumes
         ]
         single_node = any(c.access_mode == "ReadWriteOnce" for c in self.app.volumes.values())

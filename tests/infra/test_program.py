@@ -143,7 +143,8 @@ def test_prod_overrides_the_defaults(prod):
 
 def test_stack_outputs(stack):
     outputs = stack.outputs
-    assert outputs["app_urls"] == {"mcp-db": "http://mcp-db.mcp-apps.svc/mcp"}
+    assert outputs["app_urls"]["mcp-db"] == "http://mcp-db.mcp-apps.svc/mcp"
+    assert outputs["app_urls"]["mcp-files"] == "http://mcp-files.mcp-apps.svc/mcp"
     assert outputs["grafana_url"] == "http://grafana.mcp-observability.svc:3000"
     assert outputs["port_forward"]["mcp-db"] == "kubectl -n mcp-apps port-forward svc/mcp-db 8080:80"
     if stack.stack == "dev":

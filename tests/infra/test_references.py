@@ -160,6 +160,7 @@ def test_app_network_policy_allows_exactly_the_needed_ports(dev):
         "postgres-roles-egress",
         "postgres-from-mcp-db",
         "redis-from-mcp-db",
+        "redis-from-mcp-files",  # the file server declares Redis and no database
     }
 
 

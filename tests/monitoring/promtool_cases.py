@@ -11,6 +11,7 @@ from alerts.rules import alerting_rules
 P = AlertParams()
 APP = 'app="mcp-db", job="mcp-apps"'
 DB1 = f'{APP}, instance="db-1:8080"'
+FILES1 = 'app="mcp-files", job="mcp-apps", instance="files-1:8080"'
 CALL = 'mcp_method_name="tools/call", gen_ai_tool_name="query"'
 
 
@@ -177,6 +178,28 @@ def tests() -> list[dict[str, Any]]:
         # Not ready for 10 m fires; for 3 m does not.
         case([(f"mcp_ready{{{DB1}}}", "1 0x10")], [fires("McpNotReady", "10m", db1, "mcp-db db-1:8080 is not ready")]),
         case([(f"mcp_ready{{{DB1}}}", "1 0 0 0 1x8")], [silent("McpNotReady", "10m")]),
+        # A volume at 5 % available for 15 m fires; at 5 % for 5 m, or at 20 %, it does not.
+        case(
+            [
+                (f'mcp_volume_size_bytes{{{FILES1}, volume="files"}}', "1000x20"),
+                (f'mcp_volume_available_bytes{{{FILES1}, volume="files"}}', "50x20"),
+            ],
+            [
+                fires(
+                    "McpVolumeFilling",
+                    "15m",
+                    {"app": "mcp-files", "volume": "files"},
+                    "mcp-files: volume files has 5% left",
+                )
+            ],
+        ),
+        case(
+            [
+                (f'mcp_volume_size_bytes{{{FILES1}, volume="files"}}', "1000x20"),
+                (f'mcp_volume_available_bytes{{{FILES1}, volume="files"}}', "200x10 50x5 200x5"),
+            ],
+            [silent("McpVolumeFilling", "15m"), silent("McpVolumeFilling", "20m")],
+        ),
         # Error budget, page: 2 % failures (20x the 0.1 % budget) for 7 h pages on both rows (14.4x and 6x);
         # 0.5 % is under both.
         case(

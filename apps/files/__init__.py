@@ -1,0 +1,1 @@
+"""The focused file server (`python -m apps.files`)."""

@@ -1,0 +1,3 @@
+from apps.files.server import server
+
+server.serve()
