@@ -21,6 +21,7 @@ RUN groupadd --system --gid 10001 mcp && useradd --system --uid 10001 --gid mcp 
 WORKDIR /app
 COPY --from=build /app/.venv /app/.venv
 COPY apps/ /app/apps/
+COPY runbooks/ /app/runbooks/
 COPY infra/__init__.py /app/infra/__init__.py
 COPY infra/postgres/ /app/infra/postgres/
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PORT=8080

@@ -56,10 +56,15 @@ def check(name: str, app: AppConfig, server: FocusedServer[Any, Any]) -> None:
 def own_settings(server: FocusedServer[Any, Any]) -> set[str]:
     """The settings a stack may give an app: its own, not the platform's (kit) ones and not secrets."""
     fields = server.settings_cls.model_fields
+    needs = server.needs
+    from_platform = {env.lower() for env in (*needs.postgres, *needs.services, *needs.secrets)}
+    from_platform |= {key.lower() for key in volume_env(server, set()) if key.endswith("_PATH")}
     return {
         name
         for name, info in fields.items()
-        if name not in KitSettings.model_fields and SecretStr not in _types(info.annotation)
+        if name not in KitSettings.model_fields
+        and name not in from_platform
+        and SecretStr not in _types(info.annotation)
     }
 
 
@@ -90,6 +95,7 @@ def app_settings(name: str, app: AppConfig, server: FocusedServer[Any, Any]) -> 
         "MCP_ISSUER": "https://issuer.invalid",
         "MCP_JWT_SECRET": PLACEHOLDER_SECRET,
         **required_secrets,
+        **{env: f"http://{service}.invalid" for env, service in server.needs.services.items()},
         **volume_env(server, {v.name for v in server.needs.volumes if v.read_only}),
         **app.settings,
     }

@@ -43,7 +43,16 @@ def overridden() -> dict[str, str]:
 REPO = Path(__file__).resolve().parents[1]
 # Everything the apps image is built from (the Dockerfile copies exactly these): a change to any of them
 # gives the image a new tag, for the kind build and the container tests alike.
-APP_IMAGE_INPUTS = ("Dockerfile", "pyproject.toml", "uv.lock", "apps", "infra/__init__.py", "infra/postgres", "certs")
+APP_IMAGE_INPUTS = (
+    "Dockerfile",
+    "pyproject.toml",
+    "uv.lock",
+    "apps",
+    "runbooks",  # the on-call server ships them
+    "infra/__init__.py",
+    "infra/postgres",
+    "certs",
+)
 
 
 def app_image_digest(base: str | None = None) -> str:

@@ -187,8 +187,10 @@ class McpApp(pulumi.ComponentResource):
         sampling = sampling_env(stack.observability.trace_sample_ratio)
         env += [{"name": name, "value": value} for name, value in sampling.items()]
         env += [{"name": var, "value": self.platform.services[svc].url} for var, svc in needs.services.items()]
-        env += [{"name": k, "value": v} for k, v in fleet.volume_env(self.server, self.read_only_volumes).items()]
-        env += [{"name": key.upper(), "value": value} for key, value in sorted(self.app.settings.items())]
+        volume_env = fleet.volume_env(self.server, self.read_only_volumes)
+        env += [{"name": k, "value": v} for k, v in volume_env.items()]
+        own = {key.upper(): value for key, value in self.app.settings.items() if key.upper() not in volume_env}
+        env += [{"name": key, "value": value} for key, value in sorted(own.items())]
         if stack.jwks_url:
             env += [
                 {"name": "MCP_JWKS_URL", "value": str(stack.jwks_url)},

@@ -160,7 +160,8 @@ def test_app_network_policy_allows_exactly_the_needed_ports(dev):
         "postgres-roles-egress",
         "postgres-from-mcp-db",
         "redis-from-mcp-db",
-        "redis-from-mcp-files",  # the file server declares Redis and no database
+        "redis-from-mcp-files",  # the file and on-call servers declare Redis and no database
+        "redis-from-mcp-oncall",
     }
 
 

@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
-from testcontainers.core.container import DockerContainer
 
 from alerts.params import AlertParams
-from alerts.render import TEMPLATES_DIR
-from alerts.routing import render_alertmanager
 from alerts.rules import render_rules
 from dashboards.build import DASHBOARDS
 from infra.images import image
@@ -31,68 +26,11 @@ from tests.integration.conftest import measured
 from tests.monitoring.promql import grafana_to_promql
 from tests.support import stack
 from tests.support.mcp_client import mcp_client
+from tests.support.monitoring import FAST, Monitoring, start_monitoring
 from tests.support.stack import wait_until
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-FAST = AlertParams(
-    error_for="2s",
-    latency_for="2s",
-    auth_for="2s",
-    rate_limit_for="2s",
-    saturation_for="2s",
-    down_for="2s",
-    not_ready_for="2s",
-    slo_rules_interval="1s",
-    webhook_url="http://webhook:8080/alerts",
-    group_wait="1s",
-    group_interval="1s",
-)
-
-
-@dataclass
-class Monitoring:
-    prometheus: DockerContainer
-    alertmanager: DockerContainer
-    webhook: DockerContainer
-    replicas: stack.ReplicaSet
-
-    @property
-    def prometheus_url(self) -> str:
-        return f"http://127.0.0.1:{self.prometheus.get_exposed_port(9090)}"
-
-    def query(self, expr: str) -> list[dict]:
-        response = httpx.get(self.prometheus_url + "/api/v1/query", params={"query": expr}, timeout=10).json()
-        assert response["status"] == "success", (expr, response)
-        return response["data"]["result"]
-
-    def notifications(self) -> list[dict]:
-        port = self.webhook.get_exposed_port(8080)
-        return httpx.get(f"http://127.0.0.1:{port}/received", timeout=5).json()
-
-    def wait_for_alert(self, name: str, since: float, timeout: float = 90, **labels: str) -> tuple[dict, float]:
-        """The first firing notification for `name` (and labels) received after `since`, and its delay."""
-
-        def find() -> tuple[dict, float] | None:
-            for entry in self.notifications():
-                for alert in entry["notification"]["alerts"]:
-                    if (
-                        alert["labels"].get("alertname") == name
-                        and alert["status"] == "firing"
-                        and entry["received_at"] >= since
-                        and all(alert["labels"].get(k) == v for k, v in labels.items())
-                    ):
-                        return alert, entry["received_at"] - since
-            return None
-
-        return wait_until(find, timeout, 0.5, f"{name} notification")
-
-
-def _shared_dir() -> Path:
-    """A directory the containers' unprivileged users can read."""
-    path = Path(tempfile.mkdtemp(prefix="mcpfleet-mon-"))
-    path.chmod(0o755)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -106,71 +44,21 @@ def monitoring(apps_image, network, postgres, redis) -> Iterator[Monitoring]:
         RATE_LIMIT_PER_MINUTE="100000",
         limits={"nano_cpus": 1_000_000_000, "mem_limit": "512m"},
     )
-    config = _shared_dir()
     targets = [f"{r.name}:{stack.APP_PORT}" for r in replica_set.replicas]
-    (config / "prometheus.yml").write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": ["/etc/prometheus/mcp-rules.yml"],
-                "alerting": {"alertmanagers": [{"static_configs": [{"targets": ["alertmanager:9093"]}]}]},
-                "scrape_configs": [
-                    {"job_name": "mcp-apps", "static_configs": [{"targets": targets, "labels": {"app": "mcp-db"}}]}
-                ],
-            }
-        )
-    )
-    (config / "mcp-rules.yml").write_text(yaml.safe_dump(render_rules(FAST), sort_keys=False))
-    am = _shared_dir()
-    (am / "alertmanager.yml").write_text(yaml.safe_dump(render_alertmanager(FAST, "/etc/alertmanager/templates")))
-    receiver = _shared_dir()
-    (receiver / "webhook_receiver.py").write_text((ROOT / "tests/support/webhook_receiver.py").read_text())
-    for directory in (config, am, receiver):
-        for file in directory.iterdir():
-            file.chmod(0o644)
-
-    webhook = (
-        DockerContainer(image("python"))
-        .with_command(["python3", "/receiver/webhook_receiver.py"])
-        .with_volume_mapping(str(receiver), "/receiver")
-        .with_network(network)
-        .with_network_aliases("webhook")
-        .with_exposed_ports(8080)
-    )
-    alertmanager = (
-        DockerContainer(image("alertmanager"))
-        .with_command(["--config.file=/etc/alertmanager/alertmanager.yml", "--storage.path=/alertmanager"])
-        .with_volume_mapping(str(am / "alertmanager.yml"), "/etc/alertmanager/alertmanager.yml")
-        .with_volume_mapping(str(TEMPLATES_DIR), "/etc/alertmanager/templates")
-        .with_network(network)
-        .with_network_aliases("alertmanager")
-        .with_exposed_ports(9093)
-    )
-    prometheus = (
-        DockerContainer(image("prometheus"))
-        .with_command(["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"])
-        .with_volume_mapping(str(config), "/etc/prometheus")
-        .with_network(network)
-        .with_network_aliases("prometheus")
-        .with_exposed_ports(9090)
-    )
-    for container in (webhook, alertmanager, prometheus):
-        container.start()
-    mon = Monitoring(prometheus, alertmanager, webhook, replica_set)
+    mon = start_monitoring(network, [{"targets": targets, "labels": {"app": "mcp-db"}}], FAST)
+    mon.replicas = replica_set
     wait_until(
         lambda: len([r for r in mon.query('up{job="mcp-apps"}') if r["value"][1] == "1"]) == 2,
         60,
         0.5,
         "prometheus scraping both replicas",
     )
-    wait_until(lambda: mon.notifications() == [], 30, 0.5, "webhook receiver answering")
     measured(
         f"monitoring stack ({image('prometheus')}, {image('alertmanager')}) up and scraping: "
         f"{time.monotonic() - started:.1f}s"
     )
     yield mon
-    for container in (prometheus, alertmanager, webhook):
-        container.stop()
+    mon.stop()
     replica_set.stop()
 
 

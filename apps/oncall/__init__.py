@@ -1,0 +1,1 @@
+"""The focused on-call server (`python -m apps.oncall`)."""

@@ -1,0 +1,3 @@
+from apps.oncall.server import server
+
+server.serve()

@@ -1,0 +1,240 @@
+"""The on-call server's guards, against a scripted Prometheus and Alertmanager (real HTTP both ways).
+
+The real services are in the container suite (tests/integration/test_oncall_container.py).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from apps.kit import CallerError
+from apps.kit.encoding import dumps
+from apps.oncall.guards import PROMETHEUS_MAX_POINTS, fit, plan_range, summarise
+from apps.oncall.server import server as oncall_server
+from tests.support.fake_upstreams import FakeUpstream, matrix, vector
+from tests.support.mcp_client import mcp_client
+from tests.support.raw import post, tool_call
+from tests.support.running import serve_app
+
+READ, WRITE = "oncall:read", "oncall:read oncall:write"
+BUDGET = 24 * 1024
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def upstreams():
+    prometheus, alertmanager = FakeUpstream(), FakeUpstream()
+    with serve_app(prometheus.app()) as prometheus_url, serve_app(alertmanager.app()) as alertmanager_url:
+        yield prometheus, alertmanager, prometheus_url, alertmanager_url
+
+
+@pytest.fixture
+def oncall(start_server, upstreams):
+    _, _, prometheus_url, alertmanager_url = upstreams
+    return start_server(
+        oncall_server,
+        PROMETHEUS_URL=prometheus_url,
+        ALERTMANAGER_URL=alertmanager_url,
+        ONCALL_TENANT="team-a",
+        PROMETHEUS_BEARER_TOKEN="prom-token-for-tests",
+    )
+
+
+def call(running, tool: str, arguments: dict, scopes: str = READ) -> dict:
+    response = post(running.mcp_url, tool_call(tool, arguments), running.token(scopes, subject="oncall-alice"))
+    assert response.status_code == 200, response.text
+    return response.json()["result"]
+
+
+# --- the guards as functions ----------------------------------------------------------------------------
+def test_a_range_over_the_cap_is_refused_and_the_step_is_raised_to_the_point_caps():
+    with pytest.raises(CallerError, match="range 2d is over the 24 h cap"):
+        plan_range("2d", NOW, None, False, 24, 60)
+    plan = plan_range("24h", NOW, 1, False, 24, 60)  # 1 s steps would be 86 401 points
+    assert plan.step == 8 and plan.points == 10_801 <= PROMETHEUS_MAX_POINTS
+    raw = plan_range("24h", NOW, 1, True, 24, 60)
+    assert raw.points <= 60 and raw.step == 1465
+    assert plan_range("1h", NOW, None, False, 24, 60).step == 15  # about 240 points by default
+
+
+def test_a_series_summary_skips_non_finite_points():
+    summary = summarise([[1.7e9, "1"], [1.7e9 + 60, "NaN"], [1.7e9 + 120, "3"]])
+    assert summary | {"from": None, "to": None} == {
+        "points": 3,
+        "min": 1.0,
+        "max": 3.0,
+        "avg": 2.0,
+        "last": 3.0,
+        "non_finite_points": 1,
+        "from": None,
+        "to": None,
+    }
+
+
+def test_fit_keeps_what_fits_the_budget_and_says_so():
+    answer = {"series": [{"labels": {"pod": f"p{i}", "pad": "x" * 100}} for i in range(500)], "total_series": 500}
+    fitted = fit(answer, "series", 4096)
+    assert len(dumps(fitted)) <= 4096 and fitted["truncated"] and 0 < len(fitted["series"]) < 500
+    assert fitted["budget_note"].startswith(f"{500 - len(fitted['series'])} more left out")
+
+
+# --- through the server ---------------------------------------------------------------------------------
+def test_an_over_wide_query_is_cut_to_the_series_cap_and_the_byte_budget(oncall, upstreams):
+    prometheus = upstreams[0]
+    prometheus.set("/api/v1/query", 200, vector(5000, label_chars=150))
+    result = call(oncall, "query_metrics", {"query": '{__name__=~".+"}'})["structuredContent"]
+    assert result["total_series"] == 5000 and result["truncated"]
+    assert len(result["series"]) <= 50 and len(dumps(result)) <= BUDGET
+    [request] = prometheus.to("/api/v1/query")
+    assert request.form["timeout"] == "10s" and request.form["query"] == '{__name__=~".+"}'
+    assert request.headers["x-scope-orgid"] == "team-a"
+    assert request.headers["authorization"] == "Bearer prom-token-for-tests"  # from settings, never the caller
+
+
+def test_range_answers_are_summaries_unless_raw_and_stay_within_budget(oncall, upstreams):
+    prometheus = upstreams[0]
+    prometheus.set("/api/v1/query_range", 200, matrix(80, 240))
+    summary = call(oncall, "query_range", {"query": "up", "range": "4h", "step_seconds": 1})["structuredContent"]
+    assert summary["step_seconds"] == 2 and "step raised from 1 s" in summary["step_note"]
+    assert summary["series"][0] | {"from": None, "to": None} == {
+        "labels": {"__name__": "m", "pod": "pod-0"},
+        "points": 240,
+        "min": 0.0,
+        "max": 239.0,
+        "avg": 119.5,
+        "last": 239.0,
+        "from": None,
+        "to": None,
+    }
+    assert summary["total_series"] == 80 and len(summary["series"]) == 50 and len(dumps(summary)) <= BUDGET
+    raw = call(oncall, "query_range", {"query": "up", "range": "4h", "raw": True})["structuredContent"]
+    assert raw["step_seconds"] == 245 and len(dumps(raw)) <= BUDGET and raw["truncated"]
+    assert prometheus.to("/api/v1/query_range")[-1].form["step"] == "245"
+
+
+def test_a_range_over_the_cap_never_reaches_prometheus(oncall, upstreams):
+    result = call(oncall, "query_range", {"query": "up", "range": "3d"})
+    assert result["isError"] and "range 3d is over the 24 h cap" in result["content"][0]["text"]
+    assert upstreams[0].to("/api/v1/query_range") == []
+
+
+def test_a_bad_query_is_the_callers_and_an_unreachable_prometheus_is_the_servers(oncall, upstreams):
+    prometheus = upstreams[0]
+    prometheus.set("/api/v1/query", 400, {"status": "error", "errorType": "bad_data", "error": "parse error at 3"})
+    bad = call(oncall, "query_metrics", {"query": "up{"})
+    assert bad["isError"] and "Prometheus refused the query (bad_data): parse error at 3" in bad["content"][0]["text"]
+    assert len(prometheus.to("/api/v1/query")) == 1  # a refusal is not retried
+    prometheus.set("/api/v1/query", 503, {"status": "error", "errorType": "timeout", "error": "query timed out"})
+    slow = call(oncall, "query_metrics", {"query": "up"})
+    assert "ran past the 10 s limit" in slow["content"][0]["text"]
+    prometheus.set("/api/v1/query", 502, b"bad gateway")
+    down = call(oncall, "query_metrics", {"query": "up"})
+    assert down["isError"] and "Prometheus answered HTTP 502" in down["content"][0]["text"]
+    assert len(prometheus.to("/api/v1/query")) == 2 + 3  # a read is retried twice on a 5xx
+    text = httpx.get(oncall.base + "/metrics").text
+    assert 'gen_ai_tool_name="query_metrics",mcp_method_name="tools/call",outcome="rejected"} 2.0' in text
+    assert 'gen_ai_tool_name="query_metrics",mcp_method_name="tools/call",outcome="error"} 1.0' in text
+
+
+def test_a_redirect_is_never_followed(oncall, upstreams):
+    upstreams[0].set("/api/v1/query", 302, b"", {"location": "http://169.254.169.254/latest/meta-data"})
+    result = call(oncall, "query_metrics", {"query": "up"})
+    assert result["isError"] and "redirect (302); not followed" in result["content"][0]["text"]
+
+
+ALERT = {
+    "labels": {"alertname": "McpHighErrorRate", "app": "mcp-db", "severity": "critical"},
+    "annotations": {"summary": "mcp-db: 5% of tool calls fail", "runbook_url": "http://evil.invalid/runbook"},
+    "startsAt": "2026-11-28T11:55:00Z",
+    "fingerprint": "abc123",
+    "status": {"state": "active"},
+}
+
+
+async def test_firing_alerts_come_with_the_shipped_runbook_not_the_alerts_url(oncall, upstreams):
+    alertmanager = upstreams[1]
+    warning = {**ALERT, "labels": {"alertname": "McpNotReady", "app": "mcp-db", "severity": "warning"}}
+    alertmanager.set("/api/v2/alerts", 200, [warning, ALERT])
+    async with mcp_client(oncall.mcp_url, oncall.token(READ)) as client:
+        result = (await client.call_tool("list_firing_alerts", {"app": "mcp-db"})).structured_content
+    assert [a["alertname"] for a in result["alerts"]] == ["McpHighErrorRate", "McpNotReady"]  # most severe first
+    page = Path("runbooks/McpHighErrorRate.md").read_text().replace("APP", "mcp-db")
+    assert result["runbooks"]["McpHighErrorRate/mcp-db"] == page
+    assert result["alerts"][0]["runbook"] == "McpHighErrorRate/mcp-db"
+    assert len(dumps(result)) <= BUDGET
+    [request] = alertmanager.to("/api/v2/alerts")
+    assert ("filter", 'app="mcp-db"') in request.query and ("silenced", "false") in request.query
+
+
+def test_get_runbook_returns_the_page_and_its_queries(oncall):
+    result = call(oncall, "get_runbook", {"alert": "McpHighErrorRate", "app": "mcp-db"})["structuredContent"]
+    assert result["text"].startswith("# McpHighErrorRate") and "APP" not in result["text"]
+    assert any('app="mcp-db"' in q for q in result["queries"]) and len(dumps(result)) <= BUDGET
+    unknown = call(oncall, "get_runbook", {"alert": "NoSuchAlert"})
+    assert unknown["isError"] and "no runbook for 'NoSuchAlert'" in unknown["content"][0]["text"]
+    traversal = call(oncall, "get_runbook", {"alert": "../../etc/passwd"})
+    assert traversal["isError"] and "Invalid arguments" in traversal["content"][0]["text"]
+
+
+def test_a_silence_is_built_by_the_server(oncall, upstreams):
+    alertmanager = upstreams[1]
+    alertmanager.set("/api/v2/silences", 200, {"silenceID": "2a1c3b4d-0000-4000-8000-000000000001"})
+    created = call(
+        oncall,
+        "create_silence",
+        {
+            "alertname": "McpHighErrorRate",
+            "matchers": {"app": "mcp-db"},
+            "duration_minutes": 60,
+            "comment": "rolling back the bad deploy, INC-42",
+        },
+        WRITE,
+    )["structuredContent"]
+    [request] = alertmanager.to("/api/v2/silences")
+    assert request.json["matchers"] == [
+        {"name": "alertname", "value": "McpHighErrorRate", "isRegex": False, "isEqual": True},
+        {"name": "app", "value": "mcp-db", "isRegex": False, "isEqual": True},
+    ]
+    assert request.json["createdBy"] == "oncall-alice" == created["created_by"]
+    starts, ends = (datetime.fromisoformat(request.json[k]) for k in ("startsAt", "endsAt"))
+    assert (ends - starts).total_seconds() == 3600
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"duration_minutes": 300}, "duration 300 min is over the 4 h cap"),
+        ({"comment": "short"}, "comment: String should have at least 10 characters"),
+        ({"matchers": {"app": ".*"}}, "matchers.app: String should match pattern"),  # no regex, no wildcard
+        ({"matchers": {"app": ""}}, "matchers.app: String should match pattern"),  # empty matches an absent label
+        ({"matchers": {"alertname": "Other"}}, "give the alert's name as `alertname`"),
+        ({"created_by": "someone-else"}, "created_by: Extra inputs are not permitted"),
+        ({"alertname": None}, "alertname"),
+    ],
+)
+def test_silence_guards(oncall, upstreams, arguments, message):
+    base = {"alertname": "McpHighErrorRate", "duration_minutes": 30, "comment": "investigating INC-42 now"}
+    result = call(oncall, "create_silence", {**base, **arguments}, WRITE)
+    assert result["isError"] and message in result["content"][0]["text"]
+    assert upstreams[1].to("/api/v2/silences") == []
+
+
+def test_expiring_takes_only_a_uuid_and_is_idempotent(oncall, upstreams):
+    alertmanager = upstreams[1]
+    for hostile in ("../../api/v2/status", "http://evil.invalid/x", "2a1c3b4d-0000-4000-8000-00000000000g"):
+        result = call(oncall, "expire_silence", {"silence_id": hostile}, WRITE)
+        assert result["isError"] and "a silence id is a UUID" in result["content"][0]["text"]
+    assert alertmanager.api_calls() == []
+    silence = "2a1c3b4d-0000-4000-8000-000000000001"
+    alertmanager.sequence(f"/api/v2/silence/{silence}", (200, {}), (500, "silence 2a1c... already expired"))
+    assert call(oncall, "expire_silence", {"silence_id": silence}, WRITE)["structuredContent"] == {"expired": silence}
+    assert call(oncall, "expire_silence", {"silence_id": silence}, WRITE)["structuredContent"] == {"expired": silence}
+
+
+def test_writes_need_the_write_scope(oncall):
+    response = post(oncall.mcp_url, tool_call("create_silence", {}), oncall.token(READ))
+    assert response.status_code == 403 and 'scope="oncall:write"' in response.headers["www-authenticate"]
