@@ -60,6 +60,9 @@ class AlertParams:
     down_for: str = "1m"
     volume_available_ratio: float = 0.1  # of a declared volume still writable
     volume_for: str = "10m"
+    delivery_failed_ratio: float = 0.2  # of a notification target's delivery attempts
+    delivery_window: str = "10m"
+    delivery_for: str = "5m"
     not_ready_for: str = "5m"
 
     slo_target: float = 0.999  # availability over `slo_period`

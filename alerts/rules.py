@@ -212,6 +212,19 @@ def alerting_rules(p: AlertParams) -> list[dict[str, Any]]:
             f"Less than {p.volume_available_ratio:.0%} of the {{{{ $labels.volume }}}} volume of "
             f"{{{{ $labels.app }}}} is available for {p.volume_for}; when it is full, writes fail.",
         ),
+        _alert(
+            p,
+            "McpNotifyDeliveryFailing",
+            f'(\n  sum by (app, target) (rate(mcp_notify_deliveries_total{{job="{j}", outcome=~"failed|refused"}}'
+            f"[{p.delivery_window}]))\n"
+            f'  / sum by (app, target) (rate(mcp_notify_deliveries_total{{job="{j}"}}[{p.delivery_window}]))\n'
+            f") > {p.delivery_failed_ratio}",
+            p.delivery_for,
+            "warning",
+            "{{ $labels.app }}: {{ $value | humanizePercentage }} of deliveries to {{ $labels.target }} fail",
+            f"More than {p.delivery_failed_ratio:.0%} of the messages {{{{ $labels.app }}}} tried to deliver to target "
+            f"{{{{ $labels.target }}}} over {p.delivery_window} failed or were refused: people are not being told.",
+        ),
     ]
     alerts += [burn_rate_alert(p, burn) for burn in p.burn_rates]
     return alerts

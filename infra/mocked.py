@@ -25,6 +25,9 @@ MOCK_SECRETS = {
     "prod": {
         "postgresAdminUrl": "postgresql://admin:mock-admin-password@db.internal:5432/mcpfleet",
         "grafanaAdminPassword": "mock-grafana-password",
+        "mcp-notify.signingKey": "mock-signing-key-0123456789abcdef0123456789",
+        "mcp-notify.targetSecrets": '{"team-chat": {"url": "https://hooks.slack.com/services/T0/B0/mock"}}',
+        "mcp-notify.smtpPassword": "mock-smtp-password",
     },
 }
 

@@ -37,6 +37,9 @@ def app_secrets(
                     f"set the secret {stack_config.NAMESPACE}:{name}.{key} (pulumi config set --secret)"
                 )
             values[name][key] = value or random.RandomPassword(f"{name}-{key}", length=40, special=False).result
+        for key in server.needs.optional_secrets.values():
+            if (value := config.get_secret(f"{name}.{key}")) is not None:
+                values[name][key] = value
     return values
 
 

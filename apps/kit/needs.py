@@ -37,8 +37,11 @@ class Needs:
     redis: bool = False
     # env var -> platform service (its in-cluster URL), and egress to that service alone
     services: dict[str, PlatformService] = field(default_factory=dict)
-    # env var -> key of the stack's `secrets` for this app (signing keys, SMTP passwords)
+    # env var -> key of the stack's secrets for this app (`mcpfleet:<app>.<key>`): required in production,
+    # generated on a dev stack (signing keys)
     secrets: dict[str, str] = field(default_factory=dict)
+    # the same, but set only when the stack gives a value (credentials some configurations need)
+    optional_secrets: dict[str, str] = field(default_factory=dict)
     # outside addresses the stack lists for this app (CIDR and port), e.g. webhook targets
     external_egress: bool = False
     volumes: tuple[Volume, ...] = ()
@@ -47,6 +50,7 @@ class Needs:
         names = [v.name for v in self.volumes]
         if len(set(names)) != len(names):
             raise ValueError(f"volume names repeat: {names}")
-        envs = [*self.postgres, *self.services, *self.secrets] + (["REDIS_URL"] if self.redis else [])
+        envs = [*self.postgres, *self.services, *self.secrets, *self.optional_secrets]
+        envs += ["REDIS_URL"] if self.redis else []
         if len(set(envs)) != len(envs):
             raise ValueError(f"environment variables repeat: {envs}")

@@ -126,6 +126,7 @@ class McpApp(pulumi.ComponentResource):
             values["MCP_JWT_SECRET"] = platform.jwt_secret
         provided = platform.app_secrets.get(self.name, {})
         values |= {env: provided[key] for env, key in needs.secrets.items()}
+        values |= {env: provided[key] for env, key in needs.optional_secrets.items() if key in provided}
         return values
 
     def _reached(self) -> list[Reachable]:
@@ -200,7 +201,9 @@ class McpApp(pulumi.ComponentResource):
 
     def _secret_keys(self) -> list[str]:
         needs = self.server.needs
+        provided = self.platform.app_secrets.get(self.name, {})
         keys = [*needs.postgres, *needs.secrets] + (["REDIS_URL"] if needs.redis else [])
+        keys += [env for env, key in needs.optional_secrets.items() if key in provided]
         return keys + (["MCP_JWT_SECRET"] if self.platform.jwt_secret is not None else [])
 
     def _deployment(self) -> k8s.apps.v1.Deployment:

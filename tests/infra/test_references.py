@@ -16,6 +16,8 @@ import yaml
 from alerts.params import AlertParams
 from alerts.render import RULES_FILE, TEMPLATES_DIR
 from alerts.routing import render_alertmanager
+from infra.config import parse
+from infra.fleet import load_server
 from infra.mocked import stack_config
 from infra.postgres.apply import SQL_DIR
 
@@ -153,15 +155,17 @@ def test_app_network_policy_allows_exactly_the_needed_ports(dev):
         assert rule["ports"] == [{"protocol": "TCP", "port": port}]
     # nothing else in the apps namespace reaches the data tier
     data_policies = {p["metadata"]["name"] for p in dev.of_kind("NetworkPolicy", DATA)}
+    apps = parse({k.split(":", 1)[1]: v for k, v in stack_config("dev").items()}).apps
+    servers = {app: load_server(entry.module) for app, entry in apps.items()}
+    admitted = {f"redis-from-{app}" for app, server in servers.items() if server.needs.redis}
+    admitted |= {f"postgres-from-{app}" for app, server in servers.items() if server.needs.postgres}
+    assert admitted >= {"postgres-from-mcp-db", "redis-from-mcp-db"} and "postgres-from-mcp-files" not in admitted
     assert data_policies == {
         "default-deny",
         "allow-dns",
         "postgres-from-roles-job",
         "postgres-roles-egress",
-        "postgres-from-mcp-db",
-        "redis-from-mcp-db",
-        "redis-from-mcp-files",  # the file and on-call servers declare Redis and no database
-        "redis-from-mcp-oncall",
+        *admitted,  # an app declaring Redis or a database role, and nothing else
     }
 
 

@@ -11,6 +11,7 @@ from alerts.rules import alerting_rules
 P = AlertParams()
 APP = 'app="mcp-db", job="mcp-apps"'
 DB1 = f'{APP}, instance="db-1:8080"'
+NOTIFY1 = 'app="mcp-notify", job="mcp-apps", instance="notify-1:8080", target="sre-oncall", kind="webhook"'
 FILES1 = 'app="mcp-files", job="mcp-apps", instance="files-1:8080"'
 CALL = 'mcp_method_name="tools/call", gen_ai_tool_name="query"'
 
@@ -199,6 +200,28 @@ def tests() -> list[dict[str, Any]]:
                 (f'mcp_volume_available_bytes{{{FILES1}, volume="files"}}', "200x10 50x5 200x5"),
             ],
             [silent("McpVolumeFilling", "15m"), silent("McpVolumeFilling", "20m")],
+        ),
+        # Deliveries to one target failing 1 in 2 for 10 m fires; 1 in 10 does not.
+        case(
+            [
+                (f'mcp_notify_deliveries_total{{{NOTIFY1}, outcome="delivered"}}', "0+6x20"),
+                (f'mcp_notify_deliveries_total{{{NOTIFY1}, outcome="failed"}}', "0+6x20"),
+            ],
+            [
+                fires(
+                    "McpNotifyDeliveryFailing",
+                    "15m",
+                    {"app": "mcp-notify", "target": "sre-oncall"},
+                    "mcp-notify: 50% of deliveries to sre-oncall fail",
+                )
+            ],
+        ),
+        case(
+            [
+                (f'mcp_notify_deliveries_total{{{NOTIFY1}, outcome="delivered"}}', "0+9x20"),
+                (f'mcp_notify_deliveries_total{{{NOTIFY1}, outcome="failed"}}', "0+1x20"),
+            ],
+            [silent("McpNotifyDeliveryFailing", "15m")],
         ),
         # Error budget, page: 2 % failures (20x the 0.1 % budget) for 7 h pages on both rows (14.4x and 6x);
         # 0.5 % is under both.

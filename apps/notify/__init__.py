@@ -1,0 +1,1 @@
+"""The focused notification server (`python -m apps.notify`)."""

@@ -1,0 +1,3 @@
+from apps.notify.server import server
+
+server.serve()

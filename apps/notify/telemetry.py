@@ -1,0 +1,63 @@
+"""The notification server's own telemetry: deliveries by target and outcome, their latency, its dashboard row.
+
+`McpNotifyDeliveryFailing` alerts on the share of failed deliveries per target.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+from prometheus_client.registry import CollectorRegistry
+
+from apps.kit import Chart, DashboardRow
+
+OUTCOMES = ("delivered", "failed", "throttled", "refused")
+
+
+class NotifyMetrics:
+    def __init__(self, registry: CollectorRegistry, targets: dict[str, str]):
+        self.deliveries = Counter(
+            "mcp_notify_deliveries",
+            "Deliveries attempted, by target and outcome (refused: the target's address is not allowed)",
+            ["target", "kind", "outcome"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "mcp_notify_delivery_seconds",
+            "Time to hand a message to its target",
+            ["kind"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
+        for target, kind in targets.items():  # every series exists from the start, so rate() sees the first failure
+            for outcome in OUTCOMES:
+                self.deliveries.labels(target=target, kind=kind, outcome=outcome)
+
+
+DASHBOARD = DashboardRow(
+    "Notification server: deliveries",
+    (
+        Chart(
+            "Deliveries per second by target and outcome",
+            (
+                (
+                    "sum by (target, outcome) (rate(mcp_notify_deliveries_total{{{sel}}}[$__rate_interval]))",
+                    "{{target}} {{outcome}}",
+                ),
+            ),
+            unit="reqps",
+            description="failed or refused deliveries fire McpNotifyDeliveryFailing; throttled means the target "
+            "answered 429 and is being waited for.",
+        ),
+        Chart(
+            "Delivery latency p95 by kind",
+            (
+                (
+                    "histogram_quantile(0.95, sum by (kind, le) "
+                    "(rate(mcp_notify_delivery_seconds_bucket{{{sel}}}[$__rate_interval])))",
+                    "{{kind}} p95",
+                ),
+            ),
+            unit="s",
+        ),
+    ),
+)
