@@ -78,6 +78,18 @@ def logs() -> Iterator[LogCapture]:
 
 
 @pytest.fixture
+def redis_server() -> Iterator[Any]:
+    """A throwaway redis-server (the Debian binary) on a loopback port, fresh for each test."""
+    from tests.support import redis as local_redis
+
+    if not local_redis.available():
+        requirement_missing("redis-server is not installed (apt-get install redis-server)")
+    server = local_redis.LocalRedis().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def token_for() -> Callable[..., str]:
     def make(scopes: str, audience: str, subject: str = "alice", **kw: Any) -> str:
         return mint(SECRET, issuer=ISSUER, audience=audience, subject=subject, scopes=scopes, **kw)

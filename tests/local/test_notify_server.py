@@ -15,8 +15,6 @@ import pytest
 import redis
 
 from apps.notify.server import server as notify_server
-from tests.conftest import requirement_missing
-from tests.support import redis as local_redis
 from tests.support.mcp_client import mcp_client
 from tests.support.raw import post, tool_call
 from tests.support.receivers import SmtpReceiver, WebhookReceiver, make_certificates
@@ -24,15 +22,6 @@ from tests.support.receivers import SmtpReceiver, WebhookReceiver, make_certific
 pytestmark = pytest.mark.redis
 SIGNING_KEY = "notify-signing-key-for-tests-0123456789abcdef"
 SEND = "notify:read notify:send"
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[local_redis.LocalRedis]:
-    if not local_redis.available():
-        requirement_missing("redis-server is not installed (apt-get install redis-server)")
-    server = local_redis.LocalRedis().start()
-    yield server
-    server.stop()
 
 
 @dataclass
@@ -85,7 +74,6 @@ def start_notify(start_server, redis_server, receivers):
         }
         return start_server(notify_server, **settings)
 
-    redis.Redis.from_url(redis_server.url).flushall()
     return start
 
 

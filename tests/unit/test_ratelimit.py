@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
@@ -12,19 +10,8 @@ from redis.asyncio import Redis
 from apps.kit.config import RedisFailureMode
 from apps.kit.metrics import KitMetrics
 from apps.kit.ratelimit import MemoryLimiter, RedisLimiter
-from tests.conftest import requirement_missing
-from tests.support import redis as local_redis
 from tests.support.mcp_client import mcp_client
 from tests.support.raw import post, tool_call
-
-
-@pytest.fixture
-def redis_server() -> Iterator[local_redis.LocalRedis]:
-    if not local_redis.available():
-        requirement_missing("redis-server is not installed (apt-get install redis-server)")
-    server = local_redis.LocalRedis().start()
-    yield server
-    server.stop()
 
 
 def call(n: int, tool: str = "echo") -> dict:
