@@ -1,7 +1,7 @@
 """Clients we did not write drive our server: the TypeScript MCP SDK client, and the MCP Inspector CLI.
 
-`scripts/test` installs them from tests/interop/package-lock.json (`npm install --no-save`); the Inspector CLI needs Node 22,
-which comes as the `node` npm package beside it.
+`scripts/test` installs them from tests/interop/package-lock.json (`npm install --no-save`); the Inspector CLI
+needs Node 22, which comes as the `node` npm package beside it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ NODE22 = MODULES / "node" / "bin" / "node"
 def node() -> str:
     system_node = shutil.which("node")
     if system_node is None or not (MODULES / "@modelcontextprotocol" / "sdk").is_dir():
-        requirement_missing("node and tests/interop/node_modules are needed (cd tests/interop && npm install --no-save)")
+        requirement_missing("node and tests/interop/node_modules are needed (scripts/test installs them)")
     return str(system_node)
 
 
