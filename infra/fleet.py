@@ -76,10 +76,9 @@ def volume_env(server: FocusedServer[Any, Any], read_only: set[str]) -> dict[str
     """Where each volume is mounted, and whether read-only: `<NAME>_PATH`, `<NAME>_READ_ONLY`."""
     env = {}
     for volume in server.needs.volumes:
-        prefix = volume.name.upper().replace("-", "_")
-        env[f"{prefix}_PATH"] = volume.mount_path
+        env[f"{volume.env_prefix}_PATH"] = volume.mount_path
         if volume.name in read_only:
-            env[f"{prefix}_READ_ONLY"] = "true"
+            env[f"{volume.env_prefix}_READ_ONLY"] = "true"
     return env
 
 

@@ -28,6 +28,11 @@ class Volume:
     read_only: bool = False
     writable: Callable[[Any], bool] | None = field(default=None, compare=False)
 
+    @property
+    def env_prefix(self) -> str:
+        """`<NAME>` in the env the platform sets for this volume (`<NAME>_PATH`, `<NAME>_READ_ONLY`)."""
+        return self.name.upper().replace("-", "_")
+
 
 @dataclass(frozen=True)
 class Needs:

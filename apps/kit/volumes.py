@@ -16,7 +16,7 @@ from apps.kit.needs import Volume
 
 
 def volume_paths(volumes: Iterable[Volume]) -> dict[str, str]:
-    return {v.name: os.environ.get(f"{v.name.upper().replace('-', '_')}_PATH", v.mount_path) for v in volumes}
+    return {v.name: os.environ.get(f"{v.env_prefix}_PATH", v.mount_path) for v in volumes}
 
 
 class VolumeCollector(Collector):

@@ -14,9 +14,10 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from apps.kit import CallerError, ServerError
+from apps.kit import ServerError
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT; not `is_private` in 3.11
 
 
 class DeliveryFailed(ServerError):
@@ -39,7 +40,7 @@ def forbidden(address: IpAddress) -> str | None:
         ("multicast", address.is_multicast),
         ("unspecified", address.is_unspecified),
         ("reserved", address.is_reserved),
-        ("shared (carrier-grade NAT)", address in ipaddress.ip_network("100.64.0.0/10")),
+        ("shared (carrier-grade NAT)", address in SHARED_ADDRESS_SPACE),
     ):
         if flag:
             return reason
@@ -65,7 +66,7 @@ class Pinned:
 async def pin(url: str, internal: bool, resolve_seconds: float) -> Pinned:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise CallerError("the target's URL is not http(s)")
+        raise DeliveryRefused("the target's URL is not http(s)")  # settings are checked at start; defence only
     port = parts.port or (443 if parts.scheme == "https" else 80)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:

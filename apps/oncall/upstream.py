@@ -20,6 +20,9 @@ from apps.kit import CallerError, ServerError
 from apps.kit.logs import bounded
 
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)
+# A larger answer is parsed on a worker thread: an 8 MiB JSON body takes tens of milliseconds to parse,
+# which would stall every other request on the event loop.
+PARSE_OFF_LOOP_BYTES = 256 * 1024
 
 
 class UpstreamUnavailable(ServerError):
@@ -104,7 +107,10 @@ class Upstream:
             raise UpstreamUnavailable(f"{self.name} is unreachable ({type(error).__name__})") from None
         raw = b"".join(chunks)
         try:
-            body = json.loads(raw) if raw else None
+            if len(raw) > PARSE_OFF_LOOP_BYTES:
+                body = await asyncio.to_thread(json.loads, raw)
+            else:
+                body = json.loads(raw) if raw else None
         except ValueError:
             body = {"error": bounded(raw.decode("utf-8", "replace"), 300)}
         if status >= 500 and not (status == 503 and _is_prometheus_error(body)):

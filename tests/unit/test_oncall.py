@@ -95,6 +95,21 @@ def test_an_over_wide_query_is_cut_to_the_series_cap_and_the_byte_budget(oncall,
     assert request.headers["authorization"] == "Bearer prom-token-for-tests"  # from settings, never the caller
 
 
+def test_an_upstream_answer_over_the_read_cap_is_refused_not_buffered(start_server, upstreams):
+    prometheus, _, prometheus_url, alertmanager_url = upstreams
+    prometheus.set("/api/v1/query", 200, vector(2000, label_chars=100))  # about 0.4 MiB of JSON
+    capped = start_server(
+        oncall_server,
+        PROMETHEUS_URL=prometheus_url,
+        ALERTMANAGER_URL=alertmanager_url,
+        ONCALL_MAX_UPSTREAM_BYTES=str(64 * 1024),
+    )
+    result = call(capped, "query_metrics", {"query": "m"})
+    assert result["isError"]
+    assert "Prometheus's answer is over 65536 bytes; narrow the request" in result["content"][0]["text"]
+    assert len(prometheus.to("/api/v1/query")) == 1  # the caller's to narrow, not retried
+
+
 def test_range_answers_are_summaries_unless_raw_and_stay_within_budget(oncall, upstreams):
     prometheus = upstreams[0]
     prometheus.set("/api/v1/query_range", 200, matrix(80, 240))
