@@ -2,9 +2,10 @@
 
 In memory for one replica; in Redis (one sorted set per principal, updated by
 a Lua script that reads Redis's own clock) when `REDIS_URL` is set, so the
-limit holds across replicas whatever their clocks say. Only `tools/call`
-messages count: session set-up and listing are cheap and must not eat the
-budget a user sees.
+limit holds across replicas whatever their clocks say. A principal calling
+concurrently is lent a few slots for half a second, so most of its hits skip
+the round trip; the ceiling stays exact. Only `tools/call` messages count:
+session set-up and listing are cheap and must not eat the budget a user sees.
 """
 
 from __future__ import annotations
@@ -63,27 +64,35 @@ class MemoryLimiter:
         return Decision(False, hits[0] + self.window - now)
 
 
-# One round trip decides every hit waiting for it, over any number of keys: KEYS are the principals,
-# ARGV = limit, window (us), a tag unique to this batch, then how many hits each key asks for. For each key
-# it admits as many as the window still has room for, in order, and says when the oldest entry leaves.
+# One round trip decides every hit waiting for it, over any number of keys, and may lend slots ahead.
+# KEYS are the principals; ARGV = limit, window (us), a tag unique to this call, lease lifetime (us), lease
+# share, then for each key the hits waiting and the slots asked for ahead. For each key it admits as many
+# waiting hits as the window has room for, in order, then lends at most `extra` more, and never more than
+# 1/share of the room left. A lent slot is scored at the end of its lease, the latest time it can be used,
+# so it leaves the window no earlier than one window after its use: the ceiling stays exact.
 _SLIDING_WINDOW_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
+local lease = tonumber(ARGV[4])
+local share = tonumber(ARGV[5])
 local out = {}
 for i, key in ipairs(KEYS) do
-  local want = tonumber(ARGV[3 + i])
+  local want = tonumber(ARGV[4 + 2 * i])
+  local extra = tonumber(ARGV[5 + 2 * i])
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  local admit = math.min(want, math.max(0, limit - redis.call('ZCARD', key)))
-  if admit > 0 then
+  local room = math.max(0, limit - redis.call('ZCARD', key))
+  local admit = math.min(want, room)
+  local lent = math.min(extra, math.floor((room - admit) / share))
+  if admit + lent > 0 then
     local entries = {}
-    for j = 1, admit do
-      entries[#entries + 1] = now
+    for j = 1, admit + lent do
+      entries[#entries + 1] = (j <= admit) and now or (now + lease)
       entries[#entries + 1] = ARGV[3] .. ':' .. i .. ':' .. j
     end
     redis.call('ZADD', key, unpack(entries))
-    redis.call('PEXPIRE', key, math.ceil(window / 1000))
+    redis.call('PEXPIRE', key, math.ceil((window + lease) / 1000))
   end
   local retry = 0
   if admit < want then
@@ -92,18 +101,38 @@ for i, key in ipairs(KEYS) do
   end
   out[#out + 1] = admit
   out[#out + 1] = retry
+  out[#out + 1] = lent
 end
 return out
 """
 MAX_BATCH = 512  # hits decided by one script call at most
+LEASE_SECONDS = 0.5  # how long a replica may hand out slots it was lent; then the unused ones go back
+LEASE_PER_WAITING_HIT = 4  # slots asked for ahead, per hit that had to wait for the round trip
+MAX_LEASE = 32  # slots lent to one replica for one principal at most
+LEASE_SHARE = 4  # a lease takes at most a quarter of the room a principal has left
+
+
+@dataclass
+class _Lease:
+    """Slots lent to this replica for one principal: already counted in Redis, handed out here without a
+    round trip until the deadline (monotonic, measured from before the request that got them)."""
+
+    key: str
+    members: list[str]
+    deadline: float
 
 
 class RedisLimiter:
     """Sliding window shared by every replica; on Redis failure, act per `failure_mode`.
 
     Hits are batched: while one script call is in flight, the hits that arrive wait and are all decided by
-    the next call, in arrival order, whatever their principals. The decision is exactly the one-at-a-time
-    decision; under concurrency the Redis round trip is paid once per batch instead of once per call.
+    the next call, in arrival order, whatever their principals. A principal whose hits had to queue (so it
+    is calling concurrently) is also lent a few slots ahead, which this replica hands out locally for
+    `LEASE_SECONDS`; when the lease ends, the unused slots are returned to Redis. The ceiling is exact: a
+    lent slot counts in Redis from the moment it is lent until a window after the lease's end. The cost is
+    bounded under-admission: slots lent to one replica cannot be used by another for at most
+    `LEASE_SECONDS`, and a lease never takes more than 1/`LEASE_SHARE` of what the principal has left.
+    A caller calling one request at a time is never lent anything: its hits are decided one by one.
     """
 
     def __init__(
@@ -114,11 +143,13 @@ class RedisLimiter:
         metrics: KitMetrics,
         window: float = WINDOW_SECONDS,
         prefix: str = "mcpfleet:ratelimit:",
+        lease_seconds: float = LEASE_SECONDS,
     ):
         self.redis = redis
         self.limit = limit
         self.window = window
         self.failure_mode = failure_mode
+        self.lease_seconds = lease_seconds
         self._prefix = prefix
         self._script = redis.register_script(_SLIDING_WINDOW_LUA)
         self._fallback = MemoryLimiter(limit, window)
@@ -126,9 +157,15 @@ class RedisLimiter:
         self._waiting: list[tuple[str, asyncio.Future[Decision]]] = []
         self._flushing = False
         self._flusher: asyncio.Task[None] | None = None
+        self._leases: dict[str, _Lease] = {}
+        self._returns: set[asyncio.Task[None]] = set()
         self.batches = 0
 
     async def hit(self, key: str) -> Decision:
+        lease = self._leases.get(key)
+        if lease is not None and lease.members and time.monotonic() < lease.deadline:
+            lease.members.pop()
+            return Decision(True)
         decision: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
         self._waiting.append((key, decision))
         if not self._flushing:
@@ -148,20 +185,85 @@ class RedisLimiter:
         wanted: dict[str, list[asyncio.Future[Decision]]] = {}
         for key, decision in batch:
             wanted.setdefault(key, []).append(decision)
+        ahead = [self._ahead(len(decisions)) for decisions in wanted.values()]
+        tag = uuid.uuid4().hex
         self.batches += 1
+        asked = time.monotonic()
         try:
             answer = await self._script(
                 keys=[self._prefix + key for key in wanted],
-                args=[self.limit, int(self.window * 1_000_000), uuid.uuid4().hex, *map(len, wanted.values())],
+                args=[
+                    self.limit,
+                    int(self.window * 1_000_000),
+                    tag,
+                    int(self.lease_seconds * 1_000_000),
+                    LEASE_SHARE,
+                    *(
+                        n
+                        for decisions, extra in zip(wanted.values(), ahead, strict=True)
+                        for n in (len(decisions), extra)
+                    ),
+                ],
             )
         except (RedisError, OSError) as error:
             await self._without_redis(wanted, error)
             return
-        for index, decisions in enumerate(wanted.values()):
-            admitted, retry_us = int(answer[2 * index]), float(answer[2 * index + 1])
+        for index, (key, decisions) in enumerate(wanted.items()):
+            admitted, retry_us, lent = (
+                int(answer[3 * index]),
+                float(answer[3 * index + 1]),
+                int(answer[3 * index + 2]),
+            )
             for position, decision in enumerate(decisions):
                 if not decision.done():
                     decision.set_result(Decision(True) if position < admitted else Decision(False, retry_us / 1e6))
+            if lent:
+                members = [f"{tag}:{index + 1}:{j}" for j in range(admitted + 1, admitted + lent + 1)]
+                self._lend(_Lease(key, members, asked + self.lease_seconds))
+
+    @staticmethod
+    def _ahead(waiting: int) -> int:
+        """Slots to ask for ahead: none for a lone hit, more the more hits queued behind the round trip."""
+        return 0 if waiting < 2 else min(MAX_LEASE, LEASE_PER_WAITING_HIT * waiting)
+
+    def _lend(self, lease: _Lease) -> None:
+        """Hold the lease; first serve this principal's hits that queued meanwhile, in order, from it."""
+        still_waiting = []
+        for key, decision in self._waiting:
+            if key == lease.key and lease.members and not decision.done():
+                lease.members.pop()
+                decision.set_result(Decision(True))
+            else:
+                still_waiting.append((key, decision))
+        self._waiting = still_waiting
+        previous = self._leases.get(lease.key)
+        if previous is not None:
+            self._end(previous)
+        self._leases[lease.key] = lease
+        asyncio.get_running_loop().call_later(max(0.0, lease.deadline - time.monotonic()), self._end, lease)
+
+    def _end(self, lease: _Lease) -> None:
+        if self._leases.get(lease.key) is lease:
+            del self._leases[lease.key]
+        if lease.members:
+            unused, lease.members = lease.members, []
+            task = asyncio.get_running_loop().create_task(self._give_back(lease.key, unused))
+            self._returns.add(task)
+            task.add_done_callback(self._returns.discard)
+
+    async def _give_back(self, key: str, members: list[str]) -> None:
+        """Return unused lent slots; if Redis cannot be reached they leave the window on their own, late."""
+        try:
+            await self.redis.zrem(self._prefix + key, *members)
+        except (RedisError, OSError) as error:
+            log_event("rate_limit_lease_not_returned", logging.WARNING, error=type(error).__name__, slots=len(members))
+
+    async def close(self) -> None:
+        """Give back every lease before the connection closes (a replica leaving hands its slots on)."""
+        for lease in list(self._leases.values()):
+            self._end(lease)
+        if self._returns:
+            await asyncio.gather(*self._returns, return_exceptions=True)
 
     async def _without_redis(self, wanted: dict[str, list[asyncio.Future[Decision]]], error: Exception) -> None:
         hits = sum(map(len, wanted.values()))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
@@ -30,8 +33,6 @@ async def test_memory_window_slides():
     limiter = MemoryLimiter(limit=2, window=0.2)
     assert (await limiter.hit("a")).allowed and (await limiter.hit("a")).allowed
     assert not (await limiter.hit("a")).allowed
-    import asyncio
-
     await asyncio.sleep(0.25)
     assert (await limiter.hit("a")).allowed
 
@@ -54,8 +55,6 @@ async def test_redis_limit_holds_across_replicas(redis_server):
 
 async def test_concurrent_hits_are_decided_in_batches_exactly_as_one_at_a_time(redis_server):
     """Under concurrency one script call decides many hits, of many principals, with the same result."""
-    import asyncio
-
     limiter = RedisLimiter(Redis.from_url(redis_server.url), 30, RedisFailureMode.LOCAL, KitMetrics("t"))
     keys = ["sub:alice"] * 50 + ["sub:bob"] * 10 + ["sub:carol"] * 40
     decisions = await asyncio.gather(*(limiter.hit(key) for key in keys))
@@ -65,6 +64,84 @@ async def test_concurrent_hits_are_decided_in_batches_exactly_as_one_at_a_time(r
     assert alice == [True] * 30 + [False] * 20  # in arrival order: the first thirty, no overtaking
     assert limiter.batches < len(keys) / 10  # one round trip for many hits
     assert (await limiter.hit("sub:bob")).allowed and not (await limiter.hit("sub:alice")).allowed
+    await limiter.redis.aclose()
+
+
+def _redis_limiter(redis_server, limit: int, **kw) -> RedisLimiter:
+    mode = kw.pop("mode", RedisFailureMode.LOCAL)
+    return RedisLimiter(
+        Redis.from_url(redis_server.url, socket_connect_timeout=0.5), limit, mode, KitMetrics("t"), **kw
+    )
+
+
+async def test_a_concurrent_caller_is_lent_slots_and_most_hits_skip_the_round_trip(redis_server):
+    limiter = _redis_limiter(redis_server, 10_000)
+    for _ in range(20):  # twenty waves of eight concurrent calls: without leases, one round trip per wave
+        decisions = await asyncio.gather(*(limiter.hit("sub:alice") for _ in range(8)))
+        assert all(d.allowed for d in decisions)
+    assert limiter.batches <= 6, limiter.batches
+    await limiter.close()
+    assert await limiter.redis.zcard("mcpfleet:ratelimit:sub:alice") == 160  # what was lent and unused is back
+    await limiter.redis.aclose()
+
+
+async def test_lent_slots_keep_the_ceiling_exact_across_replicas_and_go_back_when_the_lease_ends(redis_server):
+    lender, other = _redis_limiter(redis_server, 40, lease_seconds=0.3), _redis_limiter(redis_server, 40)
+    assert all(d.allowed for d in await asyncio.gather(*(lender.hit("sub:alice") for _ in range(8))))
+    # 8 admitted and 8 lent (a quarter of the 32 left): the other replica can have only what remains
+    assert [(await other.hit("sub:alice")).allowed for _ in range(25)] == [True] * 24 + [False]
+    await asyncio.sleep(0.45)  # the lease ends unused: its 8 slots go back
+    assert [(await other.hit("sub:alice")).allowed for _ in range(9)] == [True] * 8 + [False]
+    assert not (await lender.hit("sub:alice")).allowed  # the lender cannot use slots it gave back
+    for limiter in (lender, other):
+        await limiter.redis.aclose()
+
+
+async def test_a_lease_is_not_used_past_its_end_even_when_the_event_loop_is_late(redis_server):
+    lender, other = _redis_limiter(redis_server, 40, lease_seconds=0.2), _redis_limiter(redis_server, 40)
+    await asyncio.gather(*(lender.hit("sub:alice") for _ in range(8)))  # 8 admitted, 8 lent
+    assert sum([(await other.hit("sub:alice")).allowed for _ in range(30)]) == 24
+    time.sleep(0.3)  # the loop is blocked past the lease's end: the timer that ends it has not run yet
+    assert not (await lender.hit("sub:alice")).allowed  # decided by Redis, where the window is full
+    for limiter in (lender, other):
+        await limiter.redis.aclose()
+
+
+async def test_a_lent_slot_stays_in_the_window_until_a_window_after_its_lease_ends(redis_server):
+    """A slot lent at t=0 and used at t=0.2 must still count at t=1.1, past the window of its lending."""
+    lender = _redis_limiter(redis_server, 40, window=1.0, lease_seconds=0.3)
+    other = _redis_limiter(redis_server, 40, window=1.0)
+    assert all(d.allowed for d in await asyncio.gather(*(lender.hit("sub:alice") for _ in range(8))))
+    await asyncio.sleep(0.2)
+    batches = lender.batches
+    assert all([(await lender.hit("sub:alice")).allowed for _ in range(8)])
+    assert lender.batches == batches  # all eight came from the lease
+    await asyncio.sleep(0.9)
+    later = await asyncio.gather(*(other.hit("sub:alice") for _ in range(40)))
+    assert sum(d.allowed for d in later) == 32  # the first eight have left the window; the lent eight have not
+    for limiter in (lender, other):
+        await limiter.redis.aclose()
+
+
+async def test_a_lease_outlives_a_redis_outage_only_until_it_ends(redis_server, logs):
+    limiter = _redis_limiter(redis_server, 1000, mode=RedisFailureMode.CLOSED, lease_seconds=0.3)
+    assert all(d.allowed for d in await asyncio.gather(*(limiter.hit("sub:alice") for _ in range(4))))
+    redis_server.stop()
+    # the 16 lent slots were counted before Redis went away: they are used; then the closed mode refuses
+    assert [(await limiter.hit("sub:alice")).allowed for _ in range(17)] == [True] * 16 + [False]
+    await asyncio.sleep(0.4)
+    assert not (await limiter.hit("sub:alice")).allowed
+    assert logs.events("rate_limit_backend_error")
+    await limiter.redis.aclose()
+
+
+async def test_a_lease_that_cannot_be_returned_is_logged(redis_server, logs):
+    limiter = _redis_limiter(redis_server, 1000, lease_seconds=0.2)
+    await asyncio.gather(*(limiter.hit("sub:alice") for _ in range(4)))
+    redis_server.stop()
+    await asyncio.sleep(0.3)
+    await limiter.close()
+    assert logs.events("rate_limit_lease_not_returned")[0]["slots"] == 16
     await limiter.redis.aclose()
 
 
