@@ -4,9 +4,10 @@
     uv run python -m bench --smoke     # one repetition, 2 s per run, fewer concurrencies (about 3 minutes)
 
 Every variant serves the same `query` tool (10 rows of sales.products from one PostgreSQL, a pool of 20,
-through asyncpg), is pinned to CPU core 0, and is driven by wrk pinned to core 1 with one MCP
-`tools/call` per request (protocol 2025-11-25, stateless JSON). Each variant's answer is checked before it
-is measured; wrk counts every failed call (non-200, JSON-RPC error, tool error). Variants:
+through asyncpg), is pinned to CPU core 0, and is driven by wrk pinned to core 1 (where PostgreSQL, Redis
+and the OTLP sink run too) with one MCP `tools/call` per request (protocol 2025-11-25, stateless JSON).
+Each variant's answer is checked before it is measured; wrk counts every failed call (non-200, JSON-RPC
+error, tool error). Variants:
 
     mcpfleet        python -m apps.db as shipped: JWT, scopes, strict validation, the rate limit (in memory),
                     JSON logs to a file, metrics, traces sampled as shipped (10 %, parent-based), no exporter
@@ -380,6 +381,10 @@ def main(argv: list[str] | None = None) -> int:
     ensure_tools()
     fastmcp_python = ensure_fastmcp()
     logs = Path(tempfile.mkdtemp(prefix="mcpfleet-bench-"))
+    # The server core runs only the server measured: this process (and the OTLP sink, a thread of it), and
+    # PostgreSQL and Redis (its children), share the load core with wrk. Left to float, they took turns on
+    # the server core, and the variants that use Redis or the sink paid for the backend's CPU as well.
+    os.sched_setaffinity(0, {int(LOAD_CORE)})
     # Every variant keeps its pool open while the others run: room for all of them (up to 40 each).
     pg, redis, sink = LocalPostgres(max_connections=400).start(), LocalRedis().start(), OtlpSink()
     chosen: list[Variant] = []
