@@ -106,3 +106,24 @@ async def test_a_crash_in_a_handler_reaches_the_wire_as_a_generic_internal_error
     reply = await kernel.answer(request("tools/call", {"name": "x"}), "2025-11-25", [])
     assert reply.error_code == -32603
     assert "secret" not in str(reply.message)
+
+
+async def test_a_served_request_leaves_no_reference_cycle_behind():
+    """Each request's runner and connection are freed by reference counting, not left to the cycle
+    collector, whose full passes over thousands of them stalled the event loop under load."""
+    import gc
+
+    from mcp.server.connection import Connection
+    from mcp.server.runner import ServerRunner
+
+    kernel = protocol()
+    gc.collect()
+    gc.disable()
+    try:
+        for n in range(20):
+            reply = await kernel.answer(request("tools/call", {"name": "echo", "arguments": {}}, n), "2025-11-25", [])
+            assert reply.message["result"]["content"][0]["text"] == "ok"
+        left = [o for o in gc.get_objects() if isinstance(o, (ServerRunner, Connection))]
+    finally:
+        gc.enable()
+    assert left == []
