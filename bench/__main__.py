@@ -322,7 +322,7 @@ def report(runs: list[Run], names: list[str], concurrencies: tuple[int, ...]) ->
 
     say("\nratios (same run)")
     have = set(names)
-    if "before" in names:
+    if "before" in have:
         for c in concurrencies:
             say(f"  {c:3d} conns: mcpfleet / before {rps('mcpfleet', c) / rps('before', c):.2f}x")
     peers = {"mcpfleet", "bare-sdk", "fastmcp", "starlette"} <= have  # with --only: what the variants run allow

@@ -127,8 +127,7 @@ class Runtime:
                     self.readiness.add(check_name, check)
             if self.redis is not None:
                 stack.push_async_callback(self.redis.aclose)
-            if isinstance(self.limiter, RedisLimiter):
-                stack.push_async_callback(self.limiter.close)  # before the connection closes: leases go back
+            stack.push_async_callback(self.limiter.close)  # before Redis closes: lent slots go back
             if self.verifier.jwks is not None:
                 await self.verifier.jwks.refresh_if_due()  # warm the keys before the first token arrives
             self.readiness.started = True

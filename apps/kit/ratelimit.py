@@ -37,6 +37,8 @@ class Decision:
 class Limiter(Protocol):
     async def hit(self, key: str) -> Decision: ...
 
+    async def close(self) -> None: ...
+
 
 class MemoryLimiter:
     """Sliding window per key in this process; keys idle for a whole window are swept, so memory stays bounded
@@ -62,6 +64,9 @@ class MemoryLimiter:
             hits.append(now)
             return Decision(True)
         return Decision(False, hits[0] + self.window - now)
+
+    async def close(self) -> None:
+        """Nothing is held outside this process."""
 
 
 # One round trip decides every hit waiting for it, over any number of keys, and may lend slots ahead.

@@ -160,7 +160,7 @@ class Protocol:
 
         The runner caches `on_request` as a bound method of itself, so each request left a cycle (runner,
         connection, exit stack, events) for the cycle collector. Under load thousands piled up, and the
-        full collections that freed them stalled the loop for 25-100 ms: the 1-connection stalls and much
+        full collections that freed them stalled the loop for 46-100 ms: the 1-connection stalls and much
         of the tail at 256. Dropping the cached method lets reference counting free it all at once.
         """
         runner = ServerRunner(self.server, connection, {})

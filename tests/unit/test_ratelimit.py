@@ -37,11 +37,17 @@ async def test_memory_window_slides():
     assert (await limiter.hit("a")).allowed
 
 
+def _redis_limiter(
+    redis_server, limit: int, mode: RedisFailureMode = RedisFailureMode.LOCAL, **options: float
+) -> RedisLimiter:
+    """A limiter on its own connection to the test's Redis: one per replica."""
+    redis = Redis.from_url(redis_server.url, socket_connect_timeout=0.5)
+    return RedisLimiter(redis, limit, mode, KitMetrics("t"), **options)
+
+
 async def test_redis_limit_holds_across_replicas(redis_server):
     """Three limiter instances (three replicas) share one budget of 30 per minute."""
-    replicas = [
-        RedisLimiter(Redis.from_url(redis_server.url), 30, RedisFailureMode.LOCAL, KitMetrics("t")) for _ in range(3)
-    ]
+    replicas = [_redis_limiter(redis_server, 30) for _ in range(3)]
     accepted = 0
     for i in range(45):
         accepted += (await replicas[i % 3].hit("sub:alice")).allowed
@@ -55,7 +61,7 @@ async def test_redis_limit_holds_across_replicas(redis_server):
 
 async def test_concurrent_hits_are_decided_in_batches_exactly_as_one_at_a_time(redis_server):
     """Under concurrency one script call decides many hits, of many principals, with the same result."""
-    limiter = RedisLimiter(Redis.from_url(redis_server.url), 30, RedisFailureMode.LOCAL, KitMetrics("t"))
+    limiter = _redis_limiter(redis_server, 30)
     keys = ["sub:alice"] * 50 + ["sub:bob"] * 10 + ["sub:carol"] * 40
     decisions = await asyncio.gather(*(limiter.hit(key) for key in keys))
     admitted = {key: sum(d.allowed for k, d in zip(keys, decisions, strict=True) if k == key) for key in set(keys)}
@@ -65,13 +71,6 @@ async def test_concurrent_hits_are_decided_in_batches_exactly_as_one_at_a_time(r
     assert limiter.batches < len(keys) / 10  # one round trip for many hits
     assert (await limiter.hit("sub:bob")).allowed and not (await limiter.hit("sub:alice")).allowed
     await limiter.redis.aclose()
-
-
-def _redis_limiter(redis_server, limit: int, **kw) -> RedisLimiter:
-    mode = kw.pop("mode", RedisFailureMode.LOCAL)
-    return RedisLimiter(
-        Redis.from_url(redis_server.url, socket_connect_timeout=0.5), limit, mode, KitMetrics("t"), **kw
-    )
 
 
 async def test_a_concurrent_caller_is_lent_slots_and_most_hits_skip_the_round_trip(redis_server):

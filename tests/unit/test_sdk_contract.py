@@ -6,9 +6,12 @@ here first, with the behaviour named, instead of somewhere inside a server's tes
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
+from mcp.server.connection import Connection
+from mcp.server.runner import ServerRunner
 
 from apps.kit import sdk
 
@@ -111,11 +114,6 @@ async def test_a_crash_in_a_handler_reaches_the_wire_as_a_generic_internal_error
 async def test_a_served_request_leaves_no_reference_cycle_behind():
     """Each request's runner and connection are freed by reference counting, not left to the cycle
     collector, whose full passes over thousands of them stalled the event loop under load."""
-    import gc
-
-    from mcp.server.connection import Connection
-    from mcp.server.runner import ServerRunner
-
     kernel = protocol()
     gc.collect()
     gc.disable()
