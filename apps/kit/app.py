@@ -44,11 +44,16 @@ def resource_metadata_path(resource_url: str) -> str:
     return "/.well-known/oauth-protected-resource" + urlsplit(resource_url).path
 
 
-def _limiter(settings: KitSettings, metrics: KitMetrics) -> tuple[Limiter, Redis | None]:
+def _limiter(settings: KitSettings, metrics: KitMetrics, server: str) -> tuple[Limiter, Redis | None]:
     if settings.redis_url is None:
         return MemoryLimiter(settings.rate_limit_per_minute), None
     redis = Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=1.0, socket_connect_timeout=1.0)
-    return RedisLimiter(redis, settings.rate_limit_per_minute, settings.rate_limit_redis_failure, metrics), redis
+    # One window per principal per server: servers sharing a Redis do not spend each other's limits.
+    prefix = f"mcpfleet:ratelimit:{server}:"
+    limiter = RedisLimiter(
+        redis, settings.rate_limit_per_minute, settings.rate_limit_redis_failure, metrics, prefix=prefix
+    )
+    return limiter, redis
 
 
 def settle_garbage_collector() -> None:
@@ -74,7 +79,7 @@ class Runtime:
         if server.needs.volumes:
             self.telemetry.register(VolumeCollector(volume_paths(server.needs.volumes)))
         self.verifier = JwtVerifier(settings, self.metrics)
-        self.limiter, self.redis = _limiter(settings, self.metrics)
+        self.limiter, self.redis = _limiter(settings, self.metrics, server.name)
         self.readiness = Readiness(self.metrics)
         if self.redis is not None:
             soft = settings.rate_limit_redis_failure is not RedisFailureMode.CLOSED

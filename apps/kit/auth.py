@@ -27,6 +27,7 @@ from apps.kit.logs import log_event
 from apps.kit.metrics import KitMetrics
 
 MAX_JWKS_BYTES = 256 * 1024
+NUMERIC_DATE_CLAIMS = ("exp", "nbf", "iat")
 VERIFIED_CACHE_SIZE = 1024  # tokens whose verification is remembered until they expire
 MAX_CACHED_TOKEN_CHARS = 4096
 JWKS_RETRY_BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0)  # seconds between retries of a failed fetch
@@ -268,6 +269,10 @@ class JwtVerifier:
         return self._principal(claims)
 
     def _principal(self, claims: dict[str, Any]) -> Principal:
+        for name in NUMERIC_DATE_CLAIMS:  # RFC 7519 §2: a NumericDate is a JSON number, never a string
+            value = claims.get(name)
+            if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise AuthFailure("malformed")
         audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
         if not any(isinstance(a, str) and normalized_uri(a) == self._audience for a in audiences):
             raise AuthFailure("wrong_audience")

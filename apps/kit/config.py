@@ -45,6 +45,13 @@ class KitSettings(BaseSettings):
     mcp_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # The largest JSON-RPC body /mcp reads (413 above it); parsed on the event loop, so kept small.
     mcp_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
+    # What requests may hold while they are read (apps.kit.intake). Unset budgets follow the body cap:
+    # per principal twice the cap, per process four times it (at least 32 MiB).
+    mcp_max_body_bytes_per_principal: int | None = Field(default=None, ge=64 * 1024, le=1024 * 1024 * 1024)
+    mcp_max_body_bytes_in_flight: int | None = Field(default=None, ge=64 * 1024, le=4 * 1024 * 1024 * 1024)
+    mcp_body_read_seconds: float = Field(default=15.0, gt=0, le=300)
+    mcp_header_read_seconds: float = Field(default=5.0, gt=0, le=60)  # a connection's request headers
+    mcp_max_concurrent_requests: int = Field(default=512, ge=1, le=100_000)  # per process; more get 503
 
     redis_url: SecretStr | None = None
     rate_limit_per_minute: int = Field(default=100, ge=1, le=1_000_000)
@@ -113,6 +120,14 @@ class KitSettings(BaseSettings):
             # A public key used as an HMAC secret is the classic alg-confusion attack.
             raise ValueError("MCP_JWKS_URL allows only asymmetric algorithms in MCP_JWT_ALGORITHMS")
         return self
+
+    @property
+    def body_bytes_per_principal(self) -> int:
+        return self.mcp_max_body_bytes_per_principal or 2 * self.mcp_max_body_bytes
+
+    @property
+    def body_bytes_in_flight(self) -> int:
+        return self.mcp_max_body_bytes_in_flight or max(4 * self.mcp_max_body_bytes, 32 * 1024 * 1024)
 
     @property
     def resource_url(self) -> str:

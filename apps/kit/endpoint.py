@@ -32,12 +32,13 @@ from starlette.types import Receive, Scope, Send
 from apps.kit.auth import AuthFailure, JwtVerifier, Principal
 from apps.kit.config import KitSettings
 from apps.kit.encoding import dumps
+from apps.kit.intake import BodyBudget, BodyReader, busy
 from apps.kit.logs import bounded, log_event
 from apps.kit.metrics import SERVER_FAULT_OUTCOMES, KitMetrics
 from apps.kit.ratelimit import Limiter
+from apps.kit.refusal import Refusal, refused
 from apps.kit.sdk import (
     INVALID_PARAMS,
-    INVALID_REQUEST,
     MODERN_PROTOCOL_VERSIONS,
     PARSE_ERROR,
     SUPPORTED_VERSIONS,
@@ -54,24 +55,6 @@ RATE_LIMITED = -32029  # implementation-defined: too many calls; retry after `da
 UNSUPPORTED_PROTOCOL_VERSION = -32022
 CORS_HEADERS = "authorization, content-type, mcp-protocol-version, mcp-method, mcp-name, last-event-id"
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-class Refusal(Exception):
-    """A request refused before dispatch: HTTP status, JSON body, extra headers and the counted reason."""
-
-    def __init__(
-        self,
-        status: int,
-        body: dict[str, Any] | None,
-        reason: str | None = None,
-        headers: list[tuple[bytes, bytes]] | None = None,
-    ):
-        super().__init__(reason or str(status))
-        self.status, self.body, self.reason, self.headers = status, body, reason, headers or []
-
-
-def refused(status: int, reason: str, message: str, code: int = INVALID_REQUEST, data: Any = None) -> Refusal:
-    return Refusal(status, error_message(None, code, message, data), reason)
 
 
 @dataclass
@@ -169,6 +152,12 @@ class McpEndpoint:
         self.state = state
         self.allowed_origins = frozenset(settings.mcp_allowed_origins)
         self.max_body_bytes = settings.mcp_max_body_bytes
+        self.body_read_seconds = settings.mcp_body_read_seconds
+        self.bodies = BodyBudget(settings.body_bytes_in_flight, settings.body_bytes_per_principal)
+        self.max_concurrent = settings.mcp_max_concurrent_requests
+        self.in_flight = 0
+        # A token with none of these scopes could never call a tool: refused before its body is read.
+        self.server_scopes = frozenset(scope for spec in specs.values() for scope in spec.scopes)
         self.protocol = Protocol(name, version, instructions, self._list_tools, self._call_tool)
         self._tracer = trace.get_tracer("mcpfleet.kit")
         self._www_no_token = f'Bearer resource_metadata="{resource_metadata_url}"'.encode()
@@ -184,7 +173,10 @@ class McpEndpoint:
         headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope.get("headers", [])]
         origin = next((v for k, v in headers if k == "origin"), None)
         cors = self._cors_headers(origin)
+        self.in_flight += 1
         try:
+            if self.in_flight > self.max_concurrent:
+                raise busy(503, "busy", f"Server busy: {self.max_concurrent} requests in flight")
             if origin is not None and cors is None:
                 raise refused(403, "origin_not_allowed", "Forbidden: origin not allowed")
             if scope.get("method") == "OPTIONS" and cors is not None:
@@ -197,6 +189,8 @@ class McpEndpoint:
             body = _json_body(refusal.body) if refusal.body is not None else None
             await _respond(send, refusal.status, body, [*refusal.headers, *(cors or [])])
             return
+        finally:
+            self.in_flight -= 1
         body = _json_body(reply.message) if reply.message else None
         await _respond(send, reply.status, body, [*extra, *(cors or [])])
 
@@ -228,10 +222,23 @@ class McpEndpoint:
         declared = fields.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             raise refused(413, "body_too_large", f"Request body larger than {self.max_body_bytes} bytes")
-        message = self._envelope(parse_json(await _read_body(receive, self.max_body_bytes)), version)
-        if message is None:  # a notification or a response: nothing to answer on a stateless server
-            return Reply(202, {}), []
-        return await self._dispatch(message, version, headers, principal)
+        if not principal.scopes & self.server_scopes:
+            raise Refusal(
+                403,
+                error_message(None, FORBIDDEN, "Forbidden: the token carries no scope of this server"),
+                "no_scope",
+                [(b"www-authenticate", self._step_up(self.server_scopes))],
+            )
+        reader = BodyReader(self.bodies, principal.rate_key, self.max_body_bytes, self.body_read_seconds)
+        try:
+            raw = await reader.read(receive, int(declared) if declared.isdigit() else None)
+            message = self._envelope(parse_json(raw), version)
+            del raw
+            if message is None:  # a notification or a response: nothing to answer on a stateless server
+                return Reply(202, {}), []
+            return await self._dispatch(message, version, headers, principal)
+        finally:
+            reader.release()
 
     async def _authenticate(self, headers: list[tuple[str, str]]) -> Principal:
         values = [v for k, v in headers if k == "authorization"]
@@ -336,7 +343,7 @@ class McpEndpoint:
                     403,
                     error_message(message["id"], FORBIDDEN, text),
                     None,
-                    [(b"www-authenticate", self._step_up(spec))],
+                    [(b"www-authenticate", self._step_up(spec.scopes))],
                 )
             token = _CALL.set(record)
             try:
@@ -386,10 +393,10 @@ class McpEndpoint:
         body = error_message(request_id, RATE_LIMITED, text, {"retryAfter": retry_after})
         raise Refusal(429, body, None, [(b"retry-after", str(retry_after).encode())])
 
-    def _step_up(self, spec: ToolSpec[Any]) -> bytes:
+    def _step_up(self, scopes: frozenset[str]) -> bytes:
         """RFC 6750 §3.1 / MCP step-up: every scope this operation needs, and where to learn more."""
         return (
-            f'Bearer error="insufficient_scope", scope="{" ".join(sorted(spec.scopes))}", '
+            f'Bearer error="insufficient_scope", scope="{" ".join(sorted(scopes))}", '
             f'resource_metadata="{self._resource_metadata_url}"'
         ).encode()
 
@@ -429,22 +436,6 @@ def _parent_context(params: dict[str, Any], headers: list[tuple[str, str]]) -> A
     if any(k == "traceparent" for k, _ in headers):
         return propagate.extract(dict(headers))
     return None
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise refused(400, "invalid_request", "Bad Request: the client went away")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise refused(413, "body_too_large", f"Request body larger than {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 async def _respond(send: Send, status: int, body: bytes | None, headers: list[tuple[bytes, bytes]]) -> None:

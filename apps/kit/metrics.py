@@ -43,7 +43,7 @@ AUTH_FAILURE_REASONS = (
 )
 
 # Why a request to /mcp was refused before it reached a handler (the `reason` label of
-# mcp_rejected_requests_total); each is a 4xx, never a 5xx.
+# mcp_rejected_requests_total); each is a 4xx, or a 503 when load is shed before any work was done.
 REJECTION_REASONS = (
     "origin_not_allowed",  # 403
     "method_not_allowed",  # 405 (GET/DELETE: a stateless server opens no stream)
@@ -54,6 +54,12 @@ REJECTION_REASONS = (
     "body_too_large",  # 413
     "parse_error",  # 400, JSON-RPC -32700
     "invalid_request",  # 400, JSON-RPC -32600
+    "no_scope",  # 403: the token has no scope of this server, refused before its body is read
+    "body_timeout",  # 408: the body did not arrive within MCP_BODY_READ_SECONDS
+    "body_budget_principal",  # 429: the caller's bodies in flight are over its share
+    # 503s: load shed before any work, not a fault of the server's code or its dependencies
+    "body_budget_process",  # the process's bodies in flight are over its budget
+    "busy",  # MCP_MAX_CONCURRENT_REQUESTS requests are in flight
 )
 
 

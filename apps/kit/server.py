@@ -106,16 +106,10 @@ class FocusedServer(Generic[StateT, SettingsT]):
 
     def serve(self) -> None:
         """Run under uvicorn; SIGTERM stops accepting, drains in-flight calls, then closes pools."""
+        from apps.kit.serving import uvicorn_config
+
         settings = load_settings(self.settings_cls)
-        config = uvicorn.Config(
-            self.create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
-            lifespan="on",
-        )
-        uvicorn.Server(config).run()
+        uvicorn.Server(uvicorn_config(self.create_app(settings), settings)).run()
 
 
 def load_server(module: str) -> FocusedServer[Any, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from apps.kit.serving import uvicorn_config
 from apps.kit.token import mint
 from tests.conftest import ISSUER, SECRET
 from tests.support.postgres import free_port
@@ -41,7 +42,10 @@ def wait_for_health(base: str, timeout: float = 30) -> None:
 def serve_app(app: Any, port: int | None = None) -> Iterator[str]:
     """Yield the base URL while the app serves; stop it (running its lifespan shutdown) after."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    if hasattr(app, "runtime"):  # a focused server: the configuration `serve()` uses
+        config = uvicorn_config(app, app.runtime.settings, host="127.0.0.1", port=port)
+    else:
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

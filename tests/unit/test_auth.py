@@ -81,6 +81,17 @@ async def test_missing_exp_is_refused(hs_verifier):
     assert await refused(hs_verifier, token) == "missing_claim"
 
 
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+async def test_a_date_claim_given_as_a_string_is_refused(hs_verifier, claim):
+    """RFC 7519 NumericDate is a JSON number; PyJWT alone accepts `"exp": "9999999999"`."""
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": AUD, "sub": "bob", "exp": now + 600, "nbf": now - 10, "iat": now - 10}
+    claims[claim] = str(claims[claim])
+    assert await refused(hs_verifier, jwt.encode(claims, SECRET, algorithm="HS256")) == "malformed"
+    claims[claim] = True  # PyJWT reads it as 1: an exp in 1970, a nbf and iat it would accept
+    assert await refused(hs_verifier, jwt.encode(claims, SECRET, algorithm="HS256")) in ("malformed", "expired")
+
+
 async def test_alg_none_is_refused(hs_verifier):
     claims = {"iss": ISSUER, "aud": AUD, "sub": "mallory", "exp": time.time() + 60, "scope": "db:write"}
     token = jwt.encode(claims, None, algorithm="none")

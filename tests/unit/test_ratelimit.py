@@ -198,3 +198,17 @@ async def test_shared_limit_through_two_servers_and_redis(start_demo, token_for,
         with pytest.raises(MCPError, match="Too many tool calls"):  # the SDK client surfaces the 429's JSON-RPC error
             await client.call_tool("echo", {"text": "x"})
     assert httpx.get(first.base + "/ready").json()["checks"]["redis"] == "ok"
+
+
+def test_servers_sharing_a_redis_keep_separate_windows_per_principal(start_server, redis_server):
+    """One person's calls to one server do not spend their limit on another (the key names the server)."""
+    from tests.support import demo_server
+    from tests.support.notes_app import server as notes_app
+
+    demo = start_server(demo_server.server, REDIS_URL=redis_server.url, RATE_LIMIT_PER_MINUTE="3")
+    notes = start_server(notes_app.server, REDIS_URL=redis_server.url, RATE_LIMIT_PER_MINUTE="3", NOTES_PATH="/tmp")
+    demo_token = demo.token("demo:read", subject="alice")
+    statuses = [post(demo.mcp_url, tool_call("echo", {"text": "x"}), demo_token).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    answer = post(notes.mcp_url, tool_call("read_note", {"title": "nothing"}), notes.token("notes:read"))
+    assert answer.status_code == 200  # alice's window on the notes server is her own

@@ -1,0 +1,188 @@
+"""What a request may hold while it is read (apps.kit.intake, apps.kit.serving), shown by the attacks that
+used to work: bodies held one byte short, headers that never complete, a token with no scope, a flood of
+requests. Each runs against a real uvicorn on loopback through raw sockets."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import time
+from collections.abc import Iterator
+
+from apps.kit.token import mint
+from tests.conftest import ISSUER, SECRET
+from tests.support.demo_process import start_demo_process
+from tests.support.raw import post, tool_call
+
+MIB = 1024 * 1024
+
+
+def _head(path: str, token: str, length: int, port: int) -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+        "Content-Type: application/json\r\nAccept: application/json\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+@contextlib.contextmanager
+def held_bodies(port: int, token: str, count: int, length: int, sent: int = 1024) -> Iterator[list[socket.socket]]:
+    """`count` connections, each declaring `length` bytes and sending only `sent` of them, then holding."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(_head("/mcp", token, length, port) + b"{" + b" " * (sent - 1))
+            sockets.append(s)
+        yield sockets
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def answer_of(s: socket.socket, timeout: float = 3) -> tuple[int, dict[str, str], bytes]:
+    """The status, headers and body of the one answer on `s` (waits at most `timeout`)."""
+    s.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed without an answer ({data[:80]!r})")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    while len(body) < int(headers.get("content-length", "0")):
+        body += s.recv(65536)
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_a_token_with_no_scope_of_the_server_is_refused_before_its_body_is_read(demo):
+    token = demo.token("other:scope")
+    port = int(demo.base.rsplit(":", 1)[1])
+    with held_bodies(port, token, 1, 4 * MIB - 100) as [held]:
+        started = time.monotonic()
+        status, headers, body = answer_of(held)
+    assert status == 403 and time.monotonic() - started < 2  # at once, not after the body
+    assert (
+        'error="insufficient_scope"' in headers["www-authenticate"]
+        and 'scope="demo:read demo:write"' in (headers["www-authenticate"])
+    )
+    assert json.loads(body)["error"]["message"].startswith("Forbidden")
+    assert _counted(demo, "no_scope") == 1
+
+
+def test_held_bodies_are_bounded_per_principal_and_per_process_and_given_back(start_demo):
+    # 4 MiB body cap: 8 MiB per principal (two held bodies), 32 MiB per process (eight).
+    demo = start_demo()
+    port = int(demo.base.rsplit(":", 1)[1])
+    near_cap = 4 * MIB - 100
+    with held_bodies(port, demo.token("demo:read", subject="mallory"), 2, near_cap):
+        with held_bodies(port, demo.token("demo:read", subject="mallory"), 1, near_cap) as [third]:
+            status, headers, _ = answer_of(third)
+            assert status == 429 and headers["retry-after"] == "1"
+        others = [demo.token("demo:read", subject=f"p{i}") for i in range(3)]
+        with contextlib.ExitStack() as stack:
+            for token in others:
+                stack.enter_context(held_bodies(port, token, 2, near_cap))
+            _wait(lambda: demo.app.endpoint.bodies.in_flight == 8 * near_cap)
+            with held_bodies(port, demo.token("demo:read", subject="bob"), 1, near_cap) as [over]:
+                status, headers, _ = answer_of(over)
+                assert status == 503 and headers["retry-after"] == "1"
+            # a small call still fits beside them
+            small = post(demo.mcp_url, tool_call("echo", {"text": "hi"}), demo.token("demo:read", subject="carol"))
+            assert small.status_code == 200
+    _wait(lambda: demo.app.endpoint.bodies.in_flight == 0)  # every reservation given back when they left
+    assert _counted(demo, "body_budget_principal") == 1 and _counted(demo, "body_budget_process") == 1
+
+
+def test_a_body_that_does_not_arrive_in_time_gets_408_and_its_bytes_back(start_demo):
+    demo = start_demo(MCP_BODY_READ_SECONDS="1")
+    port = int(demo.base.rsplit(":", 1)[1])
+    with held_bodies(port, demo.token("demo:read"), 1, 4 * MIB - 100) as [held]:
+        started = time.monotonic()
+        status, _, body = answer_of(held, timeout=5)
+    assert status == 408 and 0.9 < time.monotonic() - started < 3
+    assert "did not arrive within 1 s" in json.loads(body)["error"]["message"]
+    assert demo.app.endpoint.bodies.in_flight == 0
+
+
+def test_requests_over_the_concurrency_cap_get_a_fast_503(start_demo):
+    demo = start_demo(MCP_MAX_CONCURRENT_REQUESTS="2")
+    port = int(demo.base.rsplit(":", 1)[1])
+    token = demo.token("demo:read")
+    with held_bodies(port, token, 2, 1000, sent=10):
+        started = time.monotonic()
+        response = post(demo.mcp_url, tool_call("echo", {"text": "hi"}), token)
+        assert response.status_code == 503 and response.headers["retry-after"] == "1"
+        assert time.monotonic() - started < 1
+    _wait(lambda: post(demo.mcp_url, tool_call("echo", {"text": "hi"}), token).status_code == 200)
+    assert _counted(demo, "busy") >= 1
+
+
+def test_connections_whose_headers_never_complete_are_closed(start_demo):
+    demo = start_demo(MCP_HEADER_READ_SECONDS="1")
+    port = int(demo.base.rsplit(":", 1)[1])
+    sockets = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(50)]
+    try:
+        for s in sockets:
+            s.sendall(b"POST /mcp HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # and never the rest
+        time.sleep(1.6)
+        for s in sockets:
+            s.settimeout(2)
+            assert s.recv(1) == b""  # closed by the server
+    finally:
+        for s in sockets:
+            s.close()
+    # a complete request on a fresh connection is served as usual
+    assert post(demo.mcp_url, tool_call("echo", {"text": "hi"}), demo.token("demo:read")).status_code == 200
+
+
+def test_sixty_held_bodies_do_not_grow_a_server_process_past_its_budget():
+    """The attack as reported: 60 connections each declaring just under the body cap and holding the last
+    byte. Before, the process grew by about the 60 bodies (240 MiB at a 4 MiB cap) and kept it."""
+    process = start_demo_process()
+    try:
+        before = rss_bytes(process.process.pid)
+        tokens = [
+            mint(SECRET, issuer=ISSUER, audience=process.url, subject=f"attacker-{i}", scopes="demo:read")
+            for i in range(6)
+        ]
+        length = 4 * MIB - 100
+        with contextlib.ExitStack() as stack:
+            held = [
+                stack.enter_context(held_bodies(process.port, tokens[i % len(tokens)], 1, length, sent=1))[0]
+                for i in range(60)
+            ]
+            for s in held:  # every body but its last byte, as far as the server takes it
+                s.setblocking(False)
+                rest = memoryview(b" " * (length - 2))
+                with contextlib.suppress(OSError):
+                    while rest:
+                        rest = rest[s.send(rest) :]
+            time.sleep(1)
+            grown = (rss_bytes(process.process.pid) - before) / MIB
+        print(f"\nRSS grew {grown:.0f} MiB under 60 held 4 MiB bodies (process budget 32 MiB)")
+        assert grown < 96, f"RSS grew {grown:.0f} MiB"
+    finally:
+        process.process.kill()
+        process.process.wait()
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+
+def _counted(running, reason: str) -> float:
+    value = running.app.state.metrics.registry.get_sample_value("mcp_rejected_requests_total", {"reason": reason})
+    return value or 0.0
+
+
+def _wait(condition, seconds: float = 5) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
