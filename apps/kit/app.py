@@ -71,7 +71,7 @@ class Runtime:
     """One server's production layer, built once from its settings."""
 
     def __init__(self, server: FocusedServer[Any, Any], settings: KitSettings):
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.secret_values())
         self.server, self.settings = server, settings
         self.specs = server.offered(settings)
         self.metrics = KitMetrics(server.name)

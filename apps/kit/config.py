@@ -6,6 +6,7 @@ never echoes a value, because the values include secrets.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Mapping
@@ -121,6 +122,18 @@ class KitSettings(BaseSettings):
             raise ValueError("MCP_JWKS_URL allows only asymmetric algorithms in MCP_JWT_ALGORITHMS")
         return self
 
+    def secret_values(self) -> list[str]:
+        """Every configured secret, for the logs to mask: each SecretStr, and the strings inside one that is
+        a JSON object (per-target webhook URLs and keys)."""
+        values: list[str] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                text = value.get_secret_value()
+                values.append(text)
+                values += _json_strings(text)
+        return values
+
     @property
     def body_bytes_per_principal(self) -> int:
         return self.mcp_max_body_bytes_per_principal or 2 * self.mcp_max_body_bytes
@@ -133,6 +146,26 @@ class KitSettings(BaseSettings):
     def resource_url(self) -> str:
         """The canonical audience, without a trailing slash."""
         return str(self.mcp_resource_url).rstrip("/")
+
+
+def _json_strings(text: str) -> list[str]:
+    if not text.startswith("{"):
+        return []
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return []
+    found: list[str] = []
+    stack = [parsed]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            found.append(node)
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
 
 
 class ConfigError(SystemExit):

@@ -7,9 +7,15 @@ or connection strings. Two last passes protect every line whoever wrote it:
   argument key, an error text) keeps its head plus its length and a digest, so
   one request cannot make a log line, or the work of writing it, grow without
   bound;
-- redaction masks anything that still looks like a credential. Its patterns
-  run in time linear in the input (each starts at a literal or a run boundary
-  and never rescans), and its input is bounded too.
+- redaction masks anything that still looks like a credential, and every
+  secret value the server was configured with (`register_secrets`). Its
+  patterns run in time linear in the input (each starts at a literal or a run
+  boundary and never rescans), and its input is bounded too.
+
+Libraries log too, and what they log at INFO can be a credential: httpx logs
+each request's URL, and a Slack webhook's URL is the credential. Below WARNING,
+only our own loggers and uvicorn's server messages are written, unless
+LOG_LEVEL is DEBUG.
 """
 
 from __future__ import annotations
@@ -38,6 +44,11 @@ _URL_PASSWORD = re.compile(r"://([^:/@\s]*:)([^@\s]*)(@?)")
 _KEY_VALUE = re.compile(r"(?i)\b(password|secret|token)=[^\s&]+")
 # Every pattern above needs one of these in the line; most lines have none, and one scan says so.
 _ANY_SECRET_SHAPE = re.compile(r"eyJ|://|=|[Bb][Ee][Aa][Rr][Ee][Rr]")
+# The configured secrets themselves (signing keys, webhook URLs, passwords), longest first.
+_KNOWN_SECRETS: re.Pattern[str] | None = None
+MIN_SECRET_CHARS = 8  # shorter values would mask ordinary words
+# Loggers whose INFO lines are written: ours, and uvicorn's start and stop messages.
+INFO_LOGGERS = (EVENT_LOGGER, "uvicorn.error")
 
 
 def bounded(text: str, limit: int = MAX_FIELD_CHARS) -> str:
@@ -52,9 +63,19 @@ def _mask_password(match: re.Match[str]) -> str:
     return f"://{match[1]}[REDACTED]@" if match[3] and match[2] else match[0]
 
 
+def register_secrets(values: list[str]) -> None:
+    """Mask these values wherever they appear in a line (each is a configured secret)."""
+    global _KNOWN_SECRETS
+    kept = sorted({v for v in values if len(v) >= MIN_SECRET_CHARS}, key=len, reverse=True)
+    _KNOWN_SECRETS = re.compile("|".join(map(re.escape, kept))) if kept else None
+
+
 def redact(text: str) -> str:
-    """Mask JWTs, bearer tokens, URL passwords and key=value secrets, in linear time on a bounded input."""
+    """Mask JWTs, bearer tokens, URL passwords, key=value secrets and the configured secrets, in linear time
+    on a bounded input."""
     text = bounded(text, MAX_LINE_CHARS)
+    if _KNOWN_SECRETS is not None:
+        text = _KNOWN_SECRETS.sub("[REDACTED]", text)
     if not _ANY_SECRET_SHAPE.search(text):
         return text
     text = _JWT.sub("[REDACTED-JWT]", text)
@@ -112,18 +133,29 @@ class JsonFormatter(logging.Formatter):
         return redact(dumps(payload, default=str).decode("utf-8", "surrogatepass"))
 
 
-def configure_logging(level: str) -> None:
+def ours_or_warning(record: logging.LogRecord) -> bool:
+    """A library's record is written from WARNING up; ours at any level (a handler filter)."""
+    return record.levelno >= logging.WARNING or record.name in INFO_LOGGERS or record.name.startswith("mcpfleet.")
+
+
+def configure_logging(level: str, secrets: list[str] | None = None) -> None:
     """Send every logger (ours, uvicorn's, the SDK's) through the JSON formatter on stdout.
 
     Handlers that do not write JSON (the SDK's console handler, basicConfig's) are
     replaced; JSON ones are kept, so calling this twice installs one handler.
     """
+    register_secrets(secrets or [])
     root = logging.getLogger()
     root.handlers[:] = [h for h in root.handlers if isinstance(h.formatter, JsonFormatter)]
     if not any(getattr(h, "stream", None) is sys.stdout for h in root.handlers):
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
+    for each in root.handlers:
+        if level == "DEBUG":
+            each.removeFilter(ours_or_warning)
+        elif ours_or_warning not in each.filters:
+            each.addFilter(ours_or_warning)
     root.setLevel(level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []

@@ -1,11 +1,16 @@
 """Delivering a rendered message to its target: a signed webhook, a Slack-compatible webhook, or SMTP.
 
 Webhooks go to the address `network.pin` checked, with the URL's host for Host, SNI and the certificate
-check; redirects are not followed and proxy variables are ignored. The generic webhook's body is signed
+check; redirects are not followed and proxy variables are ignored. Every delivery has one overall
+deadline (`NOTIFY_TIMEOUT_SECONDS`, shorter than a send's claim), not only one per read: a receiver that
+drips its answer a byte at a time cannot hold a send past it. A delivery that runs out of time after the
+message was handed over may have arrived (`DeliveryUncertain`): it is not retried. The generic webhook's body is signed
 (HMAC-SHA256 over `<timestamp>.<body>`, headers `X-MCPFleet-Timestamp` and `X-MCPFleet-Signature:
 v1=<hex>`), so a receiver can check it came from us, recently. Email is built with the standard
-library's strict policy (a header value with a line break is an error, not a new header), from the
-target's fixed sender to its fixed recipients.
+library's strict policy, from the target's fixed sender to its fixed recipients. A subject goes into its
+header only if the header carries exactly that text (`subject_problem`): an RFC 2047 encoded word
+(`=?utf-8?q?...=0D=0A...?=`) would be decoded by the header parser into line breaks, new headers and a
+different body, so it is refused at preview, where the caller sees why.
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import smtplib
 import ssl
 import time
 from dataclasses import dataclass
@@ -21,11 +25,14 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime, make_msgid, parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
 
+import aiosmtplib
 import httpx
 
 from apps.notify.config import Target
-from apps.notify.network import DeliveryFailed, Pinned, pin
+from apps.notify.network import DeliveryFailed, DeliveryRefused, Pinned, pin
 
 SIGNATURE_HEADER = "X-MCPFleet-Signature"
 TIMESTAMP_HEADER = "X-MCPFleet-Timestamp"
@@ -43,6 +50,22 @@ class Throttled(Exception):
 class Delivered:
     status: int | str  # the upstream's HTTP status, or the SMTP reply
     message_id: str
+
+
+class DeliveryUncertain(DeliveryFailed):
+    """The deadline passed after the message was handed over: it may have arrived, so it is not sent again."""
+
+
+def subject_problem(subject: str) -> str | None:
+    """Why `subject` cannot be an email's Subject header verbatim, or None when it can."""
+    try:
+        header = SMTP_POLICY.header_factory("Subject", subject)
+        SMTP_POLICY.fold("Subject", header)
+    except Exception as error:  # noqa: BLE001 - newer CPython refuses some values outright; any refusal is the text's
+        return f"it cannot be an email header ({type(error).__name__})"
+    if str(header) != subject:
+        return "it contains an RFC 2047 encoded word (=?charset?q?...?=), which mail would decode; send plain text"
+    return None
 
 
 def sign(key: bytes, timestamp: int, body: bytes) -> str:
@@ -76,19 +99,31 @@ class Courier:
         await self.http.aclose()
 
     async def post(self, url: str, internal: bool, body: bytes, headers: dict[str, str]) -> int:
-        pinned: Pinned = await pin(url, internal, self.timeout)
+        handed_over = False
+
+        async def trace(event: str, info: dict[str, Any]) -> None:
+            nonlocal handed_over
+            if event.endswith("send_request_headers.started"):
+                handed_over = True
+
         try:
-            response = await self.http.post(
-                pinned.url,
-                content=body,
-                headers={
-                    "Host": pinned.host if pinned.port in (80, 443) else f"{pinned.host}:{pinned.port}",
-                    **headers,
-                },
-                extensions={"sni_hostname": pinned.host},
-            )
-        except httpx.TimeoutException:
-            raise DeliveryFailed(f"{pinned.host} did not answer in time") from None
+            async with asyncio.timeout(self.timeout):
+                pinned: Pinned = await pin(url, internal, self.timeout)
+                host = pinned.host
+                response = await self.http.post(
+                    pinned.url,
+                    content=body,
+                    headers={"Host": host if pinned.port in (80, 443) else f"{host}:{pinned.port}", **headers},
+                    extensions={"sni_hostname": host, "trace": trace},
+                )
+        except (TimeoutError, httpx.TimeoutException):
+            where = urlsplit(url).hostname
+            if handed_over:
+                raise DeliveryUncertain(
+                    f"{where} did not answer within {self.timeout:g} s after the message was handed over; it may "
+                    "have arrived, so it is not sent again (preview again to send a new copy)"
+                ) from None
+            raise DeliveryFailed(f"{where} did not take the message within {self.timeout:g} s") from None
         except httpx.HTTPError as error:
             raise DeliveryFailed(f"{pinned.host} is unreachable ({type(error).__name__})") from None
         if response.status_code == 429:
@@ -114,6 +149,8 @@ class Courier:
 
     async def email(self, target: Target, subject: str, text: str) -> Delivered:
         assert target.sender is not None and target.smtp_host is not None
+        if problem := subject_problem(subject):  # checked at preview; a second line of defence
+            raise DeliveryRefused(f"the subject was not sent: {problem}")
         message = EmailMessage(policy=SMTP_POLICY)
         message["From"] = target.sender
         message["To"] = ", ".join(target.recipients)
@@ -121,20 +158,48 @@ class Courier:
         message["Date"] = format_datetime(datetime.now(UTC))
         message["Message-ID"] = make_msgid(domain=target.sender.rsplit("@", 1)[1])
         message.set_content(text)
-        reply = await asyncio.to_thread(self._smtp_send, target, message)
+        reply = await self._smtp_send(target, message)
         return Delivered(reply, message["Message-ID"])
 
-    def _smtp_send(self, target: Target, message: EmailMessage) -> str:
-        assert target.smtp_host is not None
+    async def _smtp_send(self, target: Target, message: EmailMessage) -> str:
+        assert target.smtp_host is not None and target.sender is not None
+        handed_over = False
+        smtp = aiosmtplib.SMTP(
+            hostname=target.smtp_host,
+            port=target.smtp_port,
+            timeout=self.timeout,
+            start_tls=target.starttls,
+            tls_context=self.tls,
+        )
         try:
-            with smtplib.SMTP(target.smtp_host, target.smtp_port, timeout=self.timeout) as smtp:
-                if target.starttls:
-                    smtp.starttls(context=self.tls)
+            async with asyncio.timeout(self.timeout):
+                await smtp.connect()
                 if target.smtp_username:
-                    smtp.login(target.smtp_username, self.smtp_password or "")
-                refused = smtp.send_message(message, from_addr=target.sender, to_addrs=target.recipients)
-        except (OSError, smtplib.SMTPException) as error:
+                    await smtp.login(target.smtp_username, self.smtp_password or "")
+                await smtp.mail(target.sender)
+                refused = 0
+                for recipient in target.recipients:
+                    try:
+                        await smtp.rcpt(recipient)
+                    except aiosmtplib.SMTPRecipientRefused:
+                        refused += 1
+                if refused == len(target.recipients):
+                    raise DeliveryFailed(f"SMTP server refused all {refused} recipients")
+                handed_over = True
+                await smtp.data(message.as_bytes())
+        except (TimeoutError, aiosmtplib.SMTPTimeoutError):
+            if handed_over:
+                raise DeliveryUncertain(
+                    f"SMTP via {target.smtp_host} did not confirm within {self.timeout:g} s after the message was "
+                    "handed over; it may have arrived, so it is not sent again"
+                ) from None
+            raise DeliveryFailed(
+                f"SMTP via {target.smtp_host} did not take the message within {self.timeout:g} s"
+            ) from None
+        except (OSError, aiosmtplib.SMTPException) as error:
             raise DeliveryFailed(f"SMTP delivery via {target.smtp_host} failed ({type(error).__name__})") from None
+        finally:
+            smtp.close()
         if refused:
-            raise DeliveryFailed(f"SMTP server refused {len(refused)} of {len(target.recipients)} recipients")
+            raise DeliveryFailed(f"SMTP server refused {refused} of {len(target.recipients)} recipients")
         return "250"

@@ -17,7 +17,16 @@ from urllib.parse import urlsplit
 from apps.kit import ServerError
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT; not `is_private` in 3.11
+# Blocks Python 3.11's flags miss: not reachable from the internet, or tunnels into somewhere that is not.
+SPECIAL_BLOCKS: tuple[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network], ...] = (
+    ("shared (carrier-grade NAT)", ipaddress.ip_network("100.64.0.0/10")),
+    ("IETF protocol assignment", ipaddress.ip_network("192.0.0.0/24")),
+    ("6to4 relay anycast", ipaddress.ip_network("192.88.99.0/24")),
+    ("site-local", ipaddress.ip_network("fec0::/10")),
+    ("local-use NAT64", ipaddress.ip_network("64:ff9b:1::/48")),
+    ("Teredo tunnel", ipaddress.ip_network("2001::/32")),
+)
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
 class DeliveryFailed(ServerError):
@@ -29,10 +38,24 @@ class DeliveryRefused(ServerError):
     operator (it fails the delivery and counts against the SLO), never something the caller can fix."""
 
 
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries to (mapped, 6to4 or NAT64), whose class is what it reaches."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def forbidden(address: IpAddress) -> str | None:
     """Why an address may not be reached from outside a private network, or None if it may."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address) and (inner := embedded_ipv4(address)) is not None:
+        return forbidden(inner)
+    for reason, block in SPECIAL_BLOCKS:
+        if address.version == block.version and address in block:
+            return reason
     for reason, flag in (
         ("loopback", address.is_loopback),
         ("link-local", address.is_link_local),
@@ -40,7 +63,6 @@ def forbidden(address: IpAddress) -> str | None:
         ("multicast", address.is_multicast),
         ("unspecified", address.is_unspecified),
         ("reserved", address.is_reserved),
-        ("shared (carrier-grade NAT)", address in SHARED_ADDRESS_SPACE),
     ):
         if flag:
             return reason

@@ -8,6 +8,7 @@ back-offs live in Redis, so any replica can send a preview another made, and lim
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -25,13 +26,17 @@ from redis.asyncio import Redis
 from apps.kit import CallerError, Check, FocusedServer, Needs, Telemetry, ToolArgs, current_principal
 from apps.kit.logs import log_event
 from apps.notify.config import NotifySettings, Target, TargetName
-from apps.notify.delivery import Courier, Delivered, Throttled
+from apps.notify.delivery import Courier, Delivered, DeliveryUncertain, Throttled, subject_problem
 from apps.notify.ledger import Ledger
 from apps.notify.network import DeliveryFailed, DeliveryRefused
 from apps.notify.policy import refuse_secrets, slack_escape, strip_mass_mentions
 from apps.notify.telemetry import DASHBOARD, NotifyMetrics
 
-Subject = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+# No control characters, C1 controls (U+0085 NEL among them) or Unicode line and paragraph separators: a
+# subject is one line wherever it goes (an email header, a chat title).
+Subject = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]+$")
+]
 Body = Annotated[str, StringConstraints(min_length=1, max_length=4000, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]+$")]
 DedupeKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:/-]{1,128}$")]
 PreviewId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
@@ -157,7 +162,8 @@ async def preview_notification(args: PreviewArgs, notify: Notify) -> dict[str, A
     """Render a message for a target under the outbound policy and keep it for sending: returns the
     rendered message, what the policy changed, and a preview id that send_notification sends once."""
     target = notify.target(args.target)
-    refuse_secrets(args.subject, args.body, args.dedupe_key or "")
+    # ~30 detectors over up to 4,000 characters: milliseconds of CPU, kept off the event loop
+    await asyncio.to_thread(refuse_secrets, args.subject, args.body, args.dedupe_key or "")
     subject, body, changes = args.subject, args.body, []
     if not target.allow_mass_mentions:
         subject, in_subject = strip_mass_mentions(subject)
@@ -167,6 +173,8 @@ async def preview_notification(args: PreviewArgs, notify: Notify) -> dict[str, A
     caller, sender = _caller()
     preview_id = uuid.uuid4().hex
     rendered = render(target, args.target, args, subject, body, sender, preview_id)
+    if target.kind == "email" and (problem := subject_problem(rendered["subject"])):
+        raise CallerError(f"the subject cannot be sent by email: {problem}")
     content = json.dumps(rendered, sort_keys=True, ensure_ascii=False)
     dedupe = hashlib.sha256(args.dedupe_key.encode()).hexdigest()[:32] if args.dedupe_key else None
     expires = datetime.now(UTC) + timedelta(seconds=notify.settings.notify_preview_seconds)
@@ -198,12 +206,13 @@ async def preview_notification(args: PreviewArgs, notify: Notify) -> dict[str, A
 async def send_notification(args: SendArgs, notify: Notify) -> dict[str, Any]:
     """Send a preview, exactly as rendered, once. Sending it again returns the first result and sends nothing."""
     ledger, settings = notify.ledger, notify.settings
+    caller, _ = _caller()
     preview = await ledger.preview(args.preview_id)
     if preview is None:
-        if (done := await ledger.sent(args.preview_id)) is not None:
+        if (done := await ledger.sent(args.preview_id)) is not None and done.pop("caller", None) == caller:
             return {**done, "already_sent": True}
+        # Another caller's result is theirs: to anyone else a sent preview is as unknown as a made-up id.
         raise CallerError("unknown or expired preview; preview the message again")
-    caller, _ = _caller()
     if preview["caller"] != caller:
         raise CallerError("this preview was made by another caller; preview the message yourself")
     name = preview["target"]
@@ -217,7 +226,9 @@ async def send_notification(args: SendArgs, notify: Notify) -> dict[str, Any]:
         settings.notify_dedupe_seconds,
     )
     if verdict.status == "sent":
-        return {**json.loads(verdict.detail), "already_sent": True}
+        done = json.loads(verdict.detail)
+        done.pop("caller", None)  # the preview is this caller's (checked above)
+        return {**done, "already_sent": True}
     refusals = {
         "missing": "the preview expired; preview the message again",
         "backoff": f"target {name!r} asked us to wait (HTTP 429); retry after {verdict.wait_seconds} s",
@@ -257,6 +268,13 @@ async def _deliver(
             f"target {name!r} is rate limiting us (HTTP 429); retry after {throttled.retry_after} s "
             "(the preview stays valid until it expires)"
         ) from None
+    except DeliveryUncertain as error:
+        # It may have arrived: the preview counts as used, so sending it again sends nothing.
+        uncertain = {"sent": "uncertain", "preview_id": preview_id, "target": name, "detail": str(error)}
+        await notify.ledger.finish(preview_id, {**uncertain, "caller": preview["caller"]})
+        notify.metrics.deliveries.labels(target=name, kind=target.kind, outcome="failed").inc()
+        log_event("notify_audit", logging.WARNING, outcome="uncertain", reason=str(error), **audit)
+        raise
     except (DeliveryFailed, DeliveryRefused) as error:
         await notify.ledger.abandon(preview_id, name, preview["dedupe"])
         outcome = "refused" if isinstance(error, DeliveryRefused) else "failed"
@@ -277,7 +295,7 @@ async def _deliver(
         "message_id": delivered.message_id,
         "sent_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    await notify.ledger.finish(preview_id, result)
+    await notify.ledger.finish(preview_id, {**result, "caller": preview["caller"]})
     log_event(
         "notify_audit",
         outcome="delivered",

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,8 +21,10 @@ from tests.conftest import ISSUER, SECRET, requirement_missing
 from tests.support import postgres
 from tests.support.otlp import OtlpReceiver
 from tests.support.postgres import LocalPostgres, free_port
+from tests.support.receivers import SmtpReceiver, WebhookReceiver, make_certificates
 
 READER_PASSWORD = "reader-pw-for-tests"
+NOTIFY_SIGNING_KEY = "notify-signing-key-for-tests-0123456789abcdef"
 WRITER_PASSWORD = "writer-pw-for-tests"
 
 
@@ -92,3 +97,64 @@ def db_stack(pg: LocalPostgres, otlp: OtlpReceiver, tmp_path_factory: pytest.Tem
     yield DbStack(pg, base, process)
     process.terminate()
     process.wait(timeout=30)
+
+
+# The notification server and its receivers (tests/local/test_notify_*.py).
+@dataclass
+class Receivers:
+    webhook: WebhookReceiver
+    smtp: SmtpReceiver
+    ca_file: Path
+
+
+@pytest.fixture
+def receivers(tmp_path) -> Iterator[Receivers]:
+    certificates = make_certificates(tmp_path)
+    webhook = WebhookReceiver(certificates, NOTIFY_SIGNING_KEY.encode()).start()
+    smtp = SmtpReceiver(certificates).start()
+    yield Receivers(webhook, smtp, certificates.ca_file)
+    webhook.stop()
+    smtp.stop()
+
+
+def targets(receivers: Receivers) -> dict[str, Any]:
+    hook = receivers.webhook.url("/hook")
+    return {
+        "sre-oncall": {"kind": "webhook", "url": hook, "internal": True, "per_minute": 3},
+        "loud": {"kind": "webhook", "url": hook, "internal": True, "allow_mass_mentions": True},
+        "team-chat": {"kind": "slack", "internal": True},
+        "release-email": {
+            "kind": "email",
+            "smtp_host": "localhost",
+            "smtp_port": receivers.smtp.port,
+            "sender": "mcp-notify@mcpfleet.test",
+            "recipients": ["release@mcpfleet.test", "qa@mcpfleet.test"],
+        },
+        "public-hook": {"kind": "webhook", "url": hook},  # not internal: a loopback address is refused
+    }
+
+
+@pytest.fixture
+def start_notify(start_server, redis_server, receivers):
+    def start(**overrides: str):
+        settings = {
+            "REDIS_URL": redis_server.url,
+            "NOTIFY_TARGETS": json.dumps(targets(receivers)),
+            "NOTIFY_SIGNING_KEY": NOTIFY_SIGNING_KEY,
+            "NOTIFY_TARGET_SECRETS": json.dumps(
+                {"team-chat": {"url": receivers.webhook.url("/services/T0/B0/slacksecret")}}
+            ),
+            "NOTIFY_CA_FILE": str(receivers.ca_file),
+            "RATE_LIMIT_PER_MINUTE": "10000",
+            **overrides,
+        }
+        from apps.notify.server import server as notify_server
+
+        return start_server(notify_server, **settings)
+
+    return start
+
+
+@pytest.fixture
+def notify(start_notify):
+    return start_notify()

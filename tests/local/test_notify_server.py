@@ -5,81 +5,19 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis
 
-from apps.notify.server import server as notify_server
+from tests.local.conftest import NOTIFY_SIGNING_KEY
 from tests.support.mcp_client import mcp_client
 from tests.support.raw import post, tool_call
-from tests.support.receivers import SmtpReceiver, WebhookReceiver, make_certificates
 
 pytestmark = pytest.mark.redis
-SIGNING_KEY = "notify-signing-key-for-tests-0123456789abcdef"
+SIGNING_KEY = NOTIFY_SIGNING_KEY
 SEND = "notify:read notify:send"
-
-
-@dataclass
-class Receivers:
-    webhook: WebhookReceiver
-    smtp: SmtpReceiver
-    ca_file: Path
-
-
-@pytest.fixture
-def receivers(tmp_path) -> Iterator[Receivers]:
-    certificates = make_certificates(tmp_path)
-    webhook = WebhookReceiver(certificates, SIGNING_KEY.encode()).start()
-    smtp = SmtpReceiver(certificates).start()
-    yield Receivers(webhook, smtp, certificates.ca_file)
-    webhook.stop()
-    smtp.stop()
-
-
-def targets(receivers: Receivers) -> dict[str, Any]:
-    hook = receivers.webhook.url("/hook")
-    return {
-        "sre-oncall": {"kind": "webhook", "url": hook, "internal": True, "per_minute": 3},
-        "loud": {"kind": "webhook", "url": hook, "internal": True, "allow_mass_mentions": True},
-        "team-chat": {"kind": "slack", "internal": True},
-        "release-email": {
-            "kind": "email",
-            "smtp_host": "localhost",
-            "smtp_port": receivers.smtp.port,
-            "sender": "mcp-notify@mcpfleet.test",
-            "recipients": ["release@mcpfleet.test", "qa@mcpfleet.test"],
-        },
-        "public-hook": {"kind": "webhook", "url": hook},  # not internal: a loopback address is refused
-    }
-
-
-@pytest.fixture
-def start_notify(start_server, redis_server, receivers):
-    def start(**overrides: str):
-        settings = {
-            "REDIS_URL": redis_server.url,
-            "NOTIFY_TARGETS": json.dumps(targets(receivers)),
-            "NOTIFY_SIGNING_KEY": SIGNING_KEY,
-            "NOTIFY_TARGET_SECRETS": json.dumps(
-                {"team-chat": {"url": receivers.webhook.url("/services/T0/B0/slacksecret")}}
-            ),
-            "NOTIFY_CA_FILE": str(receivers.ca_file),
-            "RATE_LIMIT_PER_MINUTE": "10000",
-            **overrides,
-        }
-        return start_server(notify_server, **settings)
-
-    return start
-
-
-@pytest.fixture
-def notify(start_notify):
-    return start_notify()
 
 
 def call(running, tool: str, arguments: dict, subject: str = "alice") -> dict:
@@ -167,17 +105,17 @@ def test_dedupe_holds_across_two_replicas_and_any_replica_sends_any_preview(star
 @pytest.mark.parametrize(
     ("body", "kind"),
     [
-        ("key:\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjE=", "a private key"),
-        ("use AKIAIOSFODNN7EXAMPLE for the bucket", "an AWS access key"),
-        ("db at postgresql://app:s3cr3t-pw@db.internal:5432/sales", "a password in a URL"),
-        ("token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXZhbHVl", "a JSON Web Token"),
-        ("ghp_0123456789abcdefghijklmnopqrstuvwxyzAB in the repo", "a GitHub token"),
-        ("set password=hunter2-hunter2 on the box", "a password or secret assignment"),
+        ("key:\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjE=", "Private Key"),
+        ("use AKIAIOSFODNN7EXAMPLE for the bucket", "AWS Access Key"),
+        ("db at postgresql://app:s3cr3t-pw@db.internal:5432/sales", "Basic Auth Credentials"),
+        ("token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXZhbHVl", "JSON Web Token"),
+        ("ghp_0123456789abcdefghijklmnopqrstuvwxyzAB in the repo", "GitHub Token"),
+        ("set password=hunter2-hunter2 on the box", "password or secret assignment"),
     ],
 )
 def test_a_secret_in_the_message_is_refused_and_nothing_is_kept(notify, redis_server, body, kind):
     result = call(notify, "preview_notification", {"target": "sre-oncall", "subject": "note", "body": body})
-    assert f"looks like it carries {kind}" in error(result) and body not in error(result)
+    assert f"looks like it carries a secret ({kind})" in error(result) and body not in error(result)
     assert redis.Redis.from_url(redis_server.url).keys("mcpfleet:notify:preview:*") == []
 
 
@@ -236,7 +174,8 @@ def test_slack_messages_are_escaped_and_never_unfurl(notify, receivers):
     assert arrived.path == "/services/T0/B0/slacksecret" and arrived.signature_ok is None
     payload = arrived.json()
     assert payload["unfurl_links"] is False and payload["unfurl_media"] is False
-    assert "&lt;https://evil.test|the dashboard&gt; &amp; &lt;!subteam^S1&gt;" in payload["text"]
+    # `<` and `>` escaped, so no link or mention is made; the user-group mention is removed first
+    assert "&lt;https://evil.test|the dashboard&gt; &amp; subteam^S1" in payload["text"]
 
 
 def test_a_preview_is_sent_only_by_whoever_made_it(notify, receivers):

@@ -4,11 +4,13 @@ verifies certificates exactly as in production (given the CA through NOTIFY_CA_F
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
 import ipaddress
 import json
+import socket
 import ssl
 import threading
 import time
@@ -149,12 +151,14 @@ class WebhookReceiver:
 
 
 class _Inbox:
-    def __init__(self) -> None:
+    def __init__(self, reply_after: float = 0) -> None:
         self.messages: list[tuple[str, list[str], Message, float]] = []
+        self.reply_after = reply_after
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = message_from_bytes(envelope.content)
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), message, time.monotonic()))
+        await asyncio.sleep(self.reply_after)  # a slow relay: the message is in, the 250 comes late
         return "250 Message accepted for delivery"
 
 
@@ -164,9 +168,10 @@ class SmtpReceiver:
 
     certificates: Certificates
     port: int = field(default_factory=free_port)
+    reply_after: float = 0
 
     def start(self) -> SmtpReceiver:
-        self.inbox = _Inbox()
+        self.inbox = _Inbox(self.reply_after)
         self.controller = Controller(
             self.inbox,
             hostname="127.0.0.1",
@@ -184,3 +189,63 @@ class SmtpReceiver:
     @property
     def messages(self) -> list[tuple[str, list[str], Message, float]]:
         return self.inbox.messages
+
+
+@dataclass
+class DrippingReceiver:
+    """Plain HTTP on 127.0.0.1 that takes a whole request, then answers one byte every `drip` seconds: a
+    receiver that holds a sender as long as the sender lets it."""
+
+    drip: float = 0.5
+    port: int = field(default_factory=free_port)
+    received: list[bytes] = field(default_factory=list)
+
+    def start(self) -> DrippingReceiver:
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        self.stopped = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def _accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+
+    def _serve(self, connection: socket.socket) -> None:
+        with connection:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = next(
+                (
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                ),
+                0,
+            )
+            while len(body) < length:
+                body += connection.recv(65536)
+            self.received.append(body)
+            try:
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+                for _ in range(1000):
+                    if self.stopped.wait(self.drip):
+                        return
+                    connection.sendall(b".")
+            except OSError:
+                return
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.listener.close()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"

@@ -131,3 +131,29 @@ def test_redaction_still_masks_after_the_rewrite():
     for secret in ("pw-1", "eyJzdWIiOiJhIn0", "abc", "t0k"):
         assert secret not in masked
     assert "x://no-password-here" in masked  # no "@": nothing to mask
+
+
+def test_configured_secrets_are_masked_and_library_info_lines_are_dropped(capsys, make_settings):
+    """A library's INFO line (httpx logs each request's URL) is not written below DEBUG; a warning is, with
+    every configured secret masked wherever it appears (here the URL inside a JSON secret)."""
+    from apps.kit.logs import configure_logging, ours_or_warning
+
+    webhook = "https://hooks.example.test/services/T0/B0/credential-in-a-url"
+    settings = make_settings(REDIS_URL="redis://:redis-password-0123@localhost:6379/0")
+    settings.redis_url = type(settings.redis_url)(f'{{"team": {{"url": "{webhook}"}}}}')  # a JSON secret
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        root.handlers[:] = []
+        configure_logging("INFO", settings.secret_values())
+        logging.getLogger("httpx").info("HTTP Request: POST %s", webhook)
+        logging.getLogger("httpx").warning("retrying %s", webhook)
+        logging.getLogger("mcpfleet").info("ours at info")
+        lines = capsys.readouterr().out.splitlines()
+    finally:
+        configure_logging("INFO", [])
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+        for handler in root.handlers:
+            handler.removeFilter(ours_or_warning)
+    assert [json.loads(line)["message"] for line in lines] == ["retrying [REDACTED]", "ours at info"]
