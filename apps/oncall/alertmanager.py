@@ -1,7 +1,8 @@
 """Alerts and silences through the Alertmanager API v2.
 
 Silences are built here, never passed through: equality matchers only, `createdBy` from the caller's
-token, a bounded duration starting now. Silence ids are UUIDs, checked before they become a path.
+token (marked as made through this server), a bounded duration starting now. Silence ids are UUIDs,
+checked before they become a path.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from apps.kit import CallerError
-from apps.kit.logs import bounded
+from apps.kit.logs import bounded, redact
 from apps.oncall.upstream import Upstream, UpstreamUnavailable
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -32,7 +33,7 @@ class Alertmanager:
         answer = await self.upstream.request(method, path, idempotent=idempotent, **kwargs)
         if 200 <= answer.status < 300:
             return answer.body
-        message = bounded(str(answer.body), 300)
+        message = bounded(redact(str(answer.body)), 300)
         if answer.status == 404:
             raise CallerError(f"Alertmanager has no such object: {message}")
         if 400 <= answer.status < 500:
@@ -65,10 +66,18 @@ class Alertmanager:
         body = await self._json("POST", "/api/v2/silences", idempotent=False, json_body=payload)
         return str(body["silenceID"])
 
-    async def expire_silence(self, silence_id: str) -> None:
-        """Idempotent: a silence already expired stays expired (Alertmanager answers that with a 500)."""
+    async def silence(self, silence_id: str) -> dict[str, Any] | None:
+        """One silence, or None when Alertmanager has none with this id."""
         if not UUID.fullmatch(silence_id):
             raise CallerError("a silence id is a UUID")
+        try:
+            found: dict[str, Any] = await self._json("GET", f"/api/v2/silence/{silence_id}", idempotent=True)
+        except CallerError:
+            return None  # 404 (and other 4xx for an id it does not know)
+        return found
+
+    async def expire_silence(self, silence_id: str) -> None:
+        """Idempotent: a silence already expired stays expired (Alertmanager answers that with a 500)."""
         try:
             await self._json("DELETE", f"/api/v2/silence/{silence_id}", idempotent=False)
         except UpstreamUnavailable as error:

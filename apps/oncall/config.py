@@ -31,5 +31,8 @@ class OncallSettings(KitSettings):
     oncall_max_answer_bytes: int = Field(default=24 * 1024, ge=2048, le=1024 * 1024)  # per tool answer
     oncall_max_upstream_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
     oncall_max_silence_hours: float = Field(default=4, gt=0, le=24 * 7)
+    oncall_max_silences_per_caller: int = Field(default=5, ge=1, le=100)  # active or pending, made through us
+    oncall_max_queries_per_caller: int = Field(default=2, ge=1, le=20)  # PromQL queries in flight, per replica
+    # One deadline for a whole upstream request, retries included (not only per read).
     oncall_upstream_timeout_seconds: float = Field(default=15, gt=0, le=120)
     oncall_read_retries: int = Field(default=2, ge=0, le=5)  # idempotent reads only

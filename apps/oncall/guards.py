@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import promql_parser
+
 from apps.kit import CallerError
 from apps.kit.encoding import dumps
+from apps.kit.logs import bounded
 
 PROMETHEUS_MAX_POINTS = 11_000  # Prometheus refuses a range query with more points per series
 SUMMARY_POINTS = 240  # the default resolution of a summarised range
 MAX_LABELS = 30
 MAX_LABEL_CHARS = 200
+# A subquery without a step runs at Prometheus's evaluation interval (the platform's is 15 s).
+DEFAULT_SUBQUERY_STEP_SECONDS = 15
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
+_WORD = re.compile(r"[^\W\d_]{3,}")  # three letters or more, in any script
 _DURATION = re.compile(r"^([1-9][0-9]{0,6})([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -37,9 +45,60 @@ def parse_time(text: str | None, now: datetime) -> datetime:
         return now
     try:
         value = datetime.fromisoformat(text)
-    except ValueError:
+        value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        in_range = EARLIEST <= value <= LATEST
+    except (ValueError, OverflowError):
         raise CallerError(f"not an RFC 3339 time: {text[:40]!r}") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not in_range:
+        raise CallerError(f"time {text[:40]!r} is outside {EARLIEST.year}-{LATEST.year}")
+    return value
+
+
+def check_query_cost(query: str, max_range_hours: float) -> None:
+    """Parse the PromQL and refuse what would make Prometheus read or compute too much: a range selector or a
+    subquery longer than the range cap, or a subquery with more points per series than Prometheus allows
+    a range query. The parser is promql-parser (Prometheus's grammar), not a pattern over the text."""
+    try:
+        expression = promql_parser.parse(query)
+    except ValueError as error:
+        raise CallerError(f"not a PromQL expression: {bounded(str(error), 300)}") from None
+    cap = max_range_hours * 3600
+    problems: list[str] = []
+    nested: list[float] = []  # points per series of each subquery we are inside: nesting multiplies them
+
+    def enter(node: Any) -> None:
+        if isinstance(node, promql_parser.MatrixSelector) and node.range.total_seconds() > cap:
+            problems.append(f"range selector [{promql_parser.display_duration(node.range)}]")
+        elif isinstance(node, promql_parser.SubqueryExpr):
+            window = node.range or timedelta(0)
+            seconds = window.total_seconds()
+            step = node.step.total_seconds() if node.step else DEFAULT_SUBQUERY_STEP_SECONDS
+            nested.append(seconds / max(step, 0.001))
+            if seconds > cap:
+                problems.append(f"subquery [{promql_parser.display_duration(window)}:...]")
+            elif math.prod(nested) > PROMETHEUS_MAX_POINTS:
+                problems.append(f"subquery of {int(math.prod(nested))} points per series")
+
+    def leave(node: Any) -> None:
+        if isinstance(node, promql_parser.SubqueryExpr):
+            nested.pop()
+
+    promql_parser.walk(expression, enter, leave)
+    if problems:
+        raise CallerError(
+            f"the query reaches too far: {', '.join(problems[:5])}; ranges and subqueries are capped at "
+            f"{max_range_hours:g} h and {PROMETHEUS_MAX_POINTS} points per series"
+        )
+
+
+def check_comment(comment: str) -> str:
+    """A silence's comment says why in words: no control or invisible characters, and at least three words
+    of three letters or more (ten spaces or zero-width characters once passed)."""
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in comment):
+        raise CallerError("the comment may not contain control or invisible characters")
+    if len(_WORD.findall(comment)) < 3:
+        raise CallerError("the comment must say why in words (at least three words), e.g. the incident or ticket")
+    return comment.strip()
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,10 @@ alert, a required comment, a capped duration, `createdBy` from the token.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -22,7 +23,7 @@ from apps.kit.encoding import dumps
 from apps.kit.logs import bounded, log_event
 from apps.oncall.alertmanager import Alertmanager
 from apps.oncall.config import OncallSettings
-from apps.oncall.guards import fit, parse_time, plan_range
+from apps.oncall.guards import check_comment, check_query_cost, fit, parse_time, plan_range
 from apps.oncall.prometheus import Prometheus
 from apps.oncall.runbooks import ALERT_NAME, Runbooks
 from apps.oncall.upstream import Upstream
@@ -35,15 +36,40 @@ Time = Annotated[str, StringConstraints(max_length=40)]
 Duration = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,6}[smhd]$")]
 
 
+CREATED_THROUGH = " via mcp-oncall"  # ends the createdBy of every silence this server makes
+
+
 @dataclass
 class Oncall:
     settings: OncallSettings
     prometheus: Prometheus
     alertmanager: Alertmanager
     runbooks: Runbooks
+    queries_in_flight: Counter[str] = field(default_factory=Counter)
 
     def fit(self, answer: dict[str, Any], key: str) -> dict[str, Any]:
         return fit(answer, key, self.settings.oncall_max_answer_bytes)
+
+    @asynccontextmanager
+    async def query_slot(self, query: str) -> AsyncIterator[None]:
+        """Check the query's cost, then hold one of the caller's PromQL slots while it runs."""
+        check_query_cost(query, self.settings.oncall_max_range_hours)
+        caller, most = current_principal().rate_key, self.settings.oncall_max_queries_per_caller
+        if self.queries_in_flight[caller] >= most:
+            raise CallerError(f"you already have {most} queries running; wait for them to finish")
+        self.queries_in_flight[caller] += 1
+        try:
+            yield
+        finally:
+            self.queries_in_flight[caller] -= 1
+            if not self.queries_in_flight[caller]:
+                del self.queries_in_flight[caller]
+
+
+def created_by() -> str:
+    """Who a silence is made for, marked as made through this server: only such silences can be expired here."""
+    principal = current_principal()
+    return (principal.subject or f"client:{principal.client_id}") + CREATED_THROUGH
 
 
 def _upstream(name: str, url: str, settings: OncallSettings, token: Any) -> Upstream:
@@ -126,7 +152,7 @@ class CreateSilenceArgs(ToolArgs):
     )
     duration_minutes: Annotated[int, Field(ge=1, le=7 * 24 * 60)]
     comment: Annotated[str, StringConstraints(min_length=10, max_length=500)] = Field(
-        description="why, and what is being done (required)"
+        description="why, and what is being done, in words (required)"
     )
 
 
@@ -201,7 +227,8 @@ async def get_runbook(args: RunbookArgs, oncall: Oncall) -> dict[str, Any]:
 async def query_metrics(args: InstantArgs, oncall: Oncall) -> dict[str, Any]:
     """An instant PromQL query. At most the server's series cap is returned, with the total count."""
     at = parse_time(args.time, datetime.now(UTC))
-    result = await oncall.prometheus.instant(args.query, at)
+    async with oncall.query_slot(args.query):
+        result = await oncall.prometheus.instant(args.query, at)
     return oncall.fit(result, "series") if "series" in result else result
 
 
@@ -214,7 +241,8 @@ async def query_range(args: RangeArgs, oncall: Oncall) -> dict[str, Any]:
     plan = plan_range(
         args.range, end, args.step_seconds, args.raw, settings.oncall_max_range_hours, settings.oncall_max_raw_points
     )
-    return oncall.fit(await oncall.prometheus.range(args.query, plan, args.raw), "series")
+    async with oncall.query_slot(args.query):
+        return oncall.fit(await oncall.prometheus.range(args.query, plan, args.raw), "series")
 
 
 @server.tool(scopes={"oncall:read"}, read_only=True)
@@ -254,33 +282,51 @@ async def create_silence(args: CreateSilenceArgs, oncall: Oncall) -> dict[str, A
         raise CallerError(f"duration {args.duration_minutes} min is over the {cap:g} h cap")
     if "alertname" in args.matchers:
         raise CallerError("give the alert's name as `alertname`, not among `matchers`")
-    principal = current_principal()
-    created_by = principal.subject or f"client:{principal.client_id}"
+    comment = check_comment(args.comment)
+    maker = created_by()
+    most = oncall.settings.oncall_max_silences_per_caller
+    mine = [
+        s
+        for s in await oncall.alertmanager.silences()
+        if s.get("createdBy") == maker and s.get("status", {}).get("state") in ("active", "pending")
+    ]
+    if len(mine) >= most:
+        raise CallerError(f"you have {len(mine)} silences running (at most {most}); expire one you no longer need")
     matchers = {"alertname": args.alertname, **args.matchers}
     now = datetime.now(UTC)
     duration = timedelta(minutes=args.duration_minutes)
-    silence_id = await oncall.alertmanager.create_silence(matchers, now, duration, created_by, args.comment)
+    silence_id = await oncall.alertmanager.create_silence(matchers, now, duration, maker, comment)
     log_event(
         "oncall_audit",
         logging.WARNING,
         action="create_silence",
         silence_id=silence_id,
         matchers=matchers,
-        created_by=created_by,
+        created_by=maker,
         minutes=args.duration_minutes,
     )
     return {
         "silence_id": silence_id,
         "matchers": matchers,
-        "created_by": created_by,
+        "created_by": maker,
         "ends_at": (now + duration).isoformat(timespec="seconds"),
     }
 
 
 @server.tool(scopes={"oncall:write"}, read_only=False, destructive=True, idempotent=True)
 async def expire_silence(args: ExpireSilenceArgs, oncall: Oncall) -> dict[str, Any]:
-    """End a silence now: notifications for what it matched resume."""
-    await oncall.alertmanager.expire_silence(args.silence_id)
+    """End a silence you made through this server: notifications for what it matched resume. Silences made
+    by people in Alertmanager, or by another caller, are not touched."""
+    silence = await oncall.alertmanager.silence(args.silence_id)
+    if silence is None:
+        raise CallerError(f"there is no silence {args.silence_id}")
+    if silence.get("createdBy") != created_by():
+        raise CallerError(
+            "this silence was not made by you through this server; only its maker (or a person in "
+            "Alertmanager) can end it"
+        )
+    if silence.get("status", {}).get("state") != "expired":
+        await oncall.alertmanager.expire_silence(args.silence_id)
     principal = current_principal()
     log_event(
         "oncall_audit",

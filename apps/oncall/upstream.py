@@ -3,8 +3,9 @@
 The base URL, tenant header and credentials are settings. A request names only a fixed path and
 parameters that httpx encodes, so nothing a caller sends can point a call (and its credentials) at
 another host; redirects are never followed, and the proxy environment is ignored. Reads are retried
-on transport errors and 5xx answers (they are idempotent); writes never are. Answers are read with a
-byte cap, so an enormous upstream answer costs at most that much memory.
+on transport errors and 5xx answers (they are idempotent); writes never are. A request, retries
+included, has one overall deadline: an upstream that drips its answer cannot hold a call past it.
+Answers are read with a byte cap, so an enormous upstream answer costs at most that much memory.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class Upstream:
         read_retries: int,
         transport: httpx.AsyncBaseTransport | None = None,
     ):
-        self.name, self.max_bytes, self.read_retries = name, max_bytes, read_retries
+        self.name, self.max_bytes, self.read_retries, self.deadline = name, max_bytes, read_retries, timeout
         self.client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers=headers,
@@ -75,15 +76,17 @@ class Upstream:
         json_body: Any = None,
     ) -> Answer:
         attempts = 1 + (self.read_retries if idempotent else 0)
-        for attempt in range(attempts):
-            try:
-                answer = await self._once(method, path, params, data, json_body)
-            except UpstreamUnavailable:
-                if attempt + 1 == attempts:
-                    raise
-                await asyncio.sleep(RETRY_DELAYS[attempt])
-                continue
-            return answer
+        try:
+            async with asyncio.timeout(self.deadline):
+                for attempt in range(attempts):
+                    try:
+                        return await self._once(method, path, params, data, json_body)
+                    except UpstreamUnavailable:
+                        if attempt + 1 == attempts:
+                            raise
+                        await asyncio.sleep(RETRY_DELAYS[attempt])
+        except TimeoutError:
+            raise UpstreamUnavailable(f"{self.name} did not answer within {self.deadline:g} s") from None
         raise AssertionError("unreachable")
 
     async def _once(self, method: str, path: str, params: Any, data: Any, json_body: Any) -> Answer:

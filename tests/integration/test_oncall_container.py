@@ -143,7 +143,7 @@ async def test_an_alert_fires_and_the_assistant_follows_its_runbook_then_silence
         assert "McpAuthFailureBurst" not in [a["alertname"] for a in after["alerts"]]
         await client.call_tool("expire_silence", {"silence_id": silence_id})
     [made] = [s for s in oncall.silences() if s["id"] == silence_id]
-    assert made["createdBy"] == "alice-oncall" and made["status"]["state"] == "expired"
+    assert made["createdBy"] == "alice-oncall via mcp-oncall" and made["status"]["state"] == "expired"
     assert {(m["name"], m["value"], m["isRegex"]) for m in made["matchers"]} == {
         ("alertname", "McpAuthFailureBurst", False),
         ("app", "mcp-oncall", False),
@@ -165,7 +165,7 @@ async def test_a_silence_made_through_the_tool_suppresses_the_page_and_expiring_
         )
         silence_id = made.structured_content["silence_id"]
         [silence] = [s for s in oncall.silences() if s["id"] == silence_id]
-        assert silence["status"]["state"] == "active" and silence["createdBy"] == "alice-oncall"
+        assert silence["status"]["state"] == "active" and silence["createdBy"] == "alice-oncall via mcp-oncall"
         outage = time.time()
         oncall.monitoring.set_targets("ghost", ["ghost-a:8080"], {"app": "mcp-ghost"})
         oncall.monitoring.set_targets("twin", ["ghost-b:8080"], {"app": "mcp-ghost-twin"})

@@ -6,13 +6,15 @@ set for that path; the real services are exercised by the container suite.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 
@@ -28,10 +30,12 @@ class Recorded:
 
 @dataclass
 class FakeUpstream:
-    """`answers[path]` is (status, body, headers) or a list of them, served in turn (the last repeats)."""
+    """`answers[path]` (or `answers["METHOD path"]`, first) is (status, body, headers) or a list of them,
+    served in turn (the last repeats)."""
 
     answers: dict[str, Any] = field(default_factory=lambda: {"/health": (200, {"ok": True}, {})})
     requests: list[Recorded] = field(default_factory=list)
+    drip: dict[str, float] = field(default_factory=dict)  # path -> seconds between bytes of a never-ending answer
 
     def set(self, path: str, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         self.answers[path] = (status, body, headers or {})
@@ -60,7 +64,10 @@ class FakeUpstream:
                 dict(request.headers),
             )
         )
-        answer = self.answers.get(request.url.path, (404, {"error": "not found"}, {}))
+        path = request.url.path
+        if path in self.drip:
+            return StreamingResponse(_dripping(self.drip[path]), 200, media_type="application/json")
+        answer = self.answers.get(f"{request.method} {path}", self.answers.get(path, (404, {"error": "not found"}, {})))
         if isinstance(answer, list):
             answer = answer.pop(0) if len(answer) > 1 else answer[0]
         status, content, headers = answer
@@ -70,6 +77,13 @@ class FakeUpstream:
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/{path:path}", self.handle, methods=["GET", "POST", "DELETE"])])
+
+
+async def _dripping(interval: float) -> AsyncIterator[bytes]:
+    yield b'{"status": "success", "data": {"resultType": "vector", "result": ['
+    for _ in range(10_000):
+        await asyncio.sleep(interval)
+        yield b" "
 
 
 def vector(count: int, label_chars: int = 10) -> dict[str, Any]:

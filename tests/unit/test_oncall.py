@@ -5,6 +5,8 @@ The real services are in the container suite (tests/integration/test_oncall_cont
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -140,7 +142,7 @@ def test_a_range_over_the_cap_never_reaches_prometheus(oncall, upstreams):
 def test_a_bad_query_is_the_callers_and_an_unreachable_prometheus_is_the_servers(oncall, upstreams):
     prometheus = upstreams[0]
     prometheus.set("/api/v1/query", 400, {"status": "error", "errorType": "bad_data", "error": "parse error at 3"})
-    bad = call(oncall, "query_metrics", {"query": "up{"})
+    bad = call(oncall, "query_metrics", {"query": "rate(up[5m])"})  # the fake refuses what the parser passed
     assert bad["isError"] and "Prometheus refused the query (bad_data): parse error at 3" in bad["content"][0]["text"]
     assert len(prometheus.to("/api/v1/query")) == 1  # a refusal is not retried
     prometheus.set("/api/v1/query", 503, {"status": "error", "errorType": "timeout", "error": "query timed out"})
@@ -197,7 +199,8 @@ def test_get_runbook_returns_the_page_and_its_queries(oncall):
 
 def test_a_silence_is_built_by_the_server(oncall, upstreams):
     alertmanager = upstreams[1]
-    alertmanager.set("/api/v2/silences", 200, {"silenceID": "2a1c3b4d-0000-4000-8000-000000000001"})
+    alertmanager.set("POST /api/v2/silences", 200, {"silenceID": "2a1c3b4d-0000-4000-8000-000000000001"})
+    alertmanager.set("GET /api/v2/silences", 200, [])
     created = call(
         oncall,
         "create_silence",
@@ -209,12 +212,12 @@ def test_a_silence_is_built_by_the_server(oncall, upstreams):
         },
         WRITE,
     )["structuredContent"]
-    [request] = alertmanager.to("/api/v2/silences")
+    [request] = [r for r in alertmanager.to("/api/v2/silences") if r.method == "POST"]
     assert request.json["matchers"] == [
         {"name": "alertname", "value": "McpHighErrorRate", "isRegex": False, "isEqual": True},
         {"name": "app", "value": "mcp-db", "isRegex": False, "isEqual": True},
     ]
-    assert request.json["createdBy"] == "oncall-alice" == created["created_by"]
+    assert request.json["createdBy"] == "oncall-alice via mcp-oncall" == created["created_by"]
     starts, ends = (datetime.fromisoformat(request.json[k]) for k in ("startsAt", "endsAt"))
     assert (ends - starts).total_seconds() == 3600
 
@@ -235,7 +238,7 @@ def test_silence_guards(oncall, upstreams, arguments, message):
     base = {"alertname": "McpHighErrorRate", "duration_minutes": 30, "comment": "investigating INC-42 now"}
     result = call(oncall, "create_silence", {**base, **arguments}, WRITE)
     assert result["isError"] and message in result["content"][0]["text"]
-    assert upstreams[1].to("/api/v2/silences") == []
+    assert [r for r in upstreams[1].to("/api/v2/silences") if r.method == "POST"] == []
 
 
 def test_expiring_takes_only_a_uuid_and_is_idempotent(oncall, upstreams):
@@ -245,11 +248,148 @@ def test_expiring_takes_only_a_uuid_and_is_idempotent(oncall, upstreams):
         assert result["isError"] and "a silence id is a UUID" in result["content"][0]["text"]
     assert alertmanager.api_calls() == []
     silence = "2a1c3b4d-0000-4000-8000-000000000001"
-    alertmanager.sequence(f"/api/v2/silence/{silence}", (200, {}), (500, "silence 2a1c... already expired"))
+    mine = {"id": silence, "createdBy": "oncall-alice via mcp-oncall", "status": {"state": "active"}}
+    alertmanager.set(f"GET /api/v2/silence/{silence}", 200, mine)
+    alertmanager.sequence(f"DELETE /api/v2/silence/{silence}", (200, {}), (500, "silence 2a1c... already expired"))
     assert call(oncall, "expire_silence", {"silence_id": silence}, WRITE)["structuredContent"] == {"expired": silence}
     assert call(oncall, "expire_silence", {"silence_id": silence}, WRITE)["structuredContent"] == {"expired": silence}
+
+
+@pytest.mark.parametrize(
+    "maker",
+    ["bob-sre", "oncall-alice", "oncall-mallory via mcp-oncall", "oncall-alice via mcp-oncall (edited)"],
+)
+def test_a_silence_made_by_someone_else_is_never_expired(oncall, upstreams, maker):
+    """An assistant steered by injected text cannot end a person's maintenance window, or another
+    caller's silence: only silences this server made for this caller."""
+    alertmanager = upstreams[1]
+    silence = "2a1c3b4d-0000-4000-8000-000000000002"
+    alertmanager.set(
+        f"GET /api/v2/silence/{silence}", 200, {"id": silence, "createdBy": maker, "status": {"state": "active"}}
+    )
+    result = call(oncall, "expire_silence", {"silence_id": silence}, WRITE)
+    assert result["isError"] and "not made by you through this server" in result["content"][0]["text"]
+    assert [r for r in alertmanager.api_calls() if r.method == "DELETE"] == []
+
+
+def test_expiring_an_unknown_silence_is_the_callers_mistake(oncall, upstreams):
+    silence = "2a1c3b4d-0000-4000-8000-000000000003"
+    upstreams[1].set(f"GET /api/v2/silence/{silence}", 404, "silence not found")
+    result = call(oncall, "expire_silence", {"silence_id": silence}, WRITE)
+    assert result["isError"] and f"there is no silence {silence}" in result["content"][0]["text"]
+    assert 'outcome="rejected"} 1.0' in httpx.get(oncall.base + "/metrics").text
+
+
+def test_silences_per_caller_are_bounded(oncall, upstreams):
+    alertmanager = upstreams[1]
+    running = [
+        {"id": f"s{i}", "createdBy": "oncall-alice via mcp-oncall", "status": {"state": "active"}} for i in range(5)
+    ]
+    others = [{"id": "p1", "createdBy": "bob-sre", "status": {"state": "active"}}]
+    alertmanager.set("GET /api/v2/silences", 200, running + others)
+    arguments = {"alertname": "McpHighErrorRate", "duration_minutes": 30, "comment": "investigating INC-42 now"}
+    result = call(oncall, "create_silence", arguments, WRITE)
+    assert result["isError"] and "you have 5 silences running (at most 5)" in result["content"][0]["text"]
+    assert [r for r in alertmanager.api_calls() if r.method == "POST"] == []
+
+
+@pytest.mark.parametrize(
+    "comment", [" " * 12, "\u200b" * 12, "aaaaaaaaaaaa", "ok ok ok ok ok", "INC-42 INC-43", "fixing\u200bit now please"]
+)
+def test_a_silence_comment_must_say_why_in_words(oncall, upstreams, comment):
+    arguments = {"alertname": "McpHighErrorRate", "duration_minutes": 30, "comment": comment}
+    result = call(oncall, "create_silence", arguments, WRITE)
+    assert result["isError"] and "comment" in result["content"][0]["text"]
+    assert upstreams[1].api_calls() == []
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("max_over_time(vector(1)[7d:1s])", "subquery [1w:...]"),
+        ("sum(rate(http_requests_total[25h]))", "range selector [1d1h]"),
+        ("max_over_time(up[1h:100ms])", "subquery of 36000 points"),
+        ("max_over_time(max_over_time(up[1h:1s])[20h:1m])", "subquery of 4320000 points"),
+        ("up{", "not a PromQL expression"),
+    ],
+)
+def test_costly_promql_is_refused_before_prometheus_is_asked(oncall, upstreams, query, message):
+    for tool, extra in (("query_metrics", {}), ("query_range", {"range": "1h"})):
+        result = call(oncall, tool, {"query": query, **extra})
+        assert result["isError"] and message in result["content"][0]["text"]
+    assert upstreams[0].api_calls() == []
+
+
+def test_every_result_type_prometheus_answers_is_served(oncall, upstreams):
+    prometheus = upstreams[0]
+    prometheus.set("/api/v1/query", 200, matrix(3, 5))  # an instant query of up[5m]
+    answer = call(oncall, "query_metrics", {"query": "up[5m]"})["structuredContent"]
+    assert answer["result_type"] == "matrix" and answer["series"][0]["points"] == 5
+    prometheus.set(
+        "/api/v1/query", 200, {"status": "success", "data": {"resultType": "string", "result": [1.7e9, "hi"]}}
+    )
+    assert call(oncall, "query_metrics", {"query": '"hi"'})["structuredContent"]["value"] == "hi"
+    prometheus.set(
+        "/api/v1/query", 200, {"status": "success", "data": {"resultType": "scalar", "result": [1.7e9, "NaN"]}}
+    )
+    assert call(oncall, "query_metrics", {"query": "0/0"})["structuredContent"]["value"] == "NaN"
+
+
+@pytest.mark.parametrize("end", ["0001-01-01T00:00:00Z", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00"])
+def test_an_out_of_range_time_is_the_callers_mistake(oncall, upstreams, end):
+    for tool, extra in (("query_range", {"end": end}), ("query_metrics", {"time": end})):
+        result = call(oncall, tool, {"query": "up", **extra})
+        assert result["isError"] and "time" in result["content"][0]["text"]
+    assert upstreams[0].api_calls() == []
+    assert 'outcome="internal_error"} 0.0' in httpx.get(oncall.base + "/metrics").text
+
+
+def test_upstream_error_texts_are_redacted(oncall, upstreams):
+    leak = "auth failed for Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl at http://u:hunter2@prom"
+    upstreams[0].set("/api/v1/query", 422, {"status": "error", "errorType": "execution", "error": leak})
+    text = call(oncall, "query_metrics", {"query": "up"})["content"][0]["text"]
+    assert "hunter2" not in text and "eyJzdWIi" not in text and "[REDACTED" in text
 
 
 def test_writes_need_the_write_scope(oncall):
     response = post(oncall.mcp_url, tool_call("create_silence", {}), oncall.token(READ))
     assert response.status_code == 403 and 'scope="oncall:write"' in response.headers["www-authenticate"]
+
+
+def test_an_upstream_that_drips_its_answer_cannot_hold_a_call(start_server, upstreams):
+    """One on-call call hung 91 s on an upstream answering a byte at a time: the per-read timeout never
+    fired. A request, retries included, now has one deadline."""
+    prometheus, _, prometheus_url, alertmanager_url = upstreams
+    prometheus.drip["/api/v1/query"] = 0.2
+    oncall = start_server(
+        oncall_server,
+        PROMETHEUS_URL=prometheus_url,
+        ALERTMANAGER_URL=alertmanager_url,
+        ONCALL_UPSTREAM_TIMEOUT_SECONDS="2",
+    )
+    started = time.monotonic()
+    result = call(oncall, "query_metrics", {"query": "up"})
+    assert result["isError"] and "did not answer within 2 s" in result["content"][0]["text"]
+    assert time.monotonic() - started < 3.5
+
+
+def test_a_callers_queries_in_flight_are_bounded(start_server, upstreams):
+    prometheus, _, prometheus_url, alertmanager_url = upstreams
+    prometheus.drip["/api/v1/query"] = 0.2
+    oncall = start_server(
+        oncall_server,
+        PROMETHEUS_URL=prometheus_url,
+        ALERTMANAGER_URL=alertmanager_url,
+        ONCALL_UPSTREAM_TIMEOUT_SECONDS="3",
+    )
+    with ThreadPoolExecutor(2) as pool:
+        held = [pool.submit(call, oncall, "query_metrics", {"query": "up"}) for _ in range(2)]
+        deadline = time.monotonic() + 2
+        while len(prometheus.to("/api/v1/query")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        third = call(oncall, "query_metrics", {"query": "up"})
+        assert third["isError"] and "you already have 2 queries running" in third["content"][0]["text"]
+        other = post(oncall.mcp_url, tool_call("list_silences", {}), oncall.token(READ, subject="bob"))
+        assert other.status_code == 200  # another caller is not held up
+        [f.result() for f in held]
+    assert len(prometheus.to("/api/v1/query")) == 2
