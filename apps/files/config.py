@@ -17,7 +17,31 @@ from apps.kit.config import KitSettings
 
 RootName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 # Never read, written, listed or matched by a search, at any depth (see `apps.files.paths.DenyList`).
-DEFAULT_DENY = (".git/", ".env*", "*.pem", "*.key", "id_*")
+# The usual credential files and folders: keys, cloud and cluster configs, registry and VCS logins, state.
+DEFAULT_DENY = (
+    ".git/",
+    ".env*",
+    "*.pem",
+    "*.key",
+    "id_*",
+    ".ssh/",
+    ".aws/",
+    ".kube/",
+    ".docker/",
+    ".gnupg/",
+    ".netrc",
+    ".pgpass",
+    ".git-credentials",
+    ".npmrc",
+    ".pypirc",
+    "*.tfstate",
+    "*.tfstate.backup",
+    "*.p12",
+    "*.pfx",
+    "*.jks",
+    "*.keystore",
+    "*.kdbx",
+)
 KIB, MIB = 1024, 1024 * 1024
 
 

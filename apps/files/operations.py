@@ -14,6 +14,7 @@ import os
 import secrets
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -167,24 +168,26 @@ def list_directory(sandbox: Sandbox, target: Target, offset: int, limit: int, ma
 
 
 def search_files(sandbox: Sandbox, target: Target, glob: Glob, limit: int, max_visited: int, seconds: float) -> Done:
-    """Depth-first from the target, never into links or denied directories, within three budgets:
-    `limit` matches, `max_visited` entries looked at, and `seconds`. Any budget spent says `truncated`."""
+    """Depth-first from the target, never into links or denied directories, within four budgets: `limit`
+    matches, `max_visited` entries read, `seconds`, and `MAX_SEARCH_DEPTH` levels. Directories are read
+    an entry at a time, so the budgets apply while reading, not after. Any budget spent says `truncated`."""
     deadline = time.monotonic() + seconds
     matches: list[str] = []
     visited = 0
     stopped: str | None = None
+    too_deep = 0  # directories not entered because they are deeper than MAX_SEARCH_DEPTH
     with sandbox.directory(target.root, target.path) as top:
-        stack: list[tuple[int, tuple[str, ...], list[os.DirEntry[str]]]] = [(os.dup(top), (), [])]
-        with os.scandir(top) as entries:
-            stack[0][2].extend(entries)
+        first = os.dup(top)
+        stack: list[tuple[int, tuple[str, ...], Iterator[os.DirEntry[str]]]] = [(first, (), os.scandir(first))]
         try:
             while stack and stopped is None:
-                fd, below, pending = stack[-1]
-                if not pending:
+                fd, below, entries = stack[-1]
+                entry = next(entries, None)
+                if entry is None:
+                    entries.close()  # type: ignore[attr-defined]
                     os.close(fd)
                     stack.pop()
                     continue
-                entry = pending.pop()
                 visited += 1
                 if visited > max_visited:
                     stopped = f"looked at {max_visited} entries"
@@ -199,28 +202,32 @@ def search_files(sandbox: Sandbox, target: Target, glob: Glob, limit: int, max_v
                     matches.append("/".join(names))
                     if len(matches) >= limit:
                         stopped = f"found {limit} matches"
-                if entry.is_dir(follow_symlinks=False) and len(stack) < MAX_SEARCH_DEPTH and not stopped:
-                    try:
-                        child = os.open(
-                            entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
-                        )
-                    except OSError:
-                        continue  # gone, swapped for a link, or unreadable: not searched
-                    stack.append((child, names, []))
-                    with os.scandir(child) as children:
-                        stack[-1][2].extend(children)
+                if stopped or not entry.is_dir(follow_symlinks=False):
+                    continue
+                if len(stack) >= MAX_SEARCH_DEPTH:
+                    too_deep += 1
+                    continue
+                try:
+                    child = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                except OSError:
+                    continue  # gone, swapped for a link, or unreadable: not searched
+                stack.append((child, names, os.scandir(child)))
         finally:
-            for fd, _, _ in stack:
+            for fd, _, entries in stack:
+                entries.close()  # type: ignore[attr-defined]
                 os.close(fd)
     answer: dict[str, Any] = {
         "root": target.root.name,
         "path": target.path.text,
         "pattern": "/".join(glob.parts),
         "matches": sorted(matches),
-        "truncated": stopped is not None,
+        "truncated": stopped is not None or too_deep > 0,
     }
-    if stopped:
-        answer["note"] = f"stopped early: {stopped}"
+    notes = [f"stopped early: {stopped}"] if stopped else []
+    if too_deep:
+        notes.append(f"{too_deep} directories deeper than {MAX_SEARCH_DEPTH} levels were not searched")
+    if notes:
+        answer["note"] = "; ".join(notes)
     return Done(answer, extra={"matches": len(matches), "visited": min(visited, max_visited)})
 
 
@@ -238,7 +245,8 @@ def write_file(sandbox: Sandbox, target: Target, content: bytes, if_exists: Lite
             require_regular(existing, where)
             if if_exists == "fail":
                 raise CallerError(f"{where}: already exists (if_exists is 'fail')")
-        mode = stat.S_IMODE(existing.st_mode) if existing is not None else 0o644
+        # The replaced file's permission bits only: never its setuid, setgid or sticky bit.
+        mode = stat.S_IMODE(existing.st_mode) & 0o777 if existing is not None else 0o644
         temporary = f".mcpfleet-{secrets.token_hex(8)}.tmp"
         try:
             fd = os.open(temporary, WRITE_FLAGS, mode, dir_fd=dir_fd)

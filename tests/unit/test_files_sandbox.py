@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from apps.files import operations
 from apps.files.config import FilesSettings
+from apps.files.glob import Glob
 from apps.files.sandbox import Sandbox, StartupError
 from apps.kit import CallerError, ServerError
 from tests.support.files_corpus import INSIDE, SECRET, build_tree, outside_state
@@ -180,3 +181,91 @@ def test_an_absolute_path_through_the_roots_real_path_is_served(make_settings, t
     for path in (f"{tmp_path}/via/f.txt", f"{tmp_path}/real/f.txt"):
         assert operations.read_file(sandbox, sandbox.locate(None, path), 0, 100).answer["text"] == INSIDE
     sandbox.close()
+
+
+# --- issue 17, item 10 ------------------------------------------------------------------------------------
+def test_a_replaced_file_keeps_its_permission_bits_but_never_setuid_or_setgid(make_settings, tmp_path):
+    sandbox = open_sandbox(make_settings, tmp_path)
+    tool = tmp_path / "data" / "tool.sh"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o6755)  # setuid and setgid, as a planted or mistaken file might be
+    operations.write_file(sandbox, sandbox.locate(None, "tool.sh"), b"#!/bin/sh\necho replaced\n", "replace")
+    assert tool.stat().st_mode & 0o7777 == 0o755
+
+
+def test_a_search_deeper_than_its_depth_cap_says_so(make_settings, tmp_path):
+    deep = tmp_path / "data"
+    for level in range(operations.MAX_SEARCH_DEPTH + 3):
+        deep = deep / f"d{level}"
+    deep.mkdir(parents=True)
+    (deep / "needle.txt").write_text("x")
+    sandbox = open_sandbox(make_settings, tmp_path)
+    done = operations.search_files(sandbox, sandbox.locate(None, ""), Glob("needle.txt"), 10, 100_000, 5)
+    assert done.answer["matches"] == [] and done.answer["truncated"] is True
+    assert "deeper than 64 levels were not searched" in done.answer["note"]
+
+
+def test_a_search_reads_no_more_entries_than_its_budget(make_settings, tmp_path, monkeypatch):
+    """A directory is read an entry at a time: a search with a budget of 100 entries does not first read a
+    directory of 20,000 (it did, and only then applied the budget)."""
+    crowded = tmp_path / "data" / "crowded"
+    crowded.mkdir(parents=True)
+    for i in range(20_000):
+        (crowded / f"f{i:05}").touch()
+    read = 0
+    real_scandir = os.scandir
+
+    def counting_scandir(fd):
+        def entries():
+            nonlocal read
+            with real_scandir(fd) as it:
+                for entry in it:
+                    read += 1
+                    yield entry
+
+        class Counting:
+            def __init__(self):
+                self.inner = entries()
+
+            def __iter__(self):
+                return self
+
+            def __next__(self):
+                return next(self.inner)
+
+            def close(self):
+                self.inner.close()
+
+        return Counting()
+
+    sandbox = open_sandbox(make_settings, tmp_path)
+    monkeypatch.setattr(operations.os, "scandir", counting_scandir)
+    done = operations.search_files(sandbox, sandbox.locate(None, ""), Glob("*.none"), 10, 100, 5)
+    assert done.answer["truncated"] is True and "looked at 100 entries" in done.answer["note"]
+    assert read <= 102
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        ".aws/credentials",
+        ".netrc",
+        ".kube/config",
+        ".docker/config.json",
+        "infra/terraform.tfstate",
+        ".git-credentials",
+        "certs/client.p12",
+        "home/.ssh/authorized_keys",
+        ".pgpass",
+        "deep/er/.npmrc",
+    ],
+)
+def test_the_usual_credential_files_are_denied_by_default(make_settings, tmp_path, name):
+    path = tmp_path / "data" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("aws_secret_access_key = x")
+    sandbox = open_sandbox(make_settings, tmp_path)
+    with pytest.raises(CallerError, match=r"denied|not found|not allowed"):
+        operations.read_file(sandbox, sandbox.locate(None, name), 0, 100)
+    found = operations.search_files(sandbox, sandbox.locate(None, ""), Glob("**"), 1000, 10_000, 5)
+    assert not [m for m in found.answer["matches"] if m.endswith(path.name)]
