@@ -8,13 +8,11 @@ import contextlib
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-
 from tests.support.postgres import free_port
+from tests.support.running import wait_for_health
 
 TOOLS = Path(__file__).resolve().parents[2] / ".tools" / "root" / "usr" / "bin"
 
@@ -25,18 +23,6 @@ def binary(name: str) -> str | None:
 
 def available() -> bool:
     return binary("prometheus") is not None
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url} exited: {process.stdout.read().decode()[-2000:] if process.stdout else ''}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url + "/-/ready", timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not become ready")
 
 
 @contextlib.contextmanager
@@ -63,7 +49,7 @@ def local_prometheus(directory: Path) -> Iterator[str]:
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_ready(url, process)
+        wait_for_health(url, path="/-/ready")
         yield url
     finally:
         process.terminate()

@@ -28,11 +28,11 @@ from tests.conftest import ISSUER, SECRET
 from tests.support.postgres import free_port
 
 
-def wait_for_health(base: str, timeout: float = 30) -> None:
+def wait_for_health(base: str, timeout: float = 30, path: str = "/health") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(base + "/health", timeout=1).status_code == 200:
+            if httpx.get(base + path, timeout=1).status_code == 200:
                 return
         time.sleep(0.05)
     raise RuntimeError(f"{base} did not start")

@@ -356,17 +356,22 @@ def test_writes_need_the_write_scope(oncall):
     assert response.status_code == 403 and 'scope="oncall:write"' in response.headers["www-authenticate"]
 
 
-def test_an_upstream_that_drips_its_answer_cannot_hold_a_call(start_server, upstreams):
-    """One on-call call hung 91 s on an upstream answering a byte at a time: the per-read timeout never
-    fired. A request, retries included, now has one deadline."""
+def with_dripping_prometheus(start_server, upstreams, deadline: str):
+    """The on-call server in front of a Prometheus that answers queries a byte every 0.2 s, forever."""
     prometheus, _, prometheus_url, alertmanager_url = upstreams
     prometheus.drip["/api/v1/query"] = 0.2
-    oncall = start_server(
+    return start_server(
         oncall_server,
         PROMETHEUS_URL=prometheus_url,
         ALERTMANAGER_URL=alertmanager_url,
-        ONCALL_UPSTREAM_TIMEOUT_SECONDS="2",
+        ONCALL_UPSTREAM_TIMEOUT_SECONDS=deadline,
     )
+
+
+def test_an_upstream_that_drips_its_answer_cannot_hold_a_call(start_server, upstreams):
+    """One on-call call hung 91 s on an upstream answering a byte at a time: the per-read timeout never
+    fired. A request, retries included, now has one deadline."""
+    oncall = with_dripping_prometheus(start_server, upstreams, "2")
     started = time.monotonic()
     result = call(oncall, "query_metrics", {"query": "up"})
     assert result["isError"] and "did not answer within 2 s" in result["content"][0]["text"]
@@ -374,14 +379,8 @@ def test_an_upstream_that_drips_its_answer_cannot_hold_a_call(start_server, upst
 
 
 def test_a_callers_queries_in_flight_are_bounded(start_server, upstreams):
-    prometheus, _, prometheus_url, alertmanager_url = upstreams
-    prometheus.drip["/api/v1/query"] = 0.2
-    oncall = start_server(
-        oncall_server,
-        PROMETHEUS_URL=prometheus_url,
-        ALERTMANAGER_URL=alertmanager_url,
-        ONCALL_UPSTREAM_TIMEOUT_SECONDS="3",
-    )
+    prometheus = upstreams[0]
+    oncall = with_dripping_prometheus(start_server, upstreams, "3")
     with ThreadPoolExecutor(2) as pool:
         held = [pool.submit(call, oncall, "query_metrics", {"query": "up"}) for _ in range(2)]
         deadline = time.monotonic() + 2
