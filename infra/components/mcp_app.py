@@ -28,14 +28,13 @@ from infra.components.k8s import (
     secret_env,
 )
 from infra.components.network import Reachable, namespace_peer, tcp
-from infra.components.observability.collector import otlp_egress, otlp_endpoint, sampling_env
+from infra.components.observability.collector import otlp_egress
 from infra.components.postgres import Postgres
 from infra.components.redis import Redis
 from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, OBSERVABILITY_NAMESPACE, AppConfig, StackConfig
+from infra.wiring import PORT, SHUTDOWN_GRACE_SECONDS, wiring
 
-PORT = 8080
 APP_UID = 10001
-SHUTDOWN_GRACE_SECONDS = 25  # the app drains this long after SIGTERM
 PRE_STOP_SECONDS = 5  # endpoints are removed before the app stops accepting
 
 
@@ -173,38 +172,18 @@ class McpApp(pulumi.ComponentResource):
 
     # --- the workload -----------------------------------------------------------------------------
     def _env(self) -> list[dict[str, Any]]:
-        needs, stack = self.server.needs, self.platform.stack
-        env: list[dict[str, Any]] = [
-            {"name": "MCP_RESOURCE_URL", "value": str(self.app.resource_url)},
-            {"name": "MCP_ISSUER", "value": str(stack.issuer)},
-            {"name": "RATE_LIMIT_PER_MINUTE", "value": str(self.app.rate_limit_per_minute)},
-            {"name": "RATE_LIMIT_REDIS_FAILURE", "value": stack.redis_failure_mode},
-            {"name": "PORT", "value": str(PORT)},
-            {"name": "SHUTDOWN_GRACE_SECONDS", "value": str(SHUTDOWN_GRACE_SECONDS)},
-            {"name": "OTEL_SERVICE_NAME", "value": self.name},
-            {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": otlp_endpoint(AGENTS_NAMESPACE)},
-            {"name": "OTEL_RESOURCE_ATTRIBUTES", "value": f"service.namespace={APP_NAMESPACE}"},
-        ]
-        sampling = sampling_env(stack.observability.trace_sample_ratio)
-        env += [{"name": name, "value": value} for name, value in sampling.items()]
-        env += [{"name": var, "value": self.platform.services[svc].url} for var, svc in needs.services.items()]
-        volume_env = fleet.volume_env(self.server, self.read_only_volumes)
-        env += [{"name": k, "value": v} for k, v in volume_env.items()]
-        own = {key.upper(): value for key, value in self.app.settings.items() if key.upper() not in volume_env}
-        env += [{"name": key, "value": value} for key, value in sorted(own.items())]
-        if stack.jwks_url:
-            env += [
-                {"name": "MCP_JWKS_URL", "value": str(stack.jwks_url)},
-                {"name": "MCP_JWT_ALGORITHMS", "value": "RS256 ES256"},
-            ]
-        return env + [secret_env(key, self.secret_name, key) for key in sorted(self._secret_keys())]
-
-    def _secret_keys(self) -> list[str]:
-        needs = self.server.needs
-        provided = self.platform.app_secrets.get(self.name, {})
-        keys = [*needs.postgres, *needs.secrets] + (["REDIS_URL"] if needs.redis else [])
-        keys += [env for env, key in needs.optional_secrets.items() if key in provided]
-        return keys + (["MCP_JWT_SECRET"] if self.platform.jwt_secret is not None else [])
+        platform = self.platform
+        wired = wiring(
+            self.name,
+            self.app,
+            self.server,
+            platform.stack,
+            {name: reachable.url for name, reachable in platform.services.items()},
+            provided_secrets=platform.app_secrets.get(self.name, {}),
+            shared_jwt_secret=platform.jwt_secret is not None,
+        )
+        plain = [{"name": name, "value": value} for name, value in wired.env.items()]
+        return plain + [secret_env(key, self.secret_name, key) for key in wired.secret_env]
 
     def _deployment(self) -> k8s.apps.v1.Deployment:
         volumes = self.server.needs.volumes

@@ -26,7 +26,14 @@ from infra.components.observability.prometheus import PORT as PROMETHEUS_PORT
 from infra.components.observability.prometheus import Prometheus, rule_files
 from infra.config import AGENTS_NAMESPACE, OBSERVABILITY_NAMESPACE, StackConfig
 
-__all__ = ["Observability", "alertmanager_files", "dashboard_files", "rule_files"]
+__all__ = ["SERVICES", "Observability", "alertmanager_files", "dashboard_files", "rule_files"]
+
+# What apps may declare they use (`Needs.services`), by the name they use; each such app is admitted by a
+# policy of its own. The one-machine composition gives its containers these same host names.
+SERVICES = {
+    "prometheus": Reachable("prometheus", OBSERVABILITY_NAMESPACE, PROMETHEUS_PORT),
+    "alertmanager": Reachable("alertmanager", OBSERVABILITY_NAMESPACE, ALERTMANAGER_PORT),
+}
 
 
 class Observability(pulumi.ComponentResource):
@@ -67,9 +74,5 @@ class Observability(pulumi.ComponentResource):
             opts=child_opts(self, provider),
         )
         self.grafana_url = self.grafana.url
-        # What apps may declare they use (`Needs.services`); each such app is admitted by a policy of its own.
-        self.services = {
-            "prometheus": Reachable("prometheus", ns, PROMETHEUS_PORT),
-            "alertmanager": Reachable("alertmanager", ns, ALERTMANAGER_PORT),
-        }
+        self.services = SERVICES
         self.register_outputs({"grafana_url": self.grafana_url})
