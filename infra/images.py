@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import time
 from pathlib import Path
 
 PINNED: dict[str, str] = {
@@ -72,3 +74,22 @@ def app_image_digest(base: str | None = None) -> str:
 def build_command(tag: str) -> list[str]:
     """`docker build` of the apps image on the pinned base (or its override), as the kind stack and the tests run it."""
     return ["docker", "build", "--build-arg", f"BASE_IMAGE={image('python')}", "-t", tag, str(REPO)]
+
+
+def apps_image_tag() -> str:
+    """A tag that changes whenever anything copied into the apps image, or its base, changes."""
+    return f"mcpfleet/apps:{app_image_digest()}"
+
+
+def build_apps_image() -> tuple[str, float]:
+    """Build (or reuse) the apps image; returns its tag and the seconds spent. The build runs on the host
+    network with the classic builder: the offline stand-in base installs packages while it builds."""
+    tag = apps_image_tag()
+    started = time.monotonic()
+    if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode != 0:
+        command = build_command(tag)
+        command[2:2] = ["--network", "host"]
+        built = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "DOCKER_BUILDKIT": "0"})
+        if built.returncode != 0:
+            raise RuntimeError(f"docker build failed:\n{built.stdout[-3000:]}{built.stderr[-3000:]}")
+    return tag, time.monotonic() - started

@@ -138,7 +138,7 @@ def start_monitoring(network: Network, static: list[dict[str, Any]], params: Ale
     am = shared_dir()
     (am / "alertmanager.yml").write_text(yaml.safe_dump(render_alertmanager(params, "/etc/alertmanager/templates")))
     receiver = shared_dir()
-    (receiver / "webhook_receiver.py").write_text((ROOT / "tests/support/webhook_receiver.py").read_text())
+    (receiver / "sink.py").write_text((ROOT / "infra/sink.py").read_text())
     for directory in (config, am, receiver):
         for file in directory.iterdir():
             if file.is_file():
@@ -146,7 +146,7 @@ def start_monitoring(network: Network, static: list[dict[str, Any]], params: Ale
 
     webhook = (
         DockerContainer(image("python"))
-        .with_command(["python3", "/receiver/webhook_receiver.py"])
+        .with_command(["python3", "/receiver/sink.py"])
         .with_volume_mapping(str(receiver), "/receiver")
         .with_network(network)
         .with_network_aliases("webhook")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -21,7 +19,7 @@ import httpx
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
-from infra.images import app_image_digest, build_command, image
+from infra.images import image
 from tests.conftest import ISSUER, SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,22 +29,6 @@ ADMIN_PASSWORD = "admin-" + uuid.uuid4().hex
 READER_PASSWORD = "reader-" + uuid.uuid4().hex
 WRITER_PASSWORD = "writer-" + uuid.uuid4().hex
 DATABASE = "mcpfleet"
-
-
-def apps_image_tag() -> str:
-    """A tag that changes whenever anything copied into the image, or its base, changes."""
-    return f"mcpfleet/apps:test-{app_image_digest()}"
-
-
-def build_apps_image() -> tuple[str, float]:
-    """Build (or reuse) the apps image, as the kind stack does; returns its tag and the seconds spent."""
-    tag = apps_image_tag()
-    started = time.monotonic()
-    if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode != 0:
-        command = build_command(tag)
-        command[2:2] = ["--network", "host"]  # the offline stand-in base installs packages during the build
-        subprocess.run(command, check=True, capture_output=True, env={**os.environ, "DOCKER_BUILDKIT": "0"})
-    return tag, time.monotonic() - started
 
 
 def wait_until(check, timeout: float, interval: float = 0.1, what: str = "condition"):  # type: ignore[no-untyped-def]

@@ -1,0 +1,371 @@
+"""The one-machine platform: a stack rendered as a Compose file, from the model `pulumi up` deploys.
+
+    python -m infra.compose            # (re)write compose.yaml and compose/ from Pulumi.dev.yaml
+    python -m infra.compose --check    # exit 1 when they drifted from the model
+
+The apps, their settings and needs come from the stack file and each app's `FocusedServer`; each app's
+environment is `infra.wiring`'s, as for Kubernetes; images are `infra.images`' pins, each overridable
+with `MCPFLEET_IMAGE_<NAME>`; the configs are the ones the cluster mounts (alert rules, routing and
+templates, dashboards, Loki, the collector, Grafana's provisioning). Every container answers to its
+Kubernetes Service name too (`prometheus.mcp-observability.svc`, ...), so addresses derived for the
+cluster hold here unchanged. What differs, and why:
+
+- each app's resource URL is its published loopback port (`http://127.0.0.1:8081/mcp`), the URL a
+  client on this machine calls;
+- Prometheus finds the apps by a static list instead of pod discovery (`compose/prometheus.yml`);
+- secrets come from `.env` (git-ignored; `scripts/up` writes it once) through `${...}`, and each app's
+  environment names only its own;
+- the notify server gets one more target, `local-sink`, the composition's webhook sink (`infra/sink.py`),
+  which is also where Alertmanager's webhook goes (`alert-receiver`);
+- Grafana, Loki and the collector are in the `observability` profile; without it the apps export no
+  traces (`MCPFLEET_OTLP_ENDPOINT` empty). There is no NetworkPolicy on Docker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from apps.kit import FocusedServer
+from infra import fleet
+from infra.components.observability import SERVICES
+from infra.components.observability.alertmanager import alertmanager_files
+from infra.config import DATA_NAMESPACE, NAMESPACE, AppConfig, StackConfig, parse
+from infra.images import PINNED, env_name
+from infra.mocked import stack_config
+from infra.postgres.apply import ROLES
+from infra.wiring import PORT, wiring
+
+REPO = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = "compose.yaml"
+GENERATED_DIR = "compose"
+FIRST_APP_PORT = 8081
+SINK_PORT = 8089
+PUBLISHED = {"prometheus": 9090, "alertmanager": 9093, "grafana": 3000}
+APPS_IMAGE = "${MCPFLEET_APPS_IMAGE:-mcpfleet/apps:dev}"
+OTLP = "${MCPFLEET_OTLP_ENDPOINT-http://otel-collector.mcp-node-agents.svc:4318}"
+OBSERVABILITY_PROFILE = "observability"
+SINK_TARGET = "local-sink"
+DATABASE = "mcpfleet"
+APP_USER = "10001:10001"
+
+
+def required(variable: str) -> str:
+    """A secret from `.env`, with the fix named when it is missing."""
+    return f"${{{variable}:?run scripts/up once: it writes the dev secrets to .env}}"
+
+
+def secret_variable(app: str, key: str) -> str:
+    """The `.env` variable holding an app's declared secret (`mcp-notify`, `signingKey` -> MCP_NOTIFY_SIGNINGKEY)."""
+    return f"{app}_{key}".upper().replace("-", "_")
+
+
+def image(name: str) -> str:
+    return f"${{{env_name(name)}:-{PINNED[name]}}}"
+
+
+@dataclass(frozen=True)
+class LocalApp:
+    name: str
+    config: AppConfig
+    server: FocusedServer[Any, Any]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+
+def local_apps(stack: StackConfig) -> list[LocalApp]:
+    """The stack's apps, each checked against its declaration, with its published port (in stack order)."""
+    found = []
+    for index, (name, config) in enumerate(stack.apps.items()):
+        server = fleet.load_server(config.module)
+        fleet.check(name, config, server)
+        found.append(LocalApp(name, _with_sink(config, server), server, FIRST_APP_PORT + index))
+    return found
+
+
+def _with_sink(config: AppConfig, server: FocusedServer[Any, Any]) -> AppConfig:
+    """The notify server's targets plus the composition's sink (an internal, plain-http webhook)."""
+    if "notify_targets" not in server.settings_cls.model_fields:
+        return config
+    targets = json.loads(config.settings.get("NOTIFY_TARGETS", "{}"))
+    targets[SINK_TARGET] = {"kind": "webhook", "url": "http://alert-receiver.mcp-observability.svc:8080/notify"}
+    targets[SINK_TARGET]["internal"] = True
+    return config.model_copy(update={"settings": {**config.settings, "NOTIFY_TARGETS": json.dumps(targets)}})
+
+
+def _secret_values(app: LocalApp) -> dict[str, str]:
+    """The app's secret settings as `${...}` references into `.env`."""
+    needs = app.server.needs
+    host = f"postgres.{DATA_NAMESPACE}.svc:5432/{DATABASE}"
+    values = {env: f"postgresql://{role}:{required(ROLES[role][1])}@{host}" for env, role in needs.postgres.items()}
+    if needs.redis:
+        values["REDIS_URL"] = f"redis://:{required('REDIS_PASSWORD')}@redis.{DATA_NAMESPACE}.svc:6379/0"
+    values["MCP_JWT_SECRET"] = required("MCP_JWT_SECRET")
+    values |= {env: required(secret_variable(app.name, key)) for env, key in needs.secrets.items()}
+    return values
+
+
+def _aliases(name: str, namespace: str) -> dict[str, Any]:
+    return {"networks": {"default": {"aliases": [f"{name}.{namespace}.svc"]}}}
+
+
+def app_service(app: LocalApp, stack: StackConfig) -> dict[str, Any]:
+    wired = wiring(
+        app.name,
+        app.config,
+        app.server,
+        stack,
+        {name: reachable.url for name, reachable in SERVICES.items()},
+        provided_secrets=(),
+        shared_jwt_secret=stack.jwks_url is None,
+        resource_url=app.url,
+    )
+    secrets = _secret_values(app)
+    env = {**wired.env, "OTEL_EXPORTER_OTLP_ENDPOINT": OTLP, **{key: secrets[key] for key in wired.secret_env}}
+    needs = app.server.needs
+    depends: dict[str, Any] = {}
+    if needs.postgres:
+        depends["postgres-roles"] = {"condition": "service_completed_successfully"}
+    if needs.redis:
+        depends["redis"] = {"condition": "service_healthy"}
+    depends |= {service: {"condition": "service_started"} for service in needs.services.values()}
+    if needs.volumes:
+        depends["volumes-init"] = {"condition": "service_completed_successfully"}
+    read_only = fleet.read_only_volumes(app.name, app.config, app.server)
+    service: dict[str, Any] = {
+        "image": APPS_IMAGE,
+        "command": [app.config.module],
+        "environment": env,
+        "ports": [f"127.0.0.1:{app.port}:{PORT}"],
+        "user": APP_USER,
+        "read_only": True,
+        "tmpfs": ["/tmp"],  # noqa: S108 - a private tmpfs, as the pod's emptyDir
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "restart": "unless-stopped",
+        **_aliases(app.name, "mcp-apps"),
+    }
+    if depends:
+        service["depends_on"] = depends
+    if needs.volumes:
+        service["volumes"] = [
+            f"{app.name}-{v.name}:{v.mount_path}{':ro' if v.name in read_only else ''}" for v in needs.volumes
+        ]
+    return service
+
+
+def render(stack_name: str = "dev") -> dict[str, str]:
+    """Every generated file, by path relative to the repository: compose.yaml and compose/*."""
+    stack = load_stack(stack_name)
+    apps = local_apps(stack)
+    volumes: dict[str, Any] = {"postgres-data": {}, "prometheus-data": {}, "alertmanager-data": {}, "grafana-data": {}}
+    volumes |= {f"{app.name}-{v.name}": {} for app in apps for v in app.server.needs.volumes}
+    services: dict[str, Any] = {
+        "postgres": {
+            "image": image("postgres"),
+            "environment": {"POSTGRES_PASSWORD": required("POSTGRES_PASSWORD"), "POSTGRES_DB": DATABASE},
+            "volumes": ["postgres-data:/var/lib/postgresql/data"],
+            "healthcheck": {"test": ["CMD", "pg_isready", "-U", "postgres"], "interval": "2s", "retries": 60},
+            "restart": "unless-stopped",
+            **_aliases("postgres", DATA_NAMESPACE),
+        },
+        "postgres-roles": {  # the roles Job of the cluster: the one SQL source, applied by the apps image
+            "image": APPS_IMAGE,
+            "command": ["infra.postgres.apply"],
+            "environment": {
+                "DATABASE_ADMIN_URL": f"postgresql://postgres:{required('POSTGRES_PASSWORD')}"
+                f"@postgres.{DATA_NAMESPACE}.svc:5432/{DATABASE}",
+                **{env: required(env) for _, env in ROLES.values()},
+            },
+            "depends_on": {"postgres": {"condition": "service_healthy"}},
+            "restart": "on-failure",
+        },
+        "redis": {
+            "image": image("redis"),
+            "command": ["--requirepass", required("REDIS_PASSWORD"), "--save", "", "--appendonly", "no"],
+            "healthcheck": {
+                "test": ["CMD-SHELL", 'redis-cli -a "$$REDIS_PASSWORD" --no-auth-warning ping | grep -q PONG'],
+                "interval": "2s",
+                "retries": 30,
+            },
+            "environment": {"REDIS_PASSWORD": required("REDIS_PASSWORD")},
+            "restart": "unless-stopped",
+            **_aliases("redis", DATA_NAMESPACE),
+        },
+        "prometheus": {
+            "image": image("prometheus"),
+            "command": ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"],
+            "volumes": [
+                f"./{GENERATED_DIR}/prometheus.yml:/etc/prometheus/prometheus.yml:ro",
+                "./alerts/mcp-rules.yml:/etc/prometheus/rules/mcp-rules.yml:ro",
+                "prometheus-data:/prometheus",
+            ],
+            "ports": [f"127.0.0.1:{PUBLISHED['prometheus']}:9090"],
+            "restart": "unless-stopped",
+            **_aliases("prometheus", "mcp-observability"),
+        },
+        "alertmanager": {
+            "image": image("alertmanager"),
+            "command": ["--config.file=/etc/alertmanager/alertmanager.yml", "--storage.path=/alertmanager"],
+            "volumes": [
+                f"./{GENERATED_DIR}/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro",
+                "./alerts/templates:/etc/alertmanager/templates:ro",
+                "alertmanager-data:/alertmanager",
+            ],
+            "ports": [f"127.0.0.1:{PUBLISHED['alertmanager']}:9093"],
+            "restart": "unless-stopped",
+            **_aliases("alertmanager", "mcp-observability"),
+        },
+        "alert-receiver": {
+            "image": image("python"),
+            "command": ["python3", "/sink/sink.py"],
+            "environment": {"NOTIFY_SIGNING_KEY": _signing_key_reference(apps)},
+            "volumes": ["./infra/sink.py:/sink/sink.py:ro"],
+            "ports": [f"127.0.0.1:{SINK_PORT}:8080"],
+            "user": APP_USER,
+            "restart": "unless-stopped",
+            **_aliases("alert-receiver", "mcp-observability"),
+        },
+        **_observability_profile(),
+    }
+    if any(app.server.needs.volumes for app in apps):
+        services["volumes-init"] = {  # Kubernetes' fsGroup: the app user owns its volumes
+            "image": image("python"),
+            "user": "0:0",
+            "command": [
+                "chown",
+                APP_USER,
+                *[f"/v/{app.name}-{v.name}" for app in apps for v in app.server.needs.volumes],
+            ],
+            "volumes": [
+                f"{app.name}-{v.name}:/v/{app.name}-{v.name}" for app in apps for v in app.server.needs.volumes
+            ],
+        }
+    services |= {app.name: app_service(app, stack) for app in apps}
+    header = (
+        f"# Generated by `python -m infra.compose` from Pulumi.{stack_name}.yaml and the apps' declarations; do not\n"
+        "# edit (tests/infra/test_compose.py fails on drift). Start it with scripts/up (which writes the dev\n"
+        "# secrets to .env once), or `docker compose up -d` after that. Grafana, Loki and the collector:\n"
+        f"# `--profile {OBSERVABILITY_PROFILE}`.\n"
+    )
+    compose = {"services": services, "volumes": volumes}  # the project name is in .env (Compose 1.29 has no `name:`)
+    return {
+        COMPOSE_FILE: header + yaml.safe_dump(compose, sort_keys=False, width=120),
+        f"{GENERATED_DIR}/prometheus.yml": _prometheus(apps),
+        f"{GENERATED_DIR}/alertmanager.yml": alertmanager_files(stack)["alertmanager.yml"],
+    }
+
+
+def _signing_key_reference(apps: list[LocalApp]) -> str:
+    for app in apps:
+        for env, key in app.server.needs.secrets.items():
+            if env == "NOTIFY_SIGNING_KEY":
+                return required(secret_variable(app.name, key))
+    return ""
+
+
+def _observability_profile() -> dict[str, Any]:
+    """Grafana, Loki and the collector, with the cluster's configs; official images only (no stand-ins)."""
+    profile = {"profiles": [OBSERVABILITY_PROFILE], "restart": "unless-stopped"}
+    return {
+        "grafana": {
+            "image": image("grafana"),
+            "environment": {"GF_SECURITY_ADMIN_PASSWORD": required("GRAFANA_ADMIN_PASSWORD")},
+            "volumes": [
+                "./infra/observability/grafana-datasources.yaml:/etc/grafana/provisioning/datasources/datasources.yaml:ro",
+                "./infra/observability/grafana-dashboards.yaml:/etc/grafana/provisioning/dashboards/dashboards.yaml:ro",
+                "./dashboards:/var/lib/grafana/dashboards:ro",
+                "grafana-data:/var/lib/grafana",
+            ],
+            "ports": [f"127.0.0.1:{PUBLISHED['grafana']}:3000"],
+            **profile,
+            **_aliases("grafana", "mcp-observability"),
+        },
+        "loki": {
+            "image": image("loki"),
+            "command": ["-config.file=/etc/loki/loki.yaml", "-target=all"],
+            "volumes": ["./infra/observability/loki.yaml:/etc/loki/loki.yaml:ro"],
+            **profile,
+            **_aliases("loki", "mcp-observability"),
+        },
+        "otel-collector": {
+            "image": image("otelcol"),
+            "command": ["--config=/etc/otelcol/otelcol.yaml"],
+            "volumes": ["./infra/observability/otelcol.yaml:/etc/otelcol/otelcol.yaml:ro"],
+            **profile,
+            **_aliases("otel-collector", "mcp-node-agents"),
+        },
+    }
+
+
+def _prometheus(apps: list[LocalApp]) -> str:
+    """The cluster's scrape config with pod discovery replaced by the composition's containers."""
+    cluster = yaml.safe_load((REPO / "infra/observability/prometheus.yml").read_text())
+    apps_job = {
+        "job_name": next(job["job_name"] for job in cluster["scrape_configs"] if "kubernetes_sd_configs" in job),
+        "static_configs": [
+            {"targets": [f"{app.name}:{PORT}"], "labels": {"app": app.name, "namespace": "mcp-apps"}} for app in apps
+        ],
+    }
+    kept = [job for job in cluster["scrape_configs"] if job["job_name"] in ("prometheus",)]
+    document = {
+        "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+        "rule_files": cluster["rule_files"],
+        "alerting": cluster["alerting"],
+        "scrape_configs": [apps_job, *kept],
+    }
+    return "# Generated by `python -m infra.compose` from infra/observability/prometheus.yml; do not edit.\n" + (
+        yaml.safe_dump(document, sort_keys=False)
+    )
+
+
+def stack_values(stack_name: str) -> dict[str, Any]:
+    prefix = f"{NAMESPACE}:"
+    return {
+        key.removeprefix(prefix): value for key, value in stack_config(stack_name).items() if key.startswith(prefix)
+    }
+
+
+def load_stack(stack_name: str) -> StackConfig:
+    """The stack's model from `Pulumi.<stack>.yaml`, as `pulumi up` validates it (no Pulumi CLI needed)."""
+    return parse(stack_values(stack_name))
+
+
+def write(files: dict[str, str]) -> None:
+    for path, text in files.items():
+        target = REPO / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+
+
+def drifted(files: dict[str, str]) -> list[str]:
+    return [path for path, text in files.items() if not (REPO / path).exists() or (REPO / path).read_text() != text]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.compose", description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", default="dev")
+    parser.add_argument("--check", action="store_true", help="exit 1 if the committed files drifted")
+    args = parser.parse_args(argv)
+    files = render(args.stack)
+    if args.check:
+        stale = drifted(files)
+        for path in stale:
+            print(f"{path} drifted from the model; run: uv run python -m infra.compose --stack {args.stack}")
+        return 1 if stale else 0
+    write(files)
+    print("wrote " + ", ".join(files))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

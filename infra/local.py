@@ -1,0 +1,215 @@
+"""`scripts/up` and `scripts/down`: the dev stack on this machine, from `compose.yaml` (see `infra.compose`).
+
+    python -m infra.local up [--json] [--no-observability]
+    python -m infra.local down [--volumes]
+
+`up` writes the dev secrets to `.env` once (git-ignored, mode 600; never printed), builds the apps image,
+starts everything, waits for every app's `/ready`, and prints per app its URL, a dev token with its
+scopes and an MCP Inspector command, then the Prometheus, Alertmanager, sink and Grafana URLs; `--json`
+prints the same as one object. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from apps.kit.token import mint
+from infra.compose import (
+    COMPOSE_FILE,
+    OBSERVABILITY_PROFILE,
+    PUBLISHED,
+    SINK_PORT,
+    LocalApp,
+    load_stack,
+    local_apps,
+    secret_variable,
+)
+from infra.images import build_apps_image
+from infra.postgres.apply import ROLES
+
+REPO = Path(__file__).resolve().parents[1]
+SECRETS_FILE = REPO / ".env"
+TOKEN_SECONDS = 12 * 3600
+READY_SECONDS = 180
+
+
+def say(text: str) -> None:
+    print(f"[up] {text}", file=sys.stderr, flush=True)
+
+
+def compose_command() -> list[str]:
+    """`docker compose` (v2) where the plugin exists, else Debian's `docker-compose` (1.29)."""
+    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    raise SystemExit(
+        "neither `docker compose` nor `docker-compose` is installed (Debian: apt-get install docker-compose)"
+    )
+
+
+def compose(*args: str, env: dict[str, str] | None = None, quiet: bool = False) -> None:
+    command = [*compose_command(), "--project-directory", str(REPO), "-f", str(REPO / COMPOSE_FILE), *args]
+    result = subprocess.run(command, env=env, capture_output=quiet, text=True)
+    if result.returncode != 0:
+        detail = (result.stdout or "")[-2000:] + (result.stderr or "")[-2000:] if quiet else ""
+        raise SystemExit(f"{' '.join(command[:2])} {' '.join(args)} failed ({result.returncode}) {detail}")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line and not line.startswith("#") and "=" in line:
+                key, _, value = line.partition("=")
+                values[key] = value
+    return values
+
+
+def ensure_secrets(apps: list[LocalApp], stack_name: str) -> dict[str, str]:
+    """The dev secrets in `.env`: generated once, kept across runs; a new app's secrets are added."""
+    values = read_env_file(SECRETS_FILE)
+    wanted = ["POSTGRES_PASSWORD", "REDIS_PASSWORD", "MCP_JWT_SECRET", "GRAFANA_ADMIN_PASSWORD"]
+    wanted += [env for _, env in ROLES.values()]
+    wanted += [secret_variable(app.name, key) for app in apps for key in app.server.needs.secrets.values()]
+    missing = [key for key in wanted if key not in values]
+    if missing or "COMPOSE_PROJECT_NAME" not in values:
+        values.setdefault("COMPOSE_PROJECT_NAME", f"mcpfleet-{stack_name}")
+        values |= {key: secrets.token_urlsafe(32) for key in missing}
+        header = "# Dev secrets for compose.yaml, written once by scripts/up. Never commit this file.\n"
+        SECRETS_FILE.write_text(header + "".join(f"{k}={v}\n" for k, v in values.items()))
+        SECRETS_FILE.chmod(0o600)
+        say(f"wrote {len(missing)} dev secrets to .env" if missing else "set the project name in .env")
+    return values
+
+
+def registry_reachable() -> bool:
+    try:
+        return httpx.get("https://registry-1.docker.io/v2/", timeout=5).status_code == 401
+    except httpx.HTTPError:
+        return False
+
+
+def wait_ready(apps: list[LocalApp]) -> None:
+    deadline = time.monotonic() + READY_SECONDS
+    pending = {app.name: f"http://127.0.0.1:{app.port}/ready" for app in apps}
+    while pending:
+        for name, url in list(pending.items()):
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    del pending[name]
+                    say(f"{name} ready")
+            except httpx.HTTPError:
+                pass
+        if pending and time.monotonic() > deadline:
+            raise SystemExit(f"not ready after {READY_SECONDS} s: {', '.join(pending)} (see docker compose logs)")
+        time.sleep(0.5)
+
+
+def summary(apps: list[LocalApp], values: dict[str, str], issuer: str, observability: bool) -> dict[str, Any]:
+    result: dict[str, Any] = {"apps": {}}
+    for app in apps:
+        scopes = " ".join(app.server.scopes)
+        token = mint(
+            values["MCP_JWT_SECRET"],
+            issuer=issuer,
+            audience=app.url,
+            subject="dev",
+            scopes=scopes,
+            expires_in=TOKEN_SECONDS,
+        )
+        result["apps"][app.name] = {"url": app.url, "token": token, "scopes": app.server.scopes}
+    result["prometheus"] = f"http://127.0.0.1:{PUBLISHED['prometheus']}"
+    result["alertmanager"] = f"http://127.0.0.1:{PUBLISHED['alertmanager']}"
+    result["sink"] = f"http://127.0.0.1:{SINK_PORT}/received"
+    result["grafana"] = f"http://127.0.0.1:{PUBLISHED['grafana']}" if observability else None
+    return result
+
+
+def print_summary(result: dict[str, Any]) -> None:
+    for name, app in result["apps"].items():
+        print(f"\n{name}: {app['url']}  (scopes: {' '.join(app['scopes'])})")
+        print(f"  token: {app['token']}")
+        print(
+            f"  inspect: npx @modelcontextprotocol/inspector --cli {app['url']} --transport http "
+            f'--method tools/list --header "Authorization: Bearer {app["token"]}"'
+        )
+    print(f"\nPrometheus:   {result['prometheus']}")
+    print(f"Alertmanager: {result['alertmanager']}")
+    print(f"Webhook sink: {result['sink']}  (Alertmanager's notifications and notify's local-sink target)")
+    if result["grafana"]:
+        print(f"Grafana:      {result['grafana']}  (admin; password: GRAFANA_ADMIN_PASSWORD in .env)")
+    else:
+        print("Grafana, Loki, collector: not started (no registry, or --no-observability)")
+
+
+def up(stack_name: str, as_json: bool, observability: bool | None) -> int:
+    started = time.monotonic()
+    stack = load_stack(stack_name)
+    apps = local_apps(stack)
+    values = ensure_secrets(apps, stack_name)
+    env = dict(os.environ)
+    if observability is None:
+        observability = registry_reachable() and not any(k.startswith("MCPFLEET_IMAGE_") for k in env)
+    say("building the apps image (once per change to apps/, the Dockerfile or the lock)")
+    tag, seconds = build_apps_image()
+    say(f"apps image {tag} ({seconds:.0f} s)")
+    subprocess.run(["docker", "tag", tag, "mcpfleet/apps:dev"], check=True)
+    env["MCPFLEET_APPS_IMAGE"] = tag
+    profile: list[str] = ["--profile", OBSERVABILITY_PROFILE] if observability else []
+    if not observability:
+        env["MCPFLEET_OTLP_ENDPOINT"] = ""  # no collector: the apps export no traces
+    say("starting the composition")
+    compose(*profile, "up", "-d", "--remove-orphans", env=env, quiet=as_json)
+    wait_ready(apps)
+    result = summary(apps, values, stack.issuer, observability)
+    result["seconds"] = round(time.monotonic() - started, 1)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        print_summary(result)
+        print(f"\nUp in {result['seconds']} s. Stop: scripts/down (--volumes also deletes the data).")
+    return 0
+
+
+def down(volumes: bool) -> int:
+    env = {**os.environ, **{k: v for k, v in read_env_file(SECRETS_FILE).items() if k == "COMPOSE_PROJECT_NAME"}}
+    compose(
+        "--profile", OBSERVABILITY_PROFILE, "down", "--remove-orphans", *(["--volumes"] if volumes else []), env=env
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.local")
+    commands = parser.add_subparsers(dest="command", required=True)
+    start = commands.add_parser("up", help="bring the dev stack up on this machine")
+    start.add_argument("--json", action="store_true", help="print one JSON object (apps, tokens, URLs)")
+    start.add_argument("--stack", default="dev")
+    start.add_argument(
+        "--observability",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Grafana, Loki and the collector (default: when Docker Hub is reachable)",
+    )
+    stop = commands.add_parser("down", help="stop it")
+    stop.add_argument("--volumes", action="store_true", help="also delete its data")
+    args = parser.parse_args(argv)
+    if args.command == "up":
+        return up(args.stack, args.json, args.observability)
+    return down(args.volumes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
