@@ -1,0 +1,132 @@
+"""The one-machine composition (compose.yaml) is the dev stack's model, rendered: it fails here when it
+drifts, and it says what `pulumi up` would give each app, except where the target must differ."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from apps.kit.server import load_server
+from infra import compose
+from infra.components.observability import SERVICES
+from infra.config import parse
+from infra.images import PINNED, env_name
+from infra.wiring import wiring
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, str]:
+    return compose.render("dev")
+
+
+@pytest.fixture(scope="module")
+def services(rendered) -> dict[str, dict]:
+    return yaml.safe_load(rendered[compose.COMPOSE_FILE])["services"]
+
+
+def test_the_committed_composition_is_the_rendered_model(rendered):
+    stale = compose.drifted(rendered)
+    assert stale == [], f"{stale} drifted; run: uv run python -m infra.compose"
+
+
+def test_every_app_of_the_stack_runs_with_the_environment_pulumi_up_derives(services):
+    stack = compose.load_stack("dev")
+    for app in compose.local_apps(stack):
+        kubernetes = wiring(
+            app.name,
+            app.config,
+            app.server,
+            stack,
+            {name: reachable.url for name, reachable in SERVICES.items()},
+            provided_secrets=(),
+            shared_jwt_secret=True,
+        ).env
+        local = services[app.name]["environment"]
+        differs = {key for key in kubernetes if local.get(key) != kubernetes[key]}
+        # The documented differences: the local URL, traces only with the collector, notify's sink target.
+        assert differs <= {"MCP_RESOURCE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "NOTIFY_TARGETS"}, (app.name, differs)
+        assert local["MCP_RESOURCE_URL"] == app.url and services[app.name]["command"] == [app.config.module]
+        assert services[app.name]["ports"] == [f"127.0.0.1:{app.port}:8080"]
+
+
+def test_each_app_gets_only_its_own_secrets(services):
+    stack = compose.load_stack("dev")
+    for app in compose.local_apps(stack):
+        secrets = {key for key, value in services[app.name]["environment"].items() if "${" in str(value)}
+        secrets.discard("OTEL_EXPORTER_OTLP_ENDPOINT")
+        needs = app.server.needs
+        expected = {*needs.postgres, *needs.secrets, "MCP_JWT_SECRET"} | ({"REDIS_URL"} if needs.redis else set())
+        assert secrets == expected, app.name
+
+
+def test_images_are_the_pins_with_the_override_switch_and_never_latest(rendered, services):
+    for name, service in services.items():
+        reference = service["image"]
+        assert "latest" not in reference, name
+        match = re.fullmatch(r"\$\{(MCPFLEET_[A-Z_]+):-([^}]+)\}", reference)
+        assert match, (name, reference)
+        variable, default = match.groups()
+        if variable != "MCPFLEET_APPS_IMAGE":
+            assert default == PINNED[next(k for k in PINNED if env_name(k) == variable)]
+
+
+def test_only_loopback_ports_are_published_and_backends_answer_to_their_cluster_names(services):
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), (name, port)
+    aliases = {
+        alias for s in services.values() for alias in s.get("networks", {}).get("default", {}).get("aliases", [])
+    }
+    assert {f"{r.host}" for r in SERVICES.values()} <= aliases
+    assert {"postgres.mcp-data.svc", "redis.mcp-data.svc", "alert-receiver.mcp-observability.svc"} <= aliases
+
+
+def test_what_cannot_run_without_a_registry_is_in_a_profile_ci_leaves_out(services):
+    """Grafana, Loki and the collector have no Debian package (no offline stand-in): CI starts the
+    composition without the `observability` profile, so they are checked here statically only."""
+    profiled = {name for name, service in services.items() if service.get("profiles")}
+    assert profiled == {"grafana", "loki", "otel-collector"}
+    for name in profiled:
+        for volume in services[name].get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (REPO / source).exists(), (name, source)
+
+
+def test_the_apps_scrape_job_lists_every_app(rendered):
+    scrape = yaml.safe_load(rendered["compose/prometheus.yml"])
+    [job] = [job for job in scrape["scrape_configs"] if job["job_name"] == "mcp-apps"]
+    names = {entry["labels"]["app"] for entry in job["static_configs"]}
+    assert names == set(compose.load_stack("dev").apps)
+
+
+def test_a_stack_app_declared_in_a_module_is_composed_by_its_folder_and_stack_entry_alone():
+    """The demo `notes` server (tests/support/notes_app): a stack entry and nothing else."""
+    stack = compose.load_stack("dev")
+    notes = {"module": "tests.support.notes_app", "resourceUrl": "http://mcp-notes.mcp-apps.svc/mcp"}
+    notes |= {"replicas": 1, "maxReplicas": 1, "volumes": {"notes": {"size": "1Gi"}}}
+    extended = parse({**stack.model_dump(by_alias=True, mode="json"), "apps": {"mcp-notes": notes}})
+    [app] = compose.local_apps(extended)
+    service = compose.app_service(app, extended)
+    assert service["volumes"] == ["mcp-notes-notes:/notes"] and "REDIS_URL" in service["environment"]
+    assert load_server("tests.support.notes_app").name == app.server.name
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="Debian's docker-compose is not installed")
+def test_docker_compose_1_29_accepts_the_file(tmp_path):
+    env = tmp_path / "secrets.env"
+    names = set(re.findall(r"\$\{([A-Z_]+):\?", (REPO / compose.COMPOSE_FILE).read_text()))
+    env.write_text("".join(f"{name}=x\n" for name in sorted(names)))
+    result = subprocess.run(
+        ["docker-compose", "--env-file", str(env), "-f", str(REPO / compose.COMPOSE_FILE), "config", "-q"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,187 @@
+"""The story, end to end, on the composed platform that `./scripts/up` starts (compose.yaml, the dev stack).
+
+Forged tokens against the db server fire McpAuthFailureBurst through the composition's own Prometheus and
+Alertmanager, which notify its webhook sink; the on-call server lists the alert with its runbook and
+silences it; the notify server previews and sends to the sink, which verifies the signature; the file
+server writes a note to its volume and reads it back; Postgres restarts under a stream of inserts and no
+acknowledged insert is lost. Grafana, Loki and the collector are left out here (the `observability`
+profile): they have no offline stand-in (tests/infra/test_compose.py checks their wiring statically).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from infra.local import compose_command
+from tests.conftest import requirement_missing
+from tests.support.raw import post, rpc, tool_call
+from tests.support.stack import wait_until
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+PROJECT = "mcpfleet-dev"
+
+
+def scripts(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(REPO / "scripts" / command[0]), *command[1:]], capture_output=True, text=True, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def platform() -> Iterator[dict[str, Any]]:
+    try:
+        compose_command()
+    except SystemExit as missing:
+        requirement_missing(str(missing))
+    scripts("down", "--volumes")
+    started = time.monotonic()
+    cold = scripts("up", "--json")
+    cold_seconds = time.monotonic() - started
+    assert cold.returncode == 0, cold.stderr[-3000:]
+    started = time.monotonic()
+    warm = scripts("up", "--json")
+    warm_seconds = time.monotonic() - started
+    assert warm.returncode == 0, warm.stderr[-3000:]
+    result = json.loads(warm.stdout)
+    print(f"\nscripts/up: cold (empty volumes) {cold_seconds:.1f} s, warm (already up) {warm_seconds:.1f} s")
+    try:
+        yield result
+    finally:
+        stopped = scripts("down", "--volumes")
+        assert stopped.returncode == 0, stopped.stderr[-2000:]
+        left = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}"],
+            capture_output=True,
+            text=True,
+        )
+        assert left.stdout.strip() == "", "scripts/down left containers behind"
+
+
+def call(platform: dict[str, Any], app: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    entry = platform["apps"][app]
+    response = post(entry["url"], tool_call(tool, arguments), entry["token"])
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()["result"]
+    assert not result.get("isError"), result
+    return result["structuredContent"]  # type: ignore[no-any-return]
+
+
+def test_every_app_answers_with_the_token_it_was_given(platform):
+    assert set(platform["apps"]) == {"mcp-db", "mcp-files", "mcp-oncall", "mcp-notify"}
+    for name, entry in platform["apps"].items():
+        listed = post(entry["url"], rpc("tools/list"), entry["token"]).json()["result"]["tools"]
+        assert listed and entry["scopes"], name
+    assert platform["grafana"] is None  # the observability profile is not started without a registry
+
+
+def test_forged_tokens_page_the_on_call_who_finds_the_runbook_and_silences_it(platform):
+    db = platform["apps"]["mcp-db"]["url"]
+    forged = platform["apps"]["mcp-db"]["token"][:-4] + "AAAA"
+    since = time.time()
+    stop = threading.Event()
+
+    def forge() -> None:  # more than 10 failures a minute for as long as it takes the alert to fire
+        while not stop.is_set():
+            post(db, tool_call("list_tables"), forged)
+            stop.wait(1)
+
+    threading.Thread(target=forge, daemon=True).start()
+    try:
+
+        def paged() -> dict[str, Any] | None:
+            for entry in httpx.get(platform["sink"], timeout=5).json():
+                notification = entry["notification"]
+                if entry["path"] == "/alerts" and entry["received_at"] >= since and isinstance(notification, dict):
+                    for alert in notification["alerts"]:
+                        labels = alert["labels"]
+                        if labels["alertname"] == "McpAuthFailureBurst" and labels.get("app") == "mcp-db":
+                            return alert  # type: ignore[no-any-return]
+            return None
+
+        alert = wait_until(paged, 240, 2, "McpAuthFailureBurst delivered to the sink")
+        print(f"\nMcpAuthFailureBurst reached the sink {time.time() - since:.0f} s after the first forged token")
+        assert "runbook_url" in alert["annotations"]
+    finally:
+        stop.set()
+    firing = call(platform, "mcp-oncall", "list_firing_alerts", {"app": "mcp-db"})
+    [burst] = [a for a in firing["alerts"] if a["alertname"] == "McpAuthFailureBurst"]
+    assert burst["runbook"] and "## Mitigation" in firing["runbooks"][burst["runbook"]]
+    silence = call(
+        platform,
+        "mcp-oncall",
+        "create_silence",
+        {
+            "alertname": "McpAuthFailureBurst",
+            "matchers": {"app": "mcp-db"},
+            "duration_minutes": 30,
+            "comment": "forged tokens from the end-to-end test, nothing to fix",
+        },
+    )
+    assert silence["created_by"] == "dev via mcp-oncall"
+    after = call(platform, "mcp-oncall", "list_firing_alerts", {"app": "mcp-db"})
+    assert "McpAuthFailureBurst" not in [a["alertname"] for a in after["alerts"]]
+
+
+def test_a_notification_reaches_the_sink_signed(platform):
+    made = call(
+        platform,
+        "mcp-notify",
+        "preview_notification",
+        {"target": "local-sink", "subject": "Deploy finished", "body": "Release 1.4.2 is live.", "severity": "info"},
+    )
+    sent = call(platform, "mcp-notify", "send_notification", {"preview_id": made["preview_id"]})
+    assert sent["sent"] is True
+    [arrived] = [e for e in httpx.get(platform["sink"], timeout=5).json() if e["path"] == "/notify"]
+    assert arrived["signature_ok"] is True and arrived["notification"] == made["rendered"]["json"]
+
+
+def test_a_note_written_to_the_file_servers_volume_reads_back(platform):
+    text = f"on-call handover {uuid.uuid4()}\n"
+    call(platform, "mcp-files", "create_directory", {"path": "notes"})
+    call(platform, "mcp-files", "write_file", {"path": "notes/handover.md", "content": text})
+    assert call(platform, "mcp-files", "read_file", {"path": "notes/handover.md"})["text"] == text
+
+
+def test_postgres_restarts_and_no_acknowledged_insert_is_lost(platform):
+    run = f"restart-{uuid.uuid4().hex[:8]}"
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def insert() -> None:
+        entry = platform["apps"]["mcp-db"]
+        with httpx.Client(timeout=15) as client:
+            for n in range(100_000):
+                if stop.is_set():
+                    return
+                email = f"{run}-{n}@example.test"
+                arguments = {"table": "customers", "values": {"email": email, "name": run}}
+                response = post(entry["url"], tool_call("insert", arguments), entry["token"], client=client)
+                if response.status_code == 200 and not response.json()["result"].get("isError"):
+                    acknowledged.append(email)
+                time.sleep(0.02)
+
+    writer = threading.Thread(target=insert, daemon=True)
+    writer.start()
+    wait_until(lambda: len(acknowledged) >= 20, 30, 0.1, "inserts before the restart")
+    restarted = subprocess.run(
+        [*compose_command(), "--project-directory", str(REPO), "restart", "postgres"], capture_output=True, text=True
+    )
+    assert restarted.returncode == 0, restarted.stderr
+    before = len(acknowledged)
+    wait_until(lambda: len(acknowledged) >= before + 20, 60, 0.2, "inserts after the restart")
+    stop.set()
+    writer.join(30)
+    stored = call(platform, "mcp-db", "query", {"table": "customers", "filters": {"name": run}, "limit": 1000})
+    emails = {row["email"] for row in stored["rows"]}
+    missing = [email for email in acknowledged if email not in emails]
+    print(f"\npostgres restart: {len(acknowledged)} inserts acknowledged, {len(missing)} missing afterwards")
+    assert missing == []
