@@ -87,11 +87,20 @@ class Database:
         self._lock = asyncio.Lock()
 
     def readiness_checks(self) -> Mapping[str, Check]:
-        async def select_one(pool: asyncpg.Pool) -> None:
-            async with pool.acquire(timeout=1.0) as conn:
-                await conn.fetchval("SELECT 1", timeout=1.0)
+        async def select_one(pool: asyncpg.Pool, dsn: str) -> None:
+            try:
+                async with pool.acquire(timeout=1.0) as conn:
+                    await conn.fetchval("SELECT 1", timeout=1.0)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                where = urlsplit(dsn)  # named here: asyncpg's DNS and connection errors do not name the host
+                reason = str(error) or type(error).__name__
+                raise ConnectionError(f"{where.hostname}:{where.port or 5432}: {reason}") from None
 
-        return {"db_read": lambda: select_one(self.read_pool), "db_write": lambda: select_one(self.write_pool)}
+        read, write = (url.get_secret_value() for url in (self.settings.db_read_url, self.settings.db_write_url))
+        return {
+            "db_read": lambda: select_one(self.read_pool, read),
+            "db_write": lambda: select_one(self.write_pool, write),
+        }
 
     def pool_stats(self) -> dict[str, PoolStat]:
         stats = {}

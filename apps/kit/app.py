@@ -136,6 +136,7 @@ class Runtime:
             if self.verifier.jwks is not None:
                 await self.verifier.jwks.refresh_if_due()  # warm the keys before the first token arrives
             self.readiness.started = True
+            await self.readiness.report_at_start()
             settle_garbage_collector()
             refresher = asyncio.create_task(self.readiness.keep_fresh())
             stack.callback(refresher.cancel)

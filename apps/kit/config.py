@@ -14,7 +14,14 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 ALLOWED_ALGORITHMS = frozenset({"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "PS256"})
 SYMMETRIC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
@@ -202,8 +209,20 @@ def load_settings(settings_cls: type[SettingsT]) -> SettingsT:
         return settings_cls()
     except ValidationError as error:
         message = f"invalid configuration for {settings_cls.__name__}:\n{describe_errors(error)}"
-        print(message, file=sys.stderr)
-        raise ConfigError(message) from None
+    except SettingsError as error:  # a JSON setting that is not JSON: pydantic-settings names the field
+        message = f"invalid configuration for {settings_cls.__name__}:\n  {_unparsable(error)}"
+    print(message, file=sys.stderr)
+    raise ConfigError(message)
+
+
+def _unparsable(error: SettingsError) -> str:
+    """`FILES_ROOTS: not valid JSON (Expecting value: line 1 column 8)`, never the value itself."""
+    field = re.search(r'field "([^"]+)"', str(error))
+    cause = error.__cause__
+    reason = f"{type(cause).__name__}: {cause}" if isinstance(cause, ValueError) else "not valid JSON"
+    if isinstance(cause, json.JSONDecodeError):
+        reason = f"not valid JSON ({cause.msg}: line {cause.lineno} column {cause.colno})"
+    return f"{field[1].upper() if field else '(settings)'}: {reason}"
 
 
 def settings_from_env(settings_cls: type[SettingsT], env: Mapping[str, str]) -> SettingsT:

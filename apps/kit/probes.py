@@ -8,9 +8,11 @@ not close the rate limiter) is reported but keeps the replica in the Service.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol, runtime_checkable
 
+from apps.kit.logs import bounded, log_event
 from apps.kit.metrics import KitMetrics
 
 Check = Callable[[], Awaitable[object]]
@@ -31,6 +33,7 @@ class Readiness:
         self.checks: dict[str, Check] = {}
         self.soft: set[str] = set()
         self.started = False
+        self.reasons: dict[str, str] = {}  # why each failing check failed, at its last run
 
     def add(self, name: str, check: Check, soft: bool = False) -> None:
         self.checks[name] = check
@@ -40,7 +43,8 @@ class Readiness:
     async def run(self) -> tuple[bool, dict[str, str]]:
         """Run every check at once; export `mcp_ready` and `mcp_dependency_up`."""
         results = await asyncio.gather(*(_probe(check) for check in self.checks.values()))
-        status = dict(zip(self.checks, results, strict=True))
+        status = {name: result for name, (result, _) in zip(self.checks, results, strict=True)}
+        self.reasons = {name: reason for name, (_, reason) in zip(self.checks, results, strict=True) if reason}
         ok = self.started and all(result == "ok" for name, result in status.items() if name not in self.soft)
         self.metrics.ready.set(1 if ok else 0)
         for name, result in status.items():
@@ -53,10 +57,20 @@ class Readiness:
             await self.run()
             await asyncio.sleep(READY_REFRESH_SECONDS)
 
+    async def report_at_start(self) -> None:
+        """One warning line per dependency that does not answer at start, naming it and why; the server keeps
+        running (not ready) and recovers by itself when the dependency comes (Kubernetes-friendly)."""
+        await self.run()
+        for name, reason in self.reasons.items():
+            log_event("dependency_unavailable", logging.WARNING, dependency=name, reason=reason)
 
-async def _probe(check: Check) -> str:
+
+async def _probe(check: Check) -> tuple[str, str]:
+    """("ok", "") or ("failed: <type>", "<type>: <message>"); /ready shows the first, the log the second."""
     try:
         await asyncio.wait_for(check(), READY_CHECK_TIMEOUT)
+    except TimeoutError:
+        return "failed: TimeoutError", f"no answer within {READY_CHECK_TIMEOUT:g} s"
     except Exception as error:  # noqa: BLE001 - any failure means not ready; the type is the diagnosis
-        return f"failed: {type(error).__name__}"
-    return "ok"
+        return f"failed: {type(error).__name__}", bounded(f"{type(error).__name__}: {error}", 300)
+    return "ok", ""

@@ -121,7 +121,7 @@ class ToolSpec(Generic[StateT]):
         except Overloaded as error:
             return Outcome("overloaded", error_result(str(error)))
         except ServerError as error:
-            return Outcome("error", error_result(f"Error executing tool {self.name}: {error}"))
+            return Outcome("error", error_result(str(error)))  # says what failed: "database unavailable (...)"
         except Exception as error:  # noqa: BLE001 - a crash: its text stays in our logs, never on the wire
             log_event("tool_crashed", logging.ERROR, tool=self.name, exc_type=type(error).__name__, error=str(error))
             return Outcome("internal_error", error_result(f"Error executing tool {self.name}"))

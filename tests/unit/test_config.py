@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from apps.db.config import DbSettings
 from apps.kit.config import ConfigError, KitSettings, RedisFailureMode, load_settings
-from tests.conftest import SECRET
+from tests.conftest import ISSUER, SECRET
 
 
 def test_valid_config_has_seed_defaults(make_settings):
@@ -84,3 +86,62 @@ def test_bad_config_exits_2_with_the_message_printed_once():
     assert result.returncode == 2
     assert result.stderr.count("invalid configuration for DbSettings") == 1
     assert "DB_READ_URL" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("module", "setting", "value"),
+    [
+        ("apps.files", "FILES_ROOTS", '{"notes": '),
+        ("apps.notify", "NOTIFY_TARGETS", '{"a": {"kind": "webhook",}}'),
+        ("apps.files", "FILES_ROOTS", "notes=rw"),
+    ],
+)
+def test_a_malformed_json_setting_stops_the_server_naming_it_without_a_traceback(module, setting, value):
+    import subprocess
+    import sys
+
+    base = {"MCP_RESOURCE_URL": "http://127.0.0.1:9/mcp", "MCP_ISSUER": ISSUER, "MCP_JWT_SECRET": SECRET, "PATH": ""}
+    extra = {"REDIS_URL": "redis://localhost", "NOTIFY_SIGNING_KEY": "k" * 40}
+    result = subprocess.run(
+        [sys.executable, "-m", module],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**base, **extra, setting: value},
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    [header, line] = result.stderr.strip().splitlines()
+    assert header.startswith("invalid configuration for ")
+    assert line.strip().startswith(f"{setting}: not valid JSON (") and value not in line
+
+
+def test_unreachable_dependencies_at_start_are_named_and_the_server_waits_not_ready(tmp_path):
+    """A database and a Redis that cannot be reached: one warning line each naming the host and why; the
+    server keeps running with /ready 503, and a tool call says the database is unavailable."""
+    import httpx
+
+    from tests.support.running import start_process
+
+    server = start_process(
+        "apps.db",
+        DB_READ_URL="postgresql://reader:pw@db-that-does-not-exist.invalid:5432/app",
+        DB_WRITE_URL="postgresql://writer:pw@127.0.0.1:1/app",
+        REDIS_URL="redis://:pw@redis-that-does-not-exist.invalid:6379/0",
+        DB_ACQUIRE_TIMEOUT_SECONDS="1",
+    )
+    try:
+        base = server.url.removesuffix("/mcp")
+        assert httpx.get(base + "/ready", timeout=10).status_code == 503
+        from tests.support.raw import post, tool_call
+
+        answer = post(server.url, tool_call("list_tables"), server.token("db:read")).json()["result"]
+        assert answer["isError"] and answer["content"][0]["text"].startswith("database unavailable")
+    finally:
+        server.process.terminate()
+        output = server.process.communicate(timeout=30)[0].decode()
+    warnings = [json.loads(line) for line in output.splitlines() if '"dependency_unavailable"' in line]
+    named = {w["dependency"]: w["reason"] for w in warnings}
+    assert "db-that-does-not-exist.invalid:5432" in named["db_read"]
+    assert "127.0.0.1:1" in named["db_write"] and "refused" in named["db_write"]
+    assert "redis-that-does-not-exist.invalid:6379" in named["redis"]
+    assert "pw@" not in output  # the DSNs' passwords are never written
