@@ -1,6 +1,7 @@
 """`scripts/up` and `scripts/down`: the dev stack on this machine, from `compose.yaml` (see `infra.compose`).
 
     python -m infra.local up [--json] [--no-observability]
+    python -m infra.local token mcp-db [--scopes "db:read"]
     python -m infra.local down [--volumes]
 
 `up` writes the dev secrets to `.env` once (git-ignored, mode 600; never printed), builds the apps image,
@@ -117,18 +118,23 @@ def wait_ready(apps: list[LocalApp]) -> None:
         time.sleep(0.5)
 
 
+def dev_token(app: LocalApp, values: dict[str, str], issuer: str, scopes: str | None = None) -> str:
+    """A token for `app` on this machine, signed with the dev secret: every scope its tools declare, or `scopes`."""
+    granted = " ".join(app.server.scopes) if scopes is None else scopes
+    return mint(
+        values["MCP_JWT_SECRET"],
+        issuer=issuer,
+        audience=app.url,
+        subject="dev",
+        scopes=granted,
+        expires_in=TOKEN_SECONDS,
+    )
+
+
 def summary(apps: list[LocalApp], values: dict[str, str], issuer: str, observability: bool) -> dict[str, Any]:
     result: dict[str, Any] = {"apps": {}}
     for app in apps:
-        scopes = " ".join(app.server.scopes)
-        token = mint(
-            values["MCP_JWT_SECRET"],
-            issuer=issuer,
-            audience=app.url,
-            subject="dev",
-            scopes=scopes,
-            expires_in=TOKEN_SECONDS,
-        )
+        token = dev_token(app, values, issuer)
         result["apps"][app.name] = {"url": app.url, "token": token, "scopes": app.server.scopes}
     result["prometheus"] = f"http://127.0.0.1:{PUBLISHED['prometheus']}"
     result["alertmanager"] = f"http://127.0.0.1:{PUBLISHED['alertmanager']}"
@@ -203,12 +209,30 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="Grafana, Loki and the collector (default: when Docker Hub is reachable)",
     )
+    token = commands.add_parser("token", help="print a dev token for one app of the running stack")
+    token.add_argument("app", help="the app's name in the stack, e.g. mcp-db")
+    token.add_argument("--scopes", default=None, help="space-separated (default: every scope its tools declare)")
+    token.add_argument("--stack", default="dev")
     stop = commands.add_parser("down", help="stop it")
     stop.add_argument("--volumes", action="store_true", help="also delete its data")
     args = parser.parse_args(argv)
     if args.command == "up":
         return up(args.stack, args.json, args.observability)
+    if args.command == "token":
+        return token_command(args.stack, args.app, args.scopes)
     return down(args.volumes)
+
+
+def token_command(stack_name: str, name: str, scopes: str | None) -> int:
+    stack = load_stack(stack_name)
+    apps = {app.name: app for app in local_apps(stack)}
+    values = read_env_file(SECRETS_FILE)
+    if name not in apps:
+        raise SystemExit(f"no app {name!r} in the {stack_name} stack; apps: {', '.join(apps)}")
+    if "MCP_JWT_SECRET" not in values:
+        raise SystemExit("no dev secrets yet: run scripts/up first")
+    print(dev_token(apps[name], values, stack.issuer, scopes))
+    return 0
 
 
 if __name__ == "__main__":

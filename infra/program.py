@@ -103,7 +103,7 @@ def main() -> None:
             "dev_token_command",
             {
                 name: "MCP_JWT_SECRET=$(pulumi stack output --show-secrets jwt_secret) "
-                f"python -m apps.kit.token --sub you --server {app.module} "
+                f"uv run python -m apps.kit.token --sub you --server {app.module} "
                 f"--aud {app.resource_url} --iss {stack.issuer}"
                 for name, app in stack.apps.items()
             },

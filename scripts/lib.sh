@@ -4,10 +4,10 @@ log() { printf '[%s] %s\n' "${LOG_PREFIX:-mcpfleet}" "$*" >&2; }
 
 # uv (pinned), then the locked environment in .venv.
 ensure_python_env() {
+  export PATH="$HOME/.local/bin:$PATH"  # where pip --user puts uv
   if ! command -v uv >/dev/null; then
     log "installing uv"
     python3 -m pip install -q --user "uv==0.13.9" || python3 -m pip install -q "uv==0.13.9"
-    export PATH="$HOME/.local/bin:$PATH"
   fi
   uv sync --locked --quiet
 }

@@ -184,3 +184,13 @@ def test_invalid_config_stops_the_program_with_the_key_named():
     result = run_program("dev", {"mcpfleet:postgres": {"mode": "statefulset", "port": "not-a-port"}})
     assert result.returncode != 0
     assert "mcpfleet:postgres.port" in result.stderr
+
+
+def test_the_prod_stack_file_lists_every_secret_the_program_reads():
+    """The comment at the top of Pulumi.prod.yaml is what a new operator follows before the first `pulumi up`."""
+    import re
+
+    from infra.mocked import MOCK_SECRETS, REPO
+
+    listed = set(re.findall(r"pulumi config set --secret mcpfleet:([\w.-]+)", (REPO / "Pulumi.prod.yaml").read_text()))
+    assert listed == set(MOCK_SECRETS["prod"])

@@ -11,6 +11,7 @@ profile): they have no offline stand-in (tests/infra/test_compose.py checks thei
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -185,3 +186,30 @@ def test_postgres_restarts_and_no_acknowledged_insert_is_lost(platform):
     missing = [email for email in acknowledged if email not in emails]
     print(f"\npostgres restart: {len(acknowledged)} inserts acknowledged, {len(missing)} missing afterwards")
     assert missing == []
+
+
+def readme_blocks() -> list[tuple[str, str]]:
+    """Every `sh` block of the READMEs that runs against the one-machine stack (not the Kubernetes ones,
+    which need a cluster, nor scripts/up and scripts/down, which the fixture runs)."""
+    blocks = []
+    for path in [REPO / "README.md", *sorted((REPO / "apps").glob("*/README.md"))]:
+        for block in re.findall(r"```sh\n(.*?)```", path.read_text(), re.S):
+            if "pulumi" in block or block.strip().startswith(("./scripts/up", "./scripts/down")):
+                continue
+            blocks.append((str(path.relative_to(REPO)), block))
+    return blocks
+
+
+def test_the_readme_blocks_run_as_written(platform):
+    """Pasted into a fresh shell in the repository: the root README's `mcp` helper, then each block."""
+    blocks = readme_blocks()
+    helper = next(block for path, block in blocks if path == "README.md" and "mcp() {" in block)
+    assert {path for path, _ in blocks} >= {f"apps/{name}/README.md" for name in ("db", "files", "oncall", "notify")}
+    for path, block in blocks:
+        script = block if block is helper else helper + "\n" + block
+        result = subprocess.run(["bash", "-e", "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
+        assert result.returncode == 0, (path, block, result.stderr[-2000:])
+        answers = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"jsonrpc"')]
+        assert answers, (path, result.stdout[-500:])
+        failed = [a for a in answers if "error" in a or a["result"].get("isError")]
+        assert failed == [], (path, failed)
