@@ -2,8 +2,9 @@
 
 A lookalike tool silently replacing a trusted one is a named MCP threat, and scanners that hash only
 descriptions miss a changed schema or a flipped `readOnlyHint`. Each tool's digest is the SHA-256 of
-the RFC 8785 canonical JSON of everything a client is told about it: `name`, `description`,
-`inputSchema`, `outputSchema` and `annotations`. The server digest covers every tool. Servers publish
+the RFC 8785 canonical JSON of everything a client is told about it and everything that decides who
+may call it: `name`, `description`, `inputSchema`, `outputSchema`, `annotations` and the scopes it
+requires (published in its `_meta` as `io.mcpfleet/scopes`). The server digest covers every tool. Servers publish
 each digest in the tool's `_meta` and the whole manifest at `MANIFEST_PATH`; each app folder keeps a
 lock file that a test, and `python -m apps.kit.pin`, compare with.
 """
@@ -20,13 +21,19 @@ import rfc8785
 
 PINNED_FIELDS = ("name", "description", "inputSchema", "outputSchema", "annotations")
 DIGEST_META = "io.mcpfleet/sha256"
+SCOPES_META = "io.mcpfleet/scopes"  # the scopes a tool requires: part of what is pinned
 MANIFEST_PATH = "/.well-known/mcp-tools.json"
 
 
 def pinned_part(definition: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of a tool definition that the digest covers (never `_meta`, which carries the digest);
-    a copy, so nothing done to a manifest can reach the definitions a server serves."""
-    return copy.deepcopy({key: definition[key] for key in PINNED_FIELDS if key in definition})
+    """The fields of a tool definition that the digest covers, and its scopes (from `_meta`, or already
+    pinned); never the rest of `_meta`, which carries the digest. A copy, so nothing done to a manifest can
+    reach the definitions a server serves."""
+    part = copy.deepcopy({key: definition[key] for key in PINNED_FIELDS if key in definition})
+    scopes = definition.get("scopes", (definition.get("_meta") or {}).get(SCOPES_META))
+    if scopes is not None:
+        part["scopes"] = sorted(scopes)
+    return part
 
 
 def tool_digest(definition: Mapping[str, Any]) -> str:
@@ -45,7 +52,8 @@ def manifest(server: str, definitions: Iterable[Mapping[str, Any]]) -> dict[str,
 
 
 def drift(locked: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """Readable differences between a lock and a manifest: tools added, removed, and each changed field."""
+    """Readable differences between a lock and a manifest: tools added and removed, and each changed value by
+    its path, one line each (`tools.query.inputSchema.properties.limit.maximum: 1000 -> 100000`)."""
     lines: list[str] = []
     old, new = locked.get("tools", {}), current.get("tools", {})
     for name in sorted(set(old) - set(new)):
@@ -56,14 +64,33 @@ def drift(locked: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
         if old[name]["sha256"] == new[name]["sha256"] and old[name].get("definition") == new[name].get("definition"):
             continue
         lines.append(f"~ tool {name!r}: {old[name]['sha256']} -> {new[name]['sha256']}")
-        before, after = old[name].get("definition", {}), new[name].get("definition", {})
-        for key in PINNED_FIELDS:
-            if before.get(key) != after.get(key):
-                lines.append(f"    {key}: {_short(before.get(key))} -> {_short(after.get(key))}")
+        changes = _changed(f"tools.{name}", old[name].get("definition", {}), new[name].get("definition", {}))
+        lines += [f"    {path}: {_short(before)} -> {_short(after)}" for path, before, after in changes]
     return lines
 
 
+_ABSENT = object()
+
+
+def _changed(path: str, before: Any, after: Any) -> list[tuple[str, Any, Any]]:
+    """Every leaf that differs, by dotted path (list items by index)."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        found = []
+        for key in sorted(set(before) | set(after), key=str):
+            found += _changed(f"{path}.{key}", before.get(key, _ABSENT), after.get(key, _ABSENT))
+        return found
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        return [
+            change
+            for i, pair in enumerate(zip(before, after, strict=True))
+            for change in _changed(f"{path}[{i}]", *pair)
+        ]
+    return [] if before == after else [(path, before, after)]
+
+
 def _short(value: Any) -> str:
+    if value is _ABSENT:
+        return "(absent)"
     text = json.dumps(value, sort_keys=True)
     return text if len(text) <= 200 else text[:200] + "..."
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from apps.kit.encoding import dumps
 from apps.kit.logs import bounded, log_event
-from apps.kit.manifest import DIGEST_META, tool_digest
+from apps.kit.manifest import DIGEST_META, SCOPES_META, tool_digest
 
 StateT = TypeVar("StateT")
 MAX_KEY_CHARS = 64  # argument keys are the caller's text: bounded before they reach an error message
@@ -92,7 +92,8 @@ class ToolSpec(Generic[StateT]):
             "inputSchema": self.args.model_json_schema(by_alias=True),
             "annotations": self.hints.annotations(),
         }
-        definition["_meta"] = {DIGEST_META: tool_digest(definition)}  # what a client can pin this tool to
+        definition["_meta"] = {SCOPES_META: sorted(self.scopes)}  # who may call it: pinned with the rest
+        definition["_meta"][DIGEST_META] = tool_digest(definition)  # what a client can pin this tool to
         object.__setattr__(self, "definition", definition)
 
     def missing_scopes(self, granted: frozenset[str]) -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from apps.kit.manifest import DIGEST_META, MANIFEST_PATH, drift, manifest, to_lock_text, tool_digest
+from apps.kit.manifest import DIGEST_META, MANIFEST_PATH, SCOPES_META, drift, manifest, to_lock_text, tool_digest
 from apps.kit.pin import main as pin
 from tests.support import demo_server
 from tests.support.mcp_client import mcp_client
@@ -33,6 +33,7 @@ MUTATIONS = {
     "a new argument": lambda d: d["inputSchema"]["properties"].update(path={"type": "string"}),
     "readOnlyHint flipped": lambda d: d["annotations"].update(readOnlyHint=False),
     "an output schema": lambda d: d.update(outputSchema={"type": "object"}),
+    "its scope": lambda d: d["_meta"].update({SCOPES_META: ["demo:write"]}),
 }
 
 
@@ -63,8 +64,27 @@ def test_drift_names_the_field_and_the_command_that_accepts_it(tmp_path, monkeyp
     (tmp_path / "apps" / "db" / "tools.lock.json").write_text(to_lock_text(locked))
     assert pin(["check", "apps.db"]) == 1
     err = capsys.readouterr().err
-    assert "~ tool 'query'" in err and "annotations:" in err and '"readOnlyHint": false' in err
+    lines = [line.strip() for line in err.splitlines()]
+    assert "~ tool 'query'" in err and "tools.query.annotations.readOnlyHint: false -> true" in lines
     assert "python -m apps.kit.pin lock apps.db" in err
+
+
+def test_a_scope_change_fails_pin_check_and_names_the_path(tmp_path, monkeypatch, capsys):
+    """Moving `query` from db:read to db:write changes who may call it: that is drift, like a schema change."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "apps" / "db").mkdir(parents=True)
+    from apps.db.server import server
+
+    locked = server.manifest()
+    assert locked["tools"]["query"]["definition"]["scopes"] == ["db:read"]
+    locked["tools"]["query"]["definition"]["scopes"] = ["db:write"]
+    locked["tools"]["query"]["definition"]["inputSchema"]["properties"]["limit"]["maximum"] = 100000
+    locked["tools"]["query"]["sha256"] = tool_digest(locked["tools"]["query"]["definition"])
+    (tmp_path / "apps" / "db" / "tools.lock.json").write_text(to_lock_text(locked))
+    assert pin(["check", "apps.db"]) == 1
+    lines = [line.strip() for line in capsys.readouterr().err.splitlines()]
+    assert 'tools.query.scopes[0]: "db:write" -> "db:read"' in lines
+    assert "tools.query.inputSchema.properties.limit.maximum: 100000 -> 1000" in lines
 
 
 async def test_a_live_server_publishes_its_digests_and_manifest(demo, token_for):
