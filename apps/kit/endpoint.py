@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, StatusCode
@@ -150,6 +151,9 @@ class McpEndpoint:
         self.limiter = limiter
         self.metrics = metrics
         self.state = state
+        # The server's own origin (its resource URL's scheme://host[:port]) is always allowed: a page it serves
+        # is same-origin, and a rebound name arrives with another origin. Others only when configured.
+        self.own_origin = own_origin(settings.resource_url)
         self.allowed_origins = frozenset(settings.mcp_allowed_origins)
         self.max_body_bytes = settings.mcp_max_body_bytes
         self.body_read_seconds = settings.mcp_body_read_seconds
@@ -417,6 +421,9 @@ class McpEndpoint:
         return outcome.result
 
     def _cors_headers(self, origin: str | None) -> list[tuple[bytes, bytes]] | None:
+        """The CORS headers for an allowed origin ([] for our own: same-origin needs none), None if refused."""
+        if origin is not None and origin.lower() == self.own_origin:
+            return []
         if origin is None or origin.lower() not in self.allowed_origins:
             return None
         return [
@@ -426,6 +433,14 @@ class McpEndpoint:
             (b"access-control-expose-headers", b"www-authenticate, retry-after"),
             (b"vary", b"origin"),
         ]
+
+
+def own_origin(resource_url: str) -> str:
+    """`scheme://host[:port]` of a URL, lower-cased, with the default port left out (as browsers send it)."""
+    parts = urlsplit(resource_url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    port = f":{parts.port}" if parts.port and parts.port != default else ""
+    return f"{parts.scheme}://{parts.hostname}{port}".lower()
 
 
 def _parent_context(params: dict[str, Any], headers: list[tuple[str, str]]) -> Any:

@@ -206,3 +206,13 @@ def test_no_body_ever_gets_a_5xx(demo, token, body):
     assert response.status_code < 500, (body, response.status_code, response.text)
     if response.status_code >= 400:
         assert response.json()  # every refusal carries a JSON body
+
+
+def test_the_servers_own_origin_is_allowed_and_a_rebound_one_is_not(demo, token):
+    """A page the server itself serves is same-origin; DNS rebinding arrives with the attacker's origin
+    (another host, or the same address on another port)."""
+    own = demo.base  # the resource URL's scheme://host:port
+    assert post(demo.mcp_url, tool_call("echo", {"text": "x"}), token, {"Origin": own}).status_code == 200
+    port = int(demo.base.rsplit(":", 1)[1])
+    for foreign in ("http://evil.example", f"http://127.0.0.1:{port + 1}", f"https://127.0.0.1:{port}"):
+        assert post(demo.mcp_url, tool_call("echo", {"text": "x"}), token, {"Origin": foreign}).status_code == 403
