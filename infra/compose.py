@@ -107,7 +107,7 @@ def _secret_values(app: LocalApp) -> dict[str, str]:
     needs = app.server.needs
     host = f"postgres.{DATA_NAMESPACE}.svc:5432/{DATABASE}"
     values = {env: f"postgresql://{role}:{required(ROLES[role][1])}@{host}" for env, role in needs.postgres.items()}
-    if needs.redis:
+    if fleet.uses_redis(app.config, app.server):
         values["REDIS_URL"] = f"redis://:{required('REDIS_PASSWORD')}@redis.{DATA_NAMESPACE}.svc:6379/0"
     values["MCP_JWT_SECRET"] = required("MCP_JWT_SECRET")
     values |= {env: required(secret_variable(app.name, key)) for env, key in needs.secrets.items()}
@@ -135,7 +135,7 @@ def app_service(app: LocalApp, stack: StackConfig) -> dict[str, Any]:
     depends: dict[str, Any] = {}
     if needs.postgres:
         depends["postgres-roles"] = {"condition": "service_completed_successfully"}
-    if needs.redis:
+    if fleet.uses_redis(app.config, app.server):
         depends["redis"] = {"condition": "service_healthy"}
     depends |= {service: {"condition": "service_started"} for service in needs.services.values()}
     if needs.volumes:

@@ -27,6 +27,12 @@ def load_server(module: str) -> FocusedServer[Any, Any]:
         raise StackConfigError(f"module {module!r}: no FocusedServer `server` in {module}.server ({error})") from None
 
 
+def uses_redis(app: AppConfig, server: FocusedServer[Any, Any]) -> bool:
+    """Redis for its own shared state (`Needs.redis`), or for its rate limit whenever it may run as more than one
+    replica: the kit's limiter holds across replicas only through Redis, so no server has to remember to ask."""
+    return server.needs.redis or app.max_replicas > 1
+
+
 def check(name: str, app: AppConfig, server: FocusedServer[Any, Any]) -> None:
     """The stack entry may size and address only what the app declares."""
     key = f"{NAMESPACE}:apps.{name}"
@@ -118,3 +124,13 @@ def read_only_volumes(name: str, app: AppConfig, server: FocusedServer[Any, Any]
         )
 
     return {volume.name for volume in server.needs.volumes if read_only(volume)}
+
+
+def check_wiring(name: str, env: dict[str, str], secret_env: list[str], server: FocusedServer[Any, Any]) -> None:
+    """The environment the platform starts the app with, checked by the app's own settings class (the kit's
+    bounds included) before anything is deployed: a stack value the app would refuse at start stops here."""
+    try:
+        settings_from_env(server.settings_cls, {**env, **dict.fromkeys(secret_env, PLACEHOLDER_SECRET)})
+    except ValidationError as error:
+        lines = [f"  {NAMESPACE}:apps.{name}: {line.strip()}" for line in describe_errors(error).splitlines()]
+        raise StackConfigError("invalid stack configuration (as the app would start):\n" + "\n".join(lines)) from None

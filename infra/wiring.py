@@ -28,11 +28,13 @@ class Wiring:
     secret_env: list[str]  # settings whose values are secrets, sorted
 
 
-def secret_env(server: FocusedServer[Any, Any], provided: Collection[str], shared_jwt_secret: bool) -> list[str]:
-    """The env vars an app gets from its secret: its DSNs, declared secrets, the Redis URL, optional secrets
-    the stack provides (`provided`: their keys), and the token secret when tokens are HS256."""
+def secret_env(
+    app: AppConfig, server: FocusedServer[Any, Any], provided: Collection[str], shared_jwt_secret: bool
+) -> list[str]:
+    """The env vars an app gets from its secret: its DSNs, declared secrets, the Redis URL (`fleet.uses_redis`),
+    optional secrets the stack provides (`provided`: their keys), and the token secret when tokens are HS256."""
     needs = server.needs
-    keys = [*needs.postgres, *needs.secrets] + (["REDIS_URL"] if needs.redis else [])
+    keys = [*needs.postgres, *needs.secrets] + (["REDIS_URL"] if fleet.uses_redis(app, server) else [])
     keys += [env for env, key in needs.optional_secrets.items() if key in provided]
     return sorted(keys + (["MCP_JWT_SECRET"] if shared_jwt_secret else []))
 
@@ -69,4 +71,6 @@ def wiring(
     env |= {key.upper(): value for key, value in sorted(app.settings.items()) if key.upper() not in volumes}
     if stack.jwks_url:
         env |= {"MCP_JWKS_URL": str(stack.jwks_url), "MCP_JWT_ALGORITHMS": JWKS_ALGORITHMS}
-    return Wiring(env, secret_env(server, provided_secrets, shared_jwt_secret))
+    wired = Wiring(env, secret_env(app, server, provided_secrets, shared_jwt_secret))
+    fleet.check_wiring(name, wired.env, wired.secret_env, server)
+    return wired

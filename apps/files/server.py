@@ -88,7 +88,7 @@ server: FocusedServer[Files, FilesSettings] = FocusedServer(
     open_files,
     instructions="Read, list and search files under the server's roots, and write where a root allows it. "
     "Paths are relative to a root (default: the first) or absolute under one; links are never followed.",
-    needs=Needs(redis=True, volumes=(Volume("files", "/srv/files", writable=_writes_the_volume),)),
+    needs=Needs(volumes=(Volume("files", "/srv/files", writable=_writes_the_volume),)),
     dashboard=DASHBOARD,
     read_only_when=lambda settings: settings.read_only,
 )

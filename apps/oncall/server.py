@@ -112,7 +112,7 @@ server: FocusedServer[Oncall, OncallSettings] = FocusedServer(
     open_oncall,
     instructions="For the engineer on call: list firing alerts with their runbooks, run bounded PromQL, and "
     "silence an alert with a comment. Follow the runbook; silence only what you are handling.",
-    needs=Needs(services={"PROMETHEUS_URL": "prometheus", "ALERTMANAGER_URL": "alertmanager"}, redis=True),
+    needs=Needs(services={"PROMETHEUS_URL": "prometheus", "ALERTMANAGER_URL": "alertmanager"}),
 )
 
 

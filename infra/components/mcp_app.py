@@ -119,7 +119,7 @@ class McpApp(pulumi.ComponentResource):
         values: dict[str, pulumi.Input[str]] = {
             env: platform.postgres.dsn(role) for env, role in needs.postgres.items()
         }
-        if needs.redis:
+        if fleet.uses_redis(self.app, self.server):
             values["REDIS_URL"] = platform.redis.url
         if platform.jwt_secret is not None:
             values["MCP_JWT_SECRET"] = platform.jwt_secret
@@ -132,7 +132,7 @@ class McpApp(pulumi.ComponentResource):
         """The in-cluster services this app declared it uses (each admits it on its own side)."""
         needs, platform = self.server.needs, self.platform
         reached = [platform.services[service] for service in needs.services.values()]
-        if needs.redis:
+        if fleet.uses_redis(self.app, self.server):
             reached.append(platform.redis.reachable)
         if needs.postgres and platform.postgres.reachable is not None:
             reached.append(platform.postgres.reachable)
@@ -142,7 +142,7 @@ class McpApp(pulumi.ComponentResource):
         needs, platform = self.server.needs, self.platform
         rules = [otlp_egress(AGENTS_NAMESPACE)]  # every app sends its telemetry
         rules += [platform.services[service].egress() for service in needs.services.values()]
-        if needs.redis:
+        if fleet.uses_redis(self.app, self.server):
             rules.append(platform.redis.reachable.egress())
         if needs.postgres:
             rules.append(platform.postgres.egress())  # in-cluster pods, or the external instance's CIDR

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from apps.kit.server import load_server
-from infra import compose
+from infra import compose, fleet
 from infra.components.observability import SERVICES
 from infra.config import parse
 from infra.images import PINNED, env_name
@@ -62,7 +62,8 @@ def test_each_app_gets_only_its_own_secrets(services):
         secrets = {key for key, value in services[app.name]["environment"].items() if "${" in str(value)}
         secrets.discard("OTEL_EXPORTER_OTLP_ENDPOINT")
         needs = app.server.needs
-        expected = {*needs.postgres, *needs.secrets, "MCP_JWT_SECRET"} | ({"REDIS_URL"} if needs.redis else set())
+        redis = {"REDIS_URL"} if fleet.uses_redis(app.config, app.server) else set()
+        expected = {*needs.postgres, *needs.secrets, "MCP_JWT_SECRET"} | redis
         assert secrets == expected, app.name
 
 

@@ -43,7 +43,9 @@ def test_the_files_app_mounts_its_volume_and_is_configured_by_its_stack_entry(re
     secret = declared.one("Secret", "mcp-files-secrets", APPS)["stringData"]
     assert "DB_READ_URL" not in secret and "DB_WRITE_URL" not in secret  # no database: it declared none
     ports = {p["port"] for r in declared.one("NetworkPolicy", "mcp-files", APPS)["spec"]["egress"] for p in r["ports"]}
-    assert 5432 not in ports and 6379 in ports  # Redis (shared rate limits), declared; never Postgres
+    assert 5432 not in ports  # never Postgres: it declared no database
+    # Redis for the rate limit only where it may run as more than one replica (prod; dev has one)
+    assert (6379 in ports) == (stack == "prod") and ("REDIS_URL" in secret) == (stack == "prod")
     if stack == "dev":
         assert "--server apps.files" in declared.outputs["dev_token_command"]["mcp-files"]
 

@@ -117,3 +117,37 @@ def test_a_stack_entry_configures_only_what_the_app_declared():
 def test_a_single_node_volume_with_many_replicas_is_refused():
     with pytest.raises(StackConfigError, match="ReadWriteOnce"):
         parse({"issuer": "https://issuer.test", "apps": {"n": {**NOTES, "replicas": 3, "maxReplicas": 3}}})
+
+
+def test_a_value_the_app_would_refuse_at_start_stops_pulumi_up_naming_it():
+    """A stack rate limit over the kit's bound (1,000,000) passed `pulumi up`, then every pod exited at start.
+    The environment the platform derives is now checked with the app's own settings class first."""
+    apps = {"mcp-db": {"module": "apps.db", "resourceUrl": "http://mcp-db.mcp-apps.svc/mcp"}}
+    apps["mcp-db"]["rateLimitPerMinute"] = 2_000_000
+    result = run_program("dev", {"mcpfleet:apps": apps})
+    assert result.returncode != 0
+    assert "mcpfleet:apps.mcp-db: RATE_LIMIT_PER_MINUTE: Input should be less than or equal to 1000000" in result.stderr
+
+
+def test_the_rate_limit_gets_redis_whenever_an_app_may_run_more_than_one_replica():
+    """No server declares Redis for the kit's rate limiter: one replica keeps its own window in memory; an
+    app that may scale out gets REDIS_URL, egress to Redis and Redis's admission, or its limit would not hold."""
+    single = run_program("dev", {"mcpfleet:apps": {"mcp-notes": NOTES | {"module": "apps.files"} | _files()}})
+    scaled = run_program("dev", {"mcpfleet:apps": {"mcp-oncall": {"module": "apps.oncall", "resourceUrl": ONCALL}}})
+    for result in (single, scaled):
+        assert result.returncode == 0, result.stderr
+    one = Declared("dev", [], kubernetes_objects(json.loads(single.stdout)["resources"]), {})
+    many = Declared("dev", [], kubernetes_objects(json.loads(scaled.stdout)["resources"]), {})
+    assert "REDIS_URL" not in one.one("Secret", "mcp-notes-secrets", APPS)["stringData"]
+    assert one.of_kind("NetworkPolicy", DATA) and not [
+        p for p in one.of_kind("NetworkPolicy", DATA) if p["metadata"]["name"] == "redis-from-mcp-notes"
+    ]
+    assert "REDIS_URL" in many.one("Secret", "mcp-oncall-secrets", APPS)["stringData"]
+    many.one("NetworkPolicy", "redis-from-mcp-oncall", DATA)
+
+
+ONCALL = "http://mcp-oncall.mcp-apps.svc/mcp"
+
+
+def _files() -> dict[str, object]:
+    return {"volumes": {"files": {"size": "1Gi"}}, "resourceUrl": "http://mcp-notes.mcp-apps.svc/mcp"}

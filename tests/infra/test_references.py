@@ -17,7 +17,7 @@ from alerts.params import AlertParams
 from alerts.render import RULES_FILE, TEMPLATES_DIR
 from alerts.routing import render_alertmanager
 from infra.config import parse
-from infra.fleet import load_server
+from infra.fleet import load_server, uses_redis
 from infra.mocked import stack_config
 from infra.postgres.apply import SQL_DIR
 
@@ -157,7 +157,7 @@ def test_app_network_policy_allows_exactly_the_needed_ports(dev):
     data_policies = {p["metadata"]["name"] for p in dev.of_kind("NetworkPolicy", DATA)}
     apps = parse({k.split(":", 1)[1]: v for k, v in stack_config("dev").items()}).apps
     servers = {app: load_server(entry.module) for app, entry in apps.items()}
-    admitted = {f"redis-from-{app}" for app, server in servers.items() if server.needs.redis}
+    admitted = {f"redis-from-{app}" for app, server in servers.items() if uses_redis(apps[app], server)}
     admitted |= {f"postgres-from-{app}" for app, server in servers.items() if server.needs.postgres}
     assert admitted >= {"postgres-from-mcp-db", "redis-from-mcp-db"} and "postgres-from-mcp-files" not in admitted
     assert data_policies == {
@@ -165,7 +165,7 @@ def test_app_network_policy_allows_exactly_the_needed_ports(dev):
         "allow-dns",
         "postgres-from-roles-job",
         "postgres-roles-egress",
-        *admitted,  # an app declaring Redis or a database role, and nothing else
+        *admitted,  # an app using Redis (declared, or for a rate limit across replicas) or a database role
     }
 
 
