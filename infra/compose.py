@@ -40,7 +40,7 @@ from infra.config import DATA_NAMESPACE, NAMESPACE, AppConfig, StackConfig, pars
 from infra.images import PINNED, env_name
 from infra.mocked import stack_config
 from infra.postgres.apply import ROLES
-from infra.wiring import PORT, wiring
+from infra.wiring import PORT, Wiring, wiring
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = "compose.yaml"
@@ -118,17 +118,24 @@ def _aliases(name: str, namespace: str) -> dict[str, Any]:
     return {"networks": {"default": {"aliases": [f"{name}.{namespace}.svc"]}}}
 
 
-def app_service(app: LocalApp, stack: StackConfig) -> dict[str, Any]:
-    wired = wiring(
+def platform_wiring(app: LocalApp, stack: StackConfig, resource_url: str | None = None) -> Wiring:
+    """The app's environment as `infra.wiring` derives it for the cluster (the platform services at their
+    Service names, no optional secrets); with `resource_url`, the URL a client on this machine calls."""
+    services = {name: reachable.url for name, reachable in SERVICES.items()}
+    return wiring(
         app.name,
         app.config,
         app.server,
         stack,
-        {name: reachable.url for name, reachable in SERVICES.items()},
+        services,
         provided_secrets=(),
         shared_jwt_secret=stack.jwks_url is None,
-        resource_url=app.url,
+        resource_url=resource_url,
     )
+
+
+def app_service(app: LocalApp, stack: StackConfig) -> dict[str, Any]:
+    wired = platform_wiring(app, stack, app.url)
     secrets = _secret_values(app)
     env = {**wired.env, "OTEL_EXPORTER_OTLP_ENDPOINT": OTLP, **{key: secrets[key] for key in wired.secret_env}}
     needs = app.server.needs

@@ -16,7 +16,6 @@ from infra import compose, fleet
 from infra.components.observability import SERVICES
 from infra.config import parse
 from infra.images import PINNED, env_name
-from infra.wiring import wiring
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,15 +38,7 @@ def test_the_committed_composition_is_the_rendered_model(rendered):
 def test_every_app_of_the_stack_runs_with_the_environment_pulumi_up_derives(services):
     stack = compose.load_stack("dev")
     for app in compose.local_apps(stack):
-        kubernetes = wiring(
-            app.name,
-            app.config,
-            app.server,
-            stack,
-            {name: reachable.url for name, reachable in SERVICES.items()},
-            provided_secrets=(),
-            shared_jwt_secret=True,
-        ).env
+        kubernetes = compose.platform_wiring(app, stack).env
         local = services[app.name]["environment"]
         differs = {key for key in kubernetes if local.get(key) != kubernetes[key]}
         # The documented differences: the local URL, traces only with the collector, notify's sink target.
