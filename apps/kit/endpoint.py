@@ -1,12 +1,15 @@
 """`/mcp`: the stateless Streamable HTTP endpoint every focused server shares.
 
 One POST carries one JSON-RPC message and gets one JSON answer. Before a message
-reaches the SDK's protocol kernel it passes, in order: the `Origin` allowlist
-(403), the method (405: a stateless server opens no stream, so GET and DELETE are
-refused), exactly one bearer token, verified here (400 for two, 401), the
-`Content-Type` (415), `Accept` (406) and `MCP-Protocol-Version` (400) headers, the
-body cap (413), a strict parse (400: no NaN, duplicate keys, deep nesting, lone
-surrogates) and the JSON-RPC envelope (400). Each refusal is a 4xx with a JSON
+reaches the SDK's protocol kernel it passes, in order: the process's cap on
+requests in flight (503), the `Origin` check (403; the server's own origin and the
+allowlist pass), the method (405: a stateless server opens no stream, so GET and
+DELETE are refused), exactly one bearer token, verified here (400 for two, 401),
+the `Content-Type` (415), `Accept` (406) and `MCP-Protocol-Version` (400) headers,
+the body cap (413), a token with no scope of this server (403, before the body is
+read), the body read within its budgets and deadline (`apps.kit.intake`: 429, 503,
+408), a strict parse (400: no NaN, duplicate keys, deep nesting, lone surrogates)
+and the JSON-RPC envelope (400). Each refusal is a 4xx with a JSON
 body, counted by reason. A `tools/call` then meets the per-principal rate limit
 (429) and its tool's scopes (403 with a step-up challenge), all inside one server
 span, and is logged once.
