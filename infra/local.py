@@ -190,6 +190,9 @@ def up(stack_name: str, as_json: bool, observability: bool | None) -> int:
 
 
 def down(volumes: bool) -> int:
+    if not SECRETS_FILE.exists():  # never brought up here (compose.yaml cannot be read without it)
+        say("nothing to stop: scripts/up has not run in this checkout")
+        return 0
     env = {**os.environ, **{k: v for k, v in read_env_file(SECRETS_FILE).items() if k == "COMPOSE_PROJECT_NAME"}}
     compose(
         "--profile", OBSERVABILITY_PROFILE, "down", "--remove-orphans", *(["--volumes"] if volumes else []), env=env
