@@ -174,11 +174,13 @@ def render(stack_name: str = "dev") -> dict[str, str]:
     """Every generated file, by path relative to the repository: compose.yaml and compose/*."""
     stack = load_stack(stack_name)
     apps = local_apps(stack)
+    fleet.check_connections(stack, {app.name: app.server for app in apps})
     volumes: dict[str, Any] = {"postgres-data": {}, "prometheus-data": {}, "alertmanager-data": {}, "grafana-data": {}}
     volumes |= {f"{app.name}-{v.name}": {} for app in apps for v in app.server.needs.volumes}
     services: dict[str, Any] = {
         "postgres": {
             "image": image("postgres"),
+            "command": ["postgres", "-c", f"max_connections={stack.postgres.max_connections}"],
             "environment": {"POSTGRES_PASSWORD": required("POSTGRES_PASSWORD"), "POSTGRES_DB": DATABASE},
             "volumes": ["postgres-data:/var/lib/postgresql/data"],
             "healthcheck": {"test": ["CMD", "pg_isready", "-U", "postgres"], "interval": "2s", "retries": 60},

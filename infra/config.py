@@ -104,6 +104,9 @@ class PostgresConfig(Model):
     # so the apps' egress to the database is opened to exactly this block and port.
     cidr: IPv4Network | IPv6Network | None = None
     port: int = Field(default=5432, ge=1, le=65535)
+    # The server's max_connections: the statefulset is started with it; for an external database, what the
+    # managed instance allows. Every app's pools at its largest scale must fit (`infra.fleet.check_connections`).
+    max_connections: int = Field(default=100, ge=10, le=100_000)
 
     @model_validator(mode="after")
     def _host_for_external(self) -> PostgresConfig:

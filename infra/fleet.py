@@ -14,7 +14,7 @@ from apps.kit.config import KitSettings, describe_errors, settings_from_env
 from apps.kit.needs import Volume
 from apps.kit.server import FocusedServer
 from apps.kit.server import load_server as kit_load_server
-from infra.config import NAMESPACE, AppConfig, StackConfigError
+from infra.config import NAMESPACE, AppConfig, StackConfig, StackConfigError
 
 PLACEHOLDER_SECRET = "placeholder-for-the-check-0123456789"  # noqa: S105 - never deployed; only for the check
 
@@ -134,3 +134,34 @@ def check_wiring(name: str, env: dict[str, str], secret_env: list[str], server: 
     except ValidationError as error:
         lines = [f"  {NAMESPACE}:apps.{name}: {line.strip()}" for line in describe_errors(error).splitlines()]
         raise StackConfigError("invalid stack configuration (as the app would start):\n" + "\n".join(lines)) from None
+
+
+RESERVED_CONNECTIONS = 5  # Postgres's superuser reserve (3), the roles job and an operator's session
+
+
+def check_connections(stack: StackConfig, servers: dict[str, FocusedServer[Any, Any]]) -> None:
+    """Every replica of every app opens a pool per Postgres role; at the stack's largest scale (maxReplicas) they
+    must fit the database's max_connections, or scaling out turns into connection errors under load."""
+    shares = {}
+    for name, app in stack.apps.items():
+        needs = servers[name].needs
+        if not needs.postgres:
+            continue
+        pool = (
+            getattr(app_settings(name, app, servers[name]), needs.postgres_pool_setting)
+            if needs.postgres_pool_setting
+            else 1
+        )
+        shares[name] = (app.max_replicas, len(needs.postgres), int(pool))
+    needed = sum(replicas * pools * size for replicas, pools, size in shares.values()) + RESERVED_CONNECTIONS
+    if needed > stack.postgres.max_connections:
+        lines = [
+            f"  {NAMESPACE}:apps.{name}: {replicas} replicas x {pools} pools x {size} = {replicas * pools * size}"
+            for name, (replicas, pools, size) in shares.items()
+        ]
+        raise StackConfigError(
+            f"invalid stack configuration: the apps may open {needed} Postgres connections (with "
+            f"{RESERVED_CONNECTIONS} reserved), over {NAMESPACE}:postgres.maxConnections "
+            f"{stack.postgres.max_connections}; lower maxReplicas or the pool size, or raise maxConnections:\n"
+            + "\n".join(lines)
+        )

@@ -49,6 +49,7 @@ def main() -> None:
     servers = {name: fleet.load_server(app.module) for name, app in stack.apps.items()}
     for name, app in stack.apps.items():
         fleet.check(name, app, servers[name])
+    fleet.check_connections(stack, servers)
 
     cluster = Cluster("cluster", stack.cluster)
     after_baseline = pulumi.ResourceOptions(depends_on=[Baseline("baseline", cluster.provider)])

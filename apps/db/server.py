@@ -27,7 +27,9 @@ server: FocusedServer[Database, DbSettings] = FocusedServer(
     open_database,
     instructions="Read and change rows in the allowed schema. Tables and columns are discovered with "
     "list_tables and describe_table; there is no delete and no raw SQL.",
-    needs=Needs(postgres={"DB_READ_URL": "mcp_db_reader", "DB_WRITE_URL": "mcp_db_writer"}),
+    needs=Needs(
+        postgres={"DB_READ_URL": "mcp_db_reader", "DB_WRITE_URL": "mcp_db_writer"}, postgres_pool_setting="db_pool_max"
+    ),
     dashboard=DASHBOARD,
 )
 

@@ -38,6 +38,9 @@ class Volume:
 class Needs:
     # env var -> Postgres login role; the app gets a DSN for each of its own roles, and 5432 to the database
     postgres: dict[str, str] = field(default_factory=dict)
+    # the setting that sizes the pool it opens per role (e.g. "db_pool_max"): the platform checks that every
+    # replica's pools fit the database's max_connections at the stack's largest scale
+    postgres_pool_setting: str | None = None
     # REDIS_URL: rate limits that hold across replicas, and any shared state
     redis: bool = False
     # env var -> platform service (its in-cluster URL), and egress to that service alone

@@ -180,6 +180,7 @@ class Postgres(pulumi.ComponentResource):
                             {
                                 "name": "postgres",
                                 "image": image("postgres"),
+                                "args": ["postgres", "-c", f"max_connections={config.max_connections}"],
                                 "ports": [{"name": "postgres", "containerPort": 5432}],
                                 "env": [
                                     secret_env("POSTGRES_PASSWORD", "postgres-admin", "POSTGRES_PASSWORD"),

@@ -39,7 +39,7 @@ def test_pulumi_up_serves_and_destroys():
             "mcpfleet:cluster": auto.ConfigValue('{"mode": "kind", "name": "mcpfleet-e2e"}'),
             "mcpfleet:issuer": auto.ConfigValue("https://auth.mcpfleet.dev"),
             "mcpfleet:apps": auto.ConfigValue(
-                '{"mcp-db": {"module": "apps.db", "resourceUrl": "http://mcp-db.mcp-apps.svc/mcp"}}'
+                '{"mcp-db": {"module": "apps.db", "resourceUrl": "http://mcp-db.mcp-apps.svc/mcp", "maxReplicas": 2}}'
             ),
         }
     )

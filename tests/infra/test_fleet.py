@@ -19,6 +19,7 @@ from infra.mocked import kubernetes_objects
 from tests.infra.conftest import Declared, run_program
 
 APPS, DATA = "mcp-apps", "mcp-data"
+DB_URL = "http://mcp-db.mcp-apps.svc/mcp"
 NOTES = {
     "module": "tests.support.notes_app",
     "resourceUrl": "http://mcp-notes.mcp-apps.svc/mcp",
@@ -30,7 +31,7 @@ NOTES = {
 
 @pytest.fixture(scope="module")
 def with_notes(dev) -> Declared:
-    apps = {"mcp-db": {"module": "apps.db", "resourceUrl": "http://mcp-db.mcp-apps.svc/mcp"}, "mcp-notes": NOTES}
+    apps = {"mcp-db": {"module": "apps.db", "resourceUrl": DB_URL, "maxReplicas": 3}, "mcp-notes": NOTES}
     result = run_program("dev", {"mcpfleet:apps": apps})
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
@@ -122,8 +123,7 @@ def test_a_single_node_volume_with_many_replicas_is_refused():
 def test_a_value_the_app_would_refuse_at_start_stops_pulumi_up_naming_it():
     """A stack rate limit over the kit's bound (1,000,000) passed `pulumi up`, then every pod exited at start.
     The environment the platform derives is now checked with the app's own settings class first."""
-    apps = {"mcp-db": {"module": "apps.db", "resourceUrl": "http://mcp-db.mcp-apps.svc/mcp"}}
-    apps["mcp-db"]["rateLimitPerMinute"] = 2_000_000
+    apps = {"mcp-db": {"module": "apps.db", "resourceUrl": DB_URL, "maxReplicas": 3, "rateLimitPerMinute": 2_000_000}}
     result = run_program("dev", {"mcpfleet:apps": apps})
     assert result.returncode != 0
     assert "mcpfleet:apps.mcp-db: RATE_LIMIT_PER_MINUTE: Input should be less than or equal to 1000000" in result.stderr
@@ -151,3 +151,21 @@ ONCALL = "http://mcp-oncall.mcp-apps.svc/mcp"
 
 def _files() -> dict[str, object]:
     return {"volumes": {"files": {"size": "1Gi"}}, "resourceUrl": "http://mcp-notes.mcp-apps.svc/mcp"}
+
+
+def test_more_connections_than_the_database_allows_stops_pulumi_up_with_each_apps_share():
+    """replicas x pools x pool size, at maxReplicas, against postgres.maxConnections: the prod stack asked for
+    805 of a default 100 before it said what its managed database allows."""
+    apps = {"mcp-db": {"module": "apps.db", "resourceUrl": DB_URL, "maxReplicas": 10}}
+    result = run_program("dev", {"mcpfleet:apps": apps})
+    assert result.returncode != 0
+    assert "the apps may open 405 Postgres connections" in result.stderr
+    assert "mcpfleet:apps.mcp-db: 10 replicas x 2 pools x 20 = 400" in result.stderr
+    apps["mcp-db"]["settings"] = {"DB_POOL_MAX": "9"}  # 10 x 2 x 9 + 5 = 185, within the dev stack's 200
+    assert run_program("dev", {"mcpfleet:apps": apps}).returncode == 0
+
+
+def test_the_statefulset_runs_with_the_max_connections_the_budget_is_checked_against(dev):
+    [postgres] = [o for o in dev.of_kind("StatefulSet", DATA) if o["metadata"]["name"] == "postgres"]
+    container = postgres["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["postgres", "-c", "max_connections=200"]
