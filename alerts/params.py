@@ -38,7 +38,7 @@ class AlertParams:
     # What the MCP scrape job is called, and the namespace its pods run in (Kubernetes).
     job: str = SCRAPE_JOB
     apps_namespace: str = APP_NAMESPACE
-    runbook_base_url: str = "https://github.com/mcpfleet/mcpfleet/blob/main/runbooks"
+    source_url: str = "https://github.com/mcpfleet/mcpfleet/blob/main"  # runbook links: <source_url>/<path>
 
     error_ratio: float = 0.01
     error_window: str = "5m"
@@ -60,9 +60,6 @@ class AlertParams:
     down_for: str = "1m"
     volume_available_ratio: float = 0.1  # of a declared volume still writable
     volume_for: str = "10m"
-    delivery_failed_ratio: float = 0.2  # of a notification target's delivery attempts
-    delivery_window: str = "10m"
-    delivery_for: str = "5m"
     not_ready_for: str = "5m"
 
     slo_target: float = 0.999  # availability over `slo_period`
@@ -78,6 +75,11 @@ class AlertParams:
     group_interval: str = "5m"
     repeat_interval_critical: str = "1h"
     repeat_interval_warning: str = "4h"
+
+    @property
+    def runbook_base_url(self) -> str:
+        """Where the fleet's runbooks (`runbooks/`) are linked; a server's own are under its folder."""
+        return f"{self.source_url}/runbooks"
 
     @property
     def error_budget(self) -> float:

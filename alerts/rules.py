@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from alerts.params import AlertParams, BurnRate
+from apps import fleet
 from apps.kit.metrics import SERVER_FAULT_OUTCOMES
 
 SERVER_FAULTS = "|".join(SERVER_FAULT_OUTCOMES)  # tool-call outcomes that spend the error budget
@@ -212,22 +213,22 @@ def alerting_rules(p: AlertParams) -> list[dict[str, Any]]:
             f"Less than {p.volume_available_ratio:.0%} of the {{{{ $labels.volume }}}} volume of "
             f"{{{{ $labels.app }}}} is available for {p.volume_for}; when it is full, writes fail.",
         ),
-        _alert(
-            p,
-            "McpNotifyDeliveryFailing",
-            f'(\n  sum by (app, target) (rate(mcp_notify_deliveries_total{{job="{j}", outcome=~"failed|refused"}}'
-            f"[{p.delivery_window}]))\n"
-            f'  / sum by (app, target) (rate(mcp_notify_deliveries_total{{job="{j}"}}[{p.delivery_window}]))\n'
-            f") > {p.delivery_failed_ratio}",
-            p.delivery_for,
-            "warning",
-            "{{ $labels.app }}: {{ $value | humanizePercentage }} of deliveries to {{ $labels.target }} fail",
-            f"More than {p.delivery_failed_ratio:.0%} of the messages {{{{ $labels.app }}}} tried to deliver to target "
-            f"{{{{ $labels.target }}}} over {p.delivery_window} failed or were refused: people are not being told.",
-        ),
     ]
     alerts += [burn_rate_alert(p, burn) for burn in p.burn_rates]
-    return alerts
+    return alerts + server_alerts(p)
+
+
+def server_alerts(p: AlertParams) -> list[dict[str, Any]]:
+    """The alerts each server of the fleet declares on its own series, linked to the runbooks in its folder."""
+    rules = []
+    for module, server in fleet.servers().items():
+        for alert in server.alerts:
+            expr = alert.expr.replace("{job}", p.job)
+            rule = _alert(p, alert.name, expr, alert.for_, alert.severity, alert.summary, alert.description)
+            relative = fleet.folder(module).relative_to(fleet.APPS_DIR.parent)
+            rule["annotations"]["runbook_url"] = f"{p.source_url}/{relative}/runbooks/{alert.name}.md"
+            rules.append(rule)
+    return rules
 
 
 def burn_rate_alert(p: AlertParams, burn: BurnRate) -> dict[str, Any]:

@@ -26,17 +26,16 @@ from grafana_foundation_sdk.models.common import LegendDisplayMode, LegendPlacem
 from alerts.params import AlertParams
 from alerts.render import write_or_check
 from alerts.rules import SERVER_FAULTS
+from apps.fleet import servers
 from apps.kit import Chart, DashboardRow, FocusedServer
-from apps.kit.server import load_server
 
 DASHBOARDS_DIR = Path(__file__).parent
-APPS_DIR = DASHBOARDS_DIR.parent / "apps"
 DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
 
 
 def fleet() -> list[FocusedServer[Any, Any]]:
-    """Every server of the fleet: each folder of apps/ that runs as `python -m apps.<name>`."""
-    return [load_server(f"apps.{path.parent.name}") for path in sorted(APPS_DIR.glob("*/__main__.py"))]
+    """Every server of the fleet (`apps.fleet`, the one registry)."""
+    return list(servers().values())
 
 
 class Panels:

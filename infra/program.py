@@ -11,6 +11,7 @@ from typing import Any
 import pulumi
 import pulumi_random as random
 
+from apps import fleet as apps_fleet
 from apps.kit import FocusedServer
 from infra import config as stack_config
 from infra import fleet
@@ -47,6 +48,12 @@ def main() -> None:
     stack = stack_config.load()
     secrets = pulumi.Config(stack_config.NAMESPACE)
     servers = {name: fleet.load_server(app.module) for name, app in stack.apps.items()}
+    for name, app in stack.apps.items():
+        if app.module not in apps_fleet.modules():  # a demo or an outside module: deployed, but not in the registry
+            pulumi.log.warn(
+                f"{stack_config.NAMESPACE}:apps.{name}: module {app.module} is not a server of this repository's "
+                "fleet (apps/<name>/): its own alerts, runbooks and dashboard row are not rendered"
+            )
     for name, app in stack.apps.items():
         fleet.check(name, app, servers[name])
     fleet.check_connections(stack, servers)

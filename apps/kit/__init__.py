@@ -13,7 +13,7 @@ from apps.kit.endpoint import current_principal
 from apps.kit.needs import Needs, Volume
 from apps.kit.probes import Check, ReadinessSource
 from apps.kit.server import FocusedServer
-from apps.kit.telemetry import Chart, DashboardRow, Telemetry
+from apps.kit.telemetry import Chart, DashboardRow, ServerAlert, Telemetry
 from apps.kit.tools import CallerError, ServerError, ToolArgs
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "Needs",
     "Principal",
     "ReadinessSource",
+    "ServerAlert",
     "ServerError",
     "Telemetry",
     "ToolArgs",

@@ -17,7 +17,7 @@ import uvicorn
 from apps.kit.config import KitSettings, load_settings
 from apps.kit.manifest import manifest
 from apps.kit.needs import Needs
-from apps.kit.telemetry import DashboardRow, Telemetry
+from apps.kit.telemetry import DashboardRow, ServerAlert, Telemetry
 from apps.kit.tools import Handler, ToolHints, ToolSpec, spec_from_handler
 from apps.kit.version import __version__
 
@@ -39,12 +39,14 @@ class FocusedServer(Generic[StateT, SettingsT]):
         instructions: str | None = None,
         needs: Needs | None = None,
         dashboard: DashboardRow | None = None,
+        alerts: tuple[ServerAlert, ...] = (),
         version: str = __version__,
         read_only_when: Callable[[SettingsT], bool] | None = None,
     ):
         self.name = name
         self.needs = needs or Needs()
         self.dashboard = dashboard  # its row in the fleet dashboard, for series only it exports
+        self.alerts = alerts  # alerts on those series; their runbooks are in the server's folder
         self.settings_cls = settings_cls
         self.state_factory = state
         self.instructions = instructions

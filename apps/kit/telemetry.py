@@ -43,3 +43,17 @@ class DashboardRow:
 
     title: str
     charts: tuple[Chart, ...]
+
+
+@dataclass(frozen=True)
+class ServerAlert:
+    """An alert on series only this server exports, declared next to them; `alerts/` renders it with the fleet's
+    rules and links it to `apps/<server>/runbooks/<name>.md`. In `expr`, `{job}` stands for the fleet's
+    scrape job. Summaries and descriptions are Prometheus templates."""
+
+    name: str
+    expr: str
+    for_: str
+    severity: str
+    summary: str
+    description: str

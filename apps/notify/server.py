@@ -30,7 +30,7 @@ from apps.notify.delivery import Courier, Delivered, DeliveryUncertain, Throttle
 from apps.notify.ledger import Ledger
 from apps.notify.network import DeliveryFailed, DeliveryRefused
 from apps.notify.policy import refuse_secrets, slack_escape, strip_mass_mentions
-from apps.notify.telemetry import DASHBOARD, NotifyMetrics
+from apps.notify.telemetry import ALERTS, DASHBOARD, NotifyMetrics
 
 # No control characters, C1 controls (U+0085 NEL among them) or Unicode line and paragraph separators: a
 # subject is one line wherever it goes (an email header, a chat title).
@@ -100,6 +100,7 @@ server: FocusedServer[Notify, NotifySettings] = FocusedServer(
         optional_secrets={"NOTIFY_TARGET_SECRETS": "targetSecrets", "NOTIFY_SMTP_PASSWORD": "smtpPassword"},
     ),
     dashboard=DASHBOARD,
+    alerts=ALERTS,
 )
 
 

@@ -1,6 +1,6 @@
-"""The notification server's own telemetry: deliveries by target and outcome, their latency, its dashboard row.
-
-`McpNotifyDeliveryFailing` alerts on the share of failed deliveries per target.
+"""The notification server's own telemetry: deliveries by target and outcome, their latency, its dashboard row,
+and its alert: `McpNotifyDeliveryFailing` on the share of failed deliveries per target (runbook:
+`runbooks/McpNotifyDeliveryFailing.md` in this folder).
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 from prometheus_client.registry import CollectorRegistry
 
-from apps.kit import Chart, DashboardRow
+from apps.kit import Chart, DashboardRow, ServerAlert
 
 OUTCOMES = ("delivered", "failed", "throttled", "refused")
 
@@ -59,5 +59,25 @@ DASHBOARD = DashboardRow(
             ),
             unit="s",
         ),
+    ),
+)
+
+
+FAILED_RATIO = 0.2  # of a target's delivery attempts
+FAILED_WINDOW = "10m"
+FAILED_FOR = "5m"
+
+ALERTS = (
+    ServerAlert(
+        "McpNotifyDeliveryFailing",
+        '(\n  sum by (app, target) (rate(mcp_notify_deliveries_total{job="{job}", outcome=~"failed|refused"}'
+        f"[{FAILED_WINDOW}]))\n"
+        '  / sum by (app, target) (rate(mcp_notify_deliveries_total{job="{job}"}'
+        f"[{FAILED_WINDOW}]))\n) > {FAILED_RATIO}",
+        FAILED_FOR,
+        "warning",
+        "{{ $labels.app }}: {{ $value | humanizePercentage }} of deliveries to {{ $labels.target }} fail",
+        f"More than {FAILED_RATIO:.0%} of the messages {{{{ $labels.app }}}} tried to deliver to target "
+        f"{{{{ $labels.target }}}} over {FAILED_WINDOW} failed or were refused: people are not being told.",
     ),
 )

@@ -10,7 +10,8 @@ from pydantic import AnyHttpUrl, Field, SecretStr
 
 from apps.kit.config import KitSettings
 
-# The repository's runbooks/; the image copies it to /app/runbooks, beside /app/apps.
+# The fleet's runbooks/ (the image copies it to /app/runbooks, beside /app/apps); servers' own pages come
+# from their folders (apps.fleet.runbook_dirs).
 DEFAULT_RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"
 
 

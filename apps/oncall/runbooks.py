@@ -1,4 +1,5 @@
-"""The runbooks shipped with the server: the repository's `runbooks/`, read once at start-up.
+"""The runbooks shipped with the server: the repository's `runbooks/` and each server's own
+(`apps/<name>/runbooks/`, see `apps.fleet`), read once at start-up.
 
 An alert's runbook is found by its `alertname` among the files loaded, never fetched from a URL the
 alert carries (an alert's annotations are whatever its rule says; a URL there could point anywhere).
@@ -21,14 +22,16 @@ class Runbooks:
         self.pages = pages
 
     @classmethod
-    def load(cls, directory: Path) -> Runbooks:
+    def load(cls, directories: list[Path]) -> Runbooks:
+        """Every page in these directories (the fleet's `runbooks/`, then each server's own)."""
         pages = {
             path.stem: path.read_text(encoding="utf-8")
+            for directory in directories
             for path in sorted(directory.glob("*.md"))
             if ALERT_NAME.fullmatch(path.stem)
         }
         if not pages:
-            raise FileNotFoundError(f"no runbooks in {directory}")
+            raise FileNotFoundError(f"no runbooks in {', '.join(map(str, directories))}")
         return cls(pages)
 
     def page(self, alert: str, app: str | None = None) -> str | None:

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
+from apps import fleet
 from apps.kit import CallerError, FocusedServer, Needs, Telemetry, ToolArgs, current_principal
 from apps.kit.encoding import dumps
 from apps.kit.logs import bounded, log_event
@@ -90,7 +91,7 @@ def _upstream(name: str, url: str, settings: OncallSettings, token: Any) -> Upst
 
 @asynccontextmanager
 async def open_oncall(settings: OncallSettings, telemetry: Telemetry) -> AsyncIterator[Oncall]:
-    runbooks = Runbooks.load(settings.oncall_runbooks_dir)
+    runbooks = Runbooks.load([settings.oncall_runbooks_dir, *fleet.runbook_dirs()[1:]])
     async with AsyncExitStack() as stack:
         prometheus = _upstream("Prometheus", str(settings.prometheus_url), settings, settings.prometheus_bearer_token)
         stack.push_async_callback(prometheus.aclose)

@@ -87,7 +87,7 @@ def test_auth_failure_burst_notifies_with_a_resolving_runbook_link(monitoring, t
     alert, delay = monitoring.wait_for_alert("McpAuthFailureBurst", fault, app="mcp-db")
     assert alert["labels"]["severity"] == "warning"
     url = alert["annotations"]["runbook_url"]
-    page = ROOT / "runbooks" / url.removeprefix(AlertParams().runbook_base_url + "/")
+    page = ROOT / url.removeprefix(AlertParams().source_url + "/")
     assert page.is_file() and page.read_text().startswith("# McpAuthFailureBurst")
     assert "authentication failures per minute" in alert["annotations"]["summary"]
     measured(

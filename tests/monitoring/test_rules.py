@@ -61,9 +61,9 @@ def test_every_alert_has_labels_annotations_and_a_runbook_url_that_resolves():
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}
         assert {"summary", "description", "runbook_url"} <= set(rule["annotations"])
         url = rule["annotations"]["runbook_url"]
-        assert url.startswith(params.runbook_base_url + "/")
-        page = Path("runbooks") / url.removeprefix(params.runbook_base_url + "/")
-        assert page.is_file(), url
+        assert url.startswith(params.source_url + "/")
+        page = Path(url.removeprefix(params.source_url + "/"))  # runbooks/X.md, or apps/<name>/runbooks/X.md
+        assert page.is_file() and page.stem == rule["alert"], url
 
 
 def test_alertmanager_config_is_valid_with_its_templates(amtool, tmp_path):

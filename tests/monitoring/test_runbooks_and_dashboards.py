@@ -9,17 +9,18 @@ from pathlib import Path
 import pytest
 
 from alerts.rules import alert_names
+from apps import fleet
 from dashboards.build import DASHBOARDS
 from dashboards.build import main as build_dashboards
 from tests.monitoring.promql import fenced_blocks, grafana_to_promql, parse_errors
 
-RUNBOOKS = Path("runbooks")
 DASHBOARDS_DIR = Path("dashboards")
 SECTIONS = ["Meaning", "Impact", "Diagnosis", "Mitigation", "Resolution and follow-up"]
 
 
 def runbook_pages() -> dict[str, str]:
-    return {p.stem: p.read_text() for p in RUNBOOKS.glob("*.md") if p.name != "README.md"}
+    """The fleet's pages and each server's own (apps/<name>/runbooks/), as the on-call server ships them."""
+    return {p.stem: p.read_text() for d in fleet.runbook_dirs() for p in d.glob("*.md") if p.name != "README.md"}
 
 
 def test_alerts_and_runbooks_match_one_to_one():

@@ -392,3 +392,15 @@ def test_a_callers_queries_in_flight_are_bounded(start_server, upstreams):
         assert other.status_code == 200  # another caller is not held up
         [f.result() for f in held]
     assert len(prometheus.to("/api/v1/query")) == 2
+
+
+def test_a_servers_own_runbooks_ship_with_the_fleets():
+    """McpNotifyDeliveryFailing's page lives in apps/notify/runbooks/, beside the alert the notify server
+    declares; the on-call server finds it with the fleet's pages (apps.fleet)."""
+    from apps import fleet
+    from apps.oncall.config import DEFAULT_RUNBOOKS
+    from apps.oncall.runbooks import Runbooks
+
+    pages = Runbooks.load([DEFAULT_RUNBOOKS, *fleet.runbook_dirs()[1:]]).pages
+    assert pages["McpNotifyDeliveryFailing"].startswith("# McpNotifyDeliveryFailing")
+    assert "McpHighErrorRate" in pages

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import httpx
 import pytest
 
+from apps import fleet
 from apps.kit.manifest import DIGEST_META, MANIFEST_PATH, SCOPES_META, drift, manifest, to_lock_text, tool_digest
 from apps.kit.pin import main as pin
 from tests.support import demo_server
 from tests.support.mcp_client import mcp_client
 
-FLEET = sorted(f"apps.{p.parent.name}" for p in Path("apps").glob("*/__main__.py"))
+FLEET = fleet.modules()
 
 
 @pytest.mark.parametrize("module", FLEET)
