@@ -1,9 +1,12 @@
 """The ASGI app of one focused server: `/mcp`, the RFC 9728 metadata, the tool manifest, `/health`,
 `/ready` and `/metrics`.
 
-`Runtime` builds the production layer once (token verifier, rate limiter, metrics, readiness) and wires
-it into one Starlette app; its lifespan opens the server's state, warms the signing keys, keeps
-readiness fresh, and on shutdown closes everything and flushes the last spans.
+`Runtime` builds the production layer once (token verifier, rate limiter, metrics, readiness). Its shell is
+a FastAPI application: the probes, metrics, manifest and metadata are FastAPI routes with an OpenAPI
+document, while `/mcp` stays a raw ASGI route that `KitApp` reaches before any routing, so a tool call pays
+nothing for the shell. `mount` adds a focused server to a FastAPI application a team already runs. The
+lifespan opens the server's state, warms the signing keys, keeps readiness fresh, and on shutdown closes
+everything and flushes the last spans.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from fastapi import APIRouter, FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -104,29 +107,31 @@ class Runtime:
             verifier=self.verifier,
             limiter=self.limiter,
             metrics=self.metrics,
-            state=lambda: self.app.state.server_state,
+            state=lambda: self.server_state,
             resource_metadata_url=base + self.metadata_path,
         )
-        self.app = Starlette(
-            routes=[
-                Route("/mcp", self.endpoint, methods=None),
-                Route(self.metadata_path, self.resource_metadata, methods=["GET"]),
-                Route(MANIFEST_PATH, self.tools_manifest, methods=["GET"]),
-                Route("/health", self.health, methods=["GET"]),
-                Route("/ready", self.ready, methods=["GET"]),
-                Route("/metrics", self.prometheus_metrics, methods=["GET"]),
-            ],
-            lifespan=self.lifespan,
+        self.server_state: Any = None
+        self.router = APIRouter()
+        self.router.add_api_route("/health", self.health, methods=["GET"], summary="Liveness (checks nothing)")
+        self.router.add_api_route("/ready", self.ready, methods=["GET"], summary="Readiness of every dependency")
+        self.router.add_api_route("/metrics", self.prometheus_metrics, methods=["GET"], summary="Prometheus metrics")
+        self.router.add_api_route(MANIFEST_PATH, self.tools_manifest, methods=["GET"], summary="Pinned tool manifest")
+        self.app = FastAPI(
+            title=server.name, version=server.version, lifespan=self.lifespan, docs_url=None, redoc_url=None
         )
+        self.app.include_router(self.router)
+        # RFC 9728: the metadata lives at the host's root, whatever prefix the server is mounted under
+        self.app.add_api_route(self.metadata_path, self.resource_metadata, methods=["GET"], summary="RFC 9728")
+        self.app.router.routes.append(Route("/mcp", self.endpoint, methods=None))  # raw ASGI, no FastAPI layer
         self.app.state.metrics, self.app.state.settings, self.app.state.endpoint = self.metrics, settings, self.endpoint
 
     @asynccontextmanager
-    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(self, app: Any) -> AsyncIterator[None]:
         name = self.server.name
         async with AsyncExitStack() as stack:
             stack.push_async_callback(asyncio.to_thread, flush_traces)  # last: after everything that makes spans
             state = await stack.enter_async_context(self.server.state_factory(self.settings, self.telemetry))
-            app.state.server_state = state
+            self.server_state = self.app.state.server_state = state
             if isinstance(state, ReadinessSource):
                 for check_name, check in state.readiness_checks().items():
                     self.readiness.add(check_name, check)
@@ -166,8 +171,8 @@ class Runtime:
 
 
 class KitApp:
-    """The server's ASGI app: `/mcp` goes straight to the endpoint (the hot path skips Starlette's router
-    and middleware stack); everything else, and the lifespan, to Starlette."""
+    """The server's ASGI app: `/mcp` goes straight to the endpoint (the hot path skips the router and the
+    middleware stack); everything else, and the lifespan, to the FastAPI shell."""
 
     def __init__(self, runtime: Runtime):
         self.runtime, self.starlette, self.endpoint = runtime, runtime.app, runtime.endpoint
@@ -185,3 +190,27 @@ class KitApp:
 
 def build_app(server: FocusedServer[Any, Any], settings: KitSettings) -> KitApp:
     return KitApp(Runtime(server, settings))
+
+
+def mount(host: FastAPI, server: FocusedServer[Any, Any], settings: KitSettings, prefix: str) -> Runtime:
+    """Add a focused server to a FastAPI application a team already runs: its `/mcp`, probes, metrics and
+    manifest under `prefix` (e.g. `/tools/db`), its RFC 9728 metadata at the host's root (as the RFC asks),
+    and its lifespan inside the host's. `settings.mcp_resource_url` must be the mounted URL
+    (`https://host/tools/db/mcp`): tokens are checked against it."""
+    if not prefix.startswith("/") or prefix.endswith("/"):
+        raise ValueError("prefix is a path like /tools/db (leading slash, none at the end)")
+    if urlsplit(settings.resource_url).path != prefix + "/mcp":
+        raise ValueError(f"MCP_RESOURCE_URL must end in {prefix}/mcp, the URL the server is mounted at")
+    runtime = Runtime(server, settings)
+    host.include_router(runtime.router, prefix=prefix)
+    host.add_api_route(runtime.metadata_path, runtime.resource_metadata, methods=["GET"])
+    host.router.routes.append(Route(prefix + "/mcp", runtime.endpoint, methods=None))
+    outer = host.router.lifespan_context
+
+    @asynccontextmanager
+    async def both(app: Any) -> AsyncIterator[Any]:
+        async with outer(app) as state, runtime.lifespan(app):
+            yield state
+
+    host.router.lifespan_context = both
+    return runtime

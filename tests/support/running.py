@@ -39,7 +39,7 @@ def wait_for_health(base: str, timeout: float = 30, path: str = "/health") -> No
 
 
 @contextlib.contextmanager
-def serve_app(app: Any, port: int | None = None) -> Iterator[str]:
+def serve_app(app: Any, port: int | None = None, health: str = "/health") -> Iterator[str]:
     """Yield the base URL while the app serves; stop it (running its lifespan shutdown) after."""
     port = port or free_port()
     if hasattr(app, "runtime"):  # a focused server: the configuration `serve()` uses
@@ -50,7 +50,7 @@ def serve_app(app: Any, port: int | None = None) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    wait_for_health(base, 15)
+    wait_for_health(base, 15, health)
     try:
         yield base
     finally:
