@@ -195,3 +195,13 @@ def test_the_prod_stack_file_lists_every_secret_the_program_reads():
 
     listed = set(re.findall(r"pulumi config set --secret mcpfleet:([\w.-]+)", (REPO / "Pulumi.prod.yaml").read_text()))
     assert listed == set(MOCK_SECRETS["prod"])
+
+
+def test_every_prod_app_runs_the_seeds_three_replicas_or_more_with_a_disruption_budget(prod):
+    """The seed's default (3 replicas, rolling 1/1, a PDB): three prod apps ran 2 with no reason given."""
+    deployments = prod.of_kind("Deployment", APPS)
+    assert {d["metadata"]["name"] for d in deployments} == {"mcp-db", "mcp-files", "mcp-oncall", "mcp-notify"}
+    for deployment in deployments:
+        name = deployment["metadata"]["name"]
+        assert deployment["spec"]["replicas"] >= 3, name
+        assert prod.one("PodDisruptionBudget", name, APPS)["spec"]["maxUnavailable"] == 1, name
