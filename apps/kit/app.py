@@ -119,11 +119,15 @@ class Runtime:
         self.app = FastAPI(
             title=server.name, version=server.version, lifespan=self.lifespan, docs_url=None, redoc_url=None
         )
-        self.app.include_router(self.router)
-        # RFC 9728: the metadata lives at the host's root, whatever prefix the server is mounted under
-        self.app.add_api_route(self.metadata_path, self.resource_metadata, methods=["GET"], summary="RFC 9728")
-        self.app.router.routes.append(Route("/mcp", self.endpoint, methods=None))  # raw ASGI, no FastAPI layer
+        self.install(self.app, "")
         self.app.state.metrics, self.app.state.settings, self.app.state.endpoint = self.metrics, settings, self.endpoint
+
+    def install(self, app: FastAPI, prefix: str) -> None:
+        """Route this server in `app`: its probes, metrics and manifest under `prefix`, its RFC 9728 metadata at
+        the root (where the RFC puts it, whatever the prefix), and `/mcp` as a raw ASGI route (no FastAPI layer)."""
+        app.include_router(self.router, prefix=prefix)
+        app.add_api_route(self.metadata_path, self.resource_metadata, methods=["GET"], summary="RFC 9728 metadata")
+        app.router.routes.append(Route(prefix + "/mcp", self.endpoint, methods=None))
 
     @asynccontextmanager
     async def lifespan(self, app: Any) -> AsyncIterator[None]:
@@ -202,9 +206,7 @@ def mount(host: FastAPI, server: FocusedServer[Any, Any], settings: KitSettings,
     if urlsplit(settings.resource_url).path != prefix + "/mcp":
         raise ValueError(f"MCP_RESOURCE_URL must end in {prefix}/mcp, the URL the server is mounted at")
     runtime = Runtime(server, settings)
-    host.include_router(runtime.router, prefix=prefix)
-    host.add_api_route(runtime.metadata_path, runtime.resource_metadata, methods=["GET"])
-    host.router.routes.append(Route(prefix + "/mcp", runtime.endpoint, methods=None))
+    runtime.install(host, prefix)
     outer = host.router.lifespan_context
 
     @asynccontextmanager

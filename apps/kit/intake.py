@@ -16,7 +16,6 @@ So a caller holding bodies half-sent ties up at most its own share, for at most 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 
 from starlette.types import Receive
 
@@ -29,33 +28,25 @@ class BodyBudget:
     def __init__(self, process_bytes: int, principal_bytes: int):
         self.process_bytes, self.principal_bytes = process_bytes, principal_bytes
         self.in_flight = 0
-        self._by_principal: defaultdict[str, int] = defaultdict(int)
+        self._by_principal: dict[str, int] = {}  # only principals holding bytes
 
     def reserve(self, principal: str, size: int) -> None:
         """Take `size` bytes for `principal`, or refuse: 429 over its own share, 503 over the process's."""
-        if self._by_principal[principal] + size > self.principal_bytes:
-            if not self._by_principal[principal]:
-                del self._by_principal[principal]
+        held = self._by_principal.get(principal, 0)
+        if held + size > self.principal_bytes:
             raise busy(429, "body_budget_principal", "Too many request bodies in flight for this caller")
         if self.in_flight + size > self.process_bytes:
-            if not self._by_principal[principal]:
-                del self._by_principal[principal]
             raise busy(503, "body_budget_process", "Server busy: too many request bodies in flight")
-        self._by_principal[principal] += size
+        self._by_principal[principal] = held + size
         self.in_flight += size
 
     def release(self, principal: str, size: int) -> None:
         if size <= 0:
             return
         self.in_flight -= size
-        left = self._by_principal[principal] - size
+        left = self._by_principal.pop(principal) - size
         if left > 0:
             self._by_principal[principal] = left
-        else:
-            del self._by_principal[principal]
-
-    def held_by(self, principal: str) -> int:
-        return self._by_principal.get(principal, 0)
 
 
 def busy(status: int, reason: str, message: str) -> Refusal:

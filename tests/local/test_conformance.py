@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from apps.kit.server import load_server
+from apps import fleet
 from apps.kit.token import mint
 from tests.conftest import ISSUER, SECRET, requirement_missing
 from tests.support.postgres import free_port
@@ -73,7 +73,7 @@ def run_suite(server: Any, scopes: str, directory: Path, make_settings: Any, **s
 
 
 def server_module(server: Any) -> str:
-    return next(m for m in ("apps.files", "apps.notify", "apps.oncall", "apps.db") if load_server(m) is server)
+    return next(module for module, known in fleet.servers().items() if known is server)
 
 
 def test_the_file_server(make_settings, tmp_path):
