@@ -8,8 +8,8 @@ caller in its own audit events.
 """
 
 from apps.kit.auth import Principal
+from apps.kit.call import current_principal
 from apps.kit.config import KitSettings, load_settings
-from apps.kit.endpoint import current_principal
 from apps.kit.needs import Needs, Volume
 from apps.kit.probes import Check, ReadinessSource
 from apps.kit.server import FocusedServer

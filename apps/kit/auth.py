@@ -25,6 +25,7 @@ import jwt
 from apps.kit.config import KitSettings
 from apps.kit.logs import log_event
 from apps.kit.metrics import KitMetrics
+from apps.kit.outcomes import AuthFailureReason
 
 MAX_JWKS_BYTES = 256 * 1024
 NUMERIC_DATE_CLAIMS = ("exp", "nbf", "iat")
@@ -37,8 +38,8 @@ ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})  # RFC 9068 `ty
 class AuthFailure(Exception):
     """A token was refused; `reason` is a short, log-safe label."""
 
-    def __init__(self, reason: str):
-        super().__init__(reason)
+    def __init__(self, reason: AuthFailureReason):
+        super().__init__(reason.value)
         self.reason = reason
 
 
@@ -94,7 +95,7 @@ class JwksKeys:
             return self._keys[kid]
         await self.refresh_if_due(lambda: kid not in self._keys)
         if kid not in self._keys:
-            raise AuthFailure("unknown_kid")
+            raise AuthFailure(AuthFailureReason.UNKNOWN_KID)
         return self._keys[kid]
 
     async def refresh_if_due(self, still_needed: Any = lambda: True) -> None:
@@ -150,14 +151,14 @@ class JwksUnavailable(RuntimeError):
     """No signing key could be loaded from the issuer's JWKS."""
 
 
-_REASONS: list[tuple[type[Exception], str]] = [
-    (jwt.ExpiredSignatureError, "expired"),
-    (jwt.ImmatureSignatureError, "not_yet_valid"),
-    (jwt.InvalidIssuerError, "wrong_issuer"),
-    (jwt.MissingRequiredClaimError, "missing_claim"),
-    (jwt.InvalidSignatureError, "bad_signature"),
-    (jwt.InvalidAlgorithmError, "algorithm_not_allowed"),
-    (jwt.DecodeError, "malformed"),
+_REASONS: list[tuple[type[Exception], AuthFailureReason]] = [
+    (jwt.ExpiredSignatureError, AuthFailureReason.EXPIRED),
+    (jwt.ImmatureSignatureError, AuthFailureReason.NOT_YET_VALID),
+    (jwt.InvalidIssuerError, AuthFailureReason.WRONG_ISSUER),
+    (jwt.MissingRequiredClaimError, AuthFailureReason.MISSING_CLAIM),
+    (jwt.InvalidSignatureError, AuthFailureReason.BAD_SIGNATURE),
+    (jwt.InvalidAlgorithmError, AuthFailureReason.ALGORITHM_NOT_ALLOWED),
+    (jwt.DecodeError, AuthFailureReason.MALFORMED),
 ]
 
 
@@ -213,9 +214,9 @@ class JwtVerifier:
         self._verified: OrderedDict[str, Principal] = OrderedDict()
         self._verified_for = jwks.version if jwks else 0
 
-    def record_failure(self, reason: str) -> None:
-        self._metrics.auth_failures.labels(reason=reason).inc()
-        log_event("auth_failure", logging.WARNING, reason=reason)
+    def record_failure(self, reason: AuthFailureReason) -> None:
+        self._metrics.auth_failures.labels(reason=reason.value).inc()
+        log_event("auth_failure", logging.WARNING, reason=reason.value)
 
     async def authenticate(self, token: str) -> Principal:
         """Verify, or count and log the refusal and raise `AuthFailure`."""
@@ -236,7 +237,7 @@ class JwtVerifier:
                 self._verified.move_to_end(token)
                 return known
             del self._verified[token]
-            raise AuthFailure("expired")
+            raise AuthFailure(AuthFailureReason.EXPIRED)
         principal = await self._verify(token)
         if len(token) <= MAX_CACHED_TOKEN_CHARS:
             self._verified[token] = principal
@@ -248,12 +249,12 @@ class JwtVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise AuthFailure("malformed") from None
+            raise AuthFailure(AuthFailureReason.MALFORMED) from None
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self._algorithms:
-            raise AuthFailure("algorithm_not_allowed")
+            raise AuthFailure(AuthFailureReason.ALGORITHM_NOT_ALLOWED)
         if self._require_typ and str(header.get("typ", "")).lower() not in ACCESS_TOKEN_TYPES:
-            raise AuthFailure("wrong_token_type")
+            raise AuthFailure(AuthFailureReason.WRONG_TOKEN_TYPE)
         key = await self._key_for(header)
         try:
             claims = jwt.decode(
@@ -272,16 +273,18 @@ class JwtVerifier:
         for name in NUMERIC_DATE_CLAIMS:  # RFC 7519 §2: a NumericDate is a JSON number, never a string
             value = claims.get(name)
             if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
-                raise AuthFailure("malformed")
+                raise AuthFailure(AuthFailureReason.MALFORMED)
         audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
         if not any(isinstance(a, str) and normalized_uri(a) == self._audience for a in audiences):
-            raise AuthFailure("wrong_audience")
+            raise AuthFailure(AuthFailureReason.WRONG_AUDIENCE)
         subject = claims.get("sub")
         subject = subject if isinstance(subject, str) and subject else None
         client_id = claims.get("client_id") or claims.get("azp")
         client_id = client_id if isinstance(client_id, str) and client_id else None
         if subject is None and client_id is None:
-            raise AuthFailure("missing_principal")  # else every such token would share one rate-limit bucket
+            raise AuthFailure(
+                AuthFailureReason.MISSING_PRINCIPAL
+            )  # else every such token would share one rate-limit bucket
         return Principal(subject, client_id, scopes_of(claims), int(claims["exp"]))
 
     async def _key_for(self, header: dict[str, Any]) -> Any:
@@ -290,16 +293,16 @@ class JwtVerifier:
         assert self.jwks is not None
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
-            raise AuthFailure("missing_kid")
+            raise AuthFailure(AuthFailureReason.MISSING_KID)
         jwk = await self.jwks.get(kid)
         pinned = jwk._jwk_data.get("alg")  # a key that names its algorithm is used for nothing else
         if pinned and pinned != header.get("alg"):
-            raise AuthFailure("algorithm_not_allowed")
+            raise AuthFailure(AuthFailureReason.ALGORITHM_NOT_ALLOWED)
         return jwk.key
 
     @staticmethod
-    def _reason(error: Exception) -> str:
+    def _reason(error: Exception) -> AuthFailureReason:
         for error_type, reason in _REASONS:
             if isinstance(error, error_type):
                 return reason
-        return "invalid_token"
+        return AuthFailureReason.INVALID_TOKEN

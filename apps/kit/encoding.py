@@ -2,7 +2,7 @@
 
 orjson refuses integers beyond 64 bits and unpaired surrogates; for those rare values the standard
 library writes the same JSON (ASCII-escaped), so no caller-supplied value can turn an answer into a crash.
-Parsing stays with the standard library (`endpoint.parse_json`), which can refuse duplicate keys.
+Parsing stays with the standard library (`gate.parse_json`), which can refuse duplicate keys.
 """
 
 from __future__ import annotations

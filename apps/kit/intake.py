@@ -19,6 +19,7 @@ import asyncio
 
 from starlette.types import Receive
 
+from apps.kit.outcomes import RefusalReason
 from apps.kit.refusal import Refusal, refused
 
 
@@ -34,9 +35,9 @@ class BodyBudget:
         """Take `size` bytes for `principal`, or refuse: 429 over its own share, 503 over the process's."""
         held = self._by_principal.get(principal, 0)
         if held + size > self.principal_bytes:
-            raise busy(429, "body_budget_principal", "Too many request bodies in flight for this caller")
+            raise busy(429, RefusalReason.BODY_BUDGET_PRINCIPAL, "Too many request bodies in flight for this caller")
         if self.in_flight + size > self.process_bytes:
-            raise busy(503, "body_budget_process", "Server busy: too many request bodies in flight")
+            raise busy(503, RefusalReason.BODY_BUDGET_PROCESS, "Server busy: too many request bodies in flight")
         self._by_principal[principal] = held + size
         self.in_flight += size
 
@@ -49,7 +50,7 @@ class BodyBudget:
             self._by_principal[principal] = left
 
 
-def busy(status: int, reason: str, message: str) -> Refusal:
+def busy(status: int, reason: RefusalReason, message: str) -> Refusal:
     """A refusal that asks the caller to come back in a second (429 or 503, with `Retry-After`)."""
     refusal = refused(status, reason, f"{message}; retry after 1 s")
     refusal.headers.append((b"retry-after", b"1"))
@@ -76,7 +77,7 @@ class BodyReader:
                 return await self._read(receive)
         except TimeoutError:
             text = f"Request Timeout: the body did not arrive within {self.seconds:g} s"
-            raise refused(408, "body_timeout", text) from None
+            raise refused(408, RefusalReason.BODY_TIMEOUT, text) from None
 
     async def _read(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
@@ -84,11 +85,11 @@ class BodyReader:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                raise refused(400, "invalid_request", "Bad Request: the client went away")
+                raise refused(400, RefusalReason.INVALID_REQUEST, "Bad Request: the client went away")
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
-                raise refused(413, "body_too_large", f"Request body larger than {self.limit} bytes")
+                raise refused(413, RefusalReason.BODY_TOO_LARGE, f"Request body larger than {self.limit} bytes")
             self._reserve(size)  # a chunked body (or one longer than declared) reserves as it arrives
             chunks.append(chunk)
             if not message.get("more_body", False):

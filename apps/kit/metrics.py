@@ -14,53 +14,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from apps.kit.outcomes import AuthFailureReason, CallOutcome, RefusalReason
+
 # 5 ms to 10 s, dense around the 1 s p99 objective.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
 
-# Outcomes of a tools/call (the `outcome` label): ok, error, internal_error, overloaded, rejected,
-# invalid_params, forbidden, unknown_tool. Only these three are the server's fault (overloaded: refused
-# as busy because it could not be served in time); they are what the error-rate alert and the
+# The tool-call outcomes that are the server's fault, in a stable order: what the error-rate alert and the
 # availability SLO count (alerts/rules.py reads this tuple).
-SERVER_FAULT_OUTCOMES = ("error", "internal_error", "overloaded")
-
-# Why a token was refused (the `reason` label); every one is exported from the start at 0, so
-# rate() and alerts see the first failure instead of a series that appears already non-zero.
-AUTH_FAILURE_REASONS = (
-    "missing_token",
-    "malformed",
-    "algorithm_not_allowed",
-    "missing_kid",
-    "unknown_kid",
-    "bad_signature",
-    "expired",
-    "not_yet_valid",
-    "wrong_issuer",
-    "wrong_audience",
-    "missing_claim",
-    "missing_principal",
-    "wrong_token_type",
-    "invalid_token",
-)
-
-# Why a request to /mcp was refused before it reached a handler (the `reason` label of
-# mcp_rejected_requests_total); each is a 4xx, or a 503 when load is shed before any work was done.
-REJECTION_REASONS = (
-    "origin_not_allowed",  # 403
-    "method_not_allowed",  # 405 (GET/DELETE: a stateless server opens no stream)
-    "duplicate_authorization",  # 400
-    "unsupported_media_type",  # 415
-    "not_acceptable",  # 406
-    "unsupported_protocol_version",  # 400
-    "body_too_large",  # 413
-    "parse_error",  # 400, JSON-RPC -32700
-    "invalid_request",  # 400, JSON-RPC -32600
-    "no_scope",  # 403: the token has no scope of this server, refused before its body is read
-    "body_timeout",  # 408: the body did not arrive within MCP_BODY_READ_SECONDS
-    "body_budget_principal",  # 429: the caller's bodies in flight are over its share
-    # 503s: load shed before any work, not a fault of the server's code or its dependencies
-    "body_budget_process",  # the process's bodies in flight are over its budget
-    "busy",  # MCP_MAX_CONCURRENT_REQUESTS requests are in flight
-)
+SERVER_FAULT_OUTCOMES = tuple(outcome.value for outcome in CallOutcome if outcome.server_fault)
 
 
 class CgroupLimitsCollector(Collector):
@@ -168,14 +129,14 @@ class KitMetrics:
             registry=self.registry,
         )
         self.info.labels(server=server).set(1)
-        for reason in AUTH_FAILURE_REASONS:
-            self.auth_failures.labels(reason=reason)
-        for reason in REJECTION_REASONS:
-            self.rejected_requests.labels(reason=reason)
+        for reason in AuthFailureReason:
+            self.auth_failures.labels(reason=reason.value)
+        for refusal in RefusalReason:
+            self.rejected_requests.labels(reason=refusal.value)
 
     def declare_tools(self, tools: list[str]) -> None:
         """Export every tool's ok and failure series at 0, so error ratios start from real zeros."""
         for tool in tools:
             self.authz_denials.labels(gen_ai_tool_name=tool)
-            for outcome in ("ok", *SERVER_FAULT_OUTCOMES):
+            for outcome in (CallOutcome.OK.value, *SERVER_FAULT_OUTCOMES):
                 self.operation_duration.labels(mcp_method_name="tools/call", gen_ai_tool_name=tool, outcome=outcome)

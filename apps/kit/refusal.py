@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from apps.kit.outcomes import RefusalReason
 from apps.kit.sdk import INVALID_REQUEST, error_message
 
 
@@ -14,12 +15,12 @@ class Refusal(Exception):
         self,
         status: int,
         body: dict[str, Any] | None,
-        reason: str | None = None,
+        reason: RefusalReason | None = None,
         headers: list[tuple[bytes, bytes]] | None = None,
     ):
-        super().__init__(reason or str(status))
+        super().__init__(reason.value if reason else str(status))
         self.status, self.body, self.reason, self.headers = status, body, reason, headers or []
 
 
-def refused(status: int, reason: str, message: str, code: int = INVALID_REQUEST, data: Any = None) -> Refusal:
+def refused(status: int, reason: RefusalReason, message: str, code: int = INVALID_REQUEST, data: Any = None) -> Refusal:
     return Refusal(status, error_message(None, code, message, data), reason)

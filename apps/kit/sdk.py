@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 from mcp.server.connection import Connection
@@ -44,8 +44,12 @@ from mcp_types import (
 )
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
+if TYPE_CHECKING:
+    from apps.kit.tools import Outcome
+
 __all__ = [
     "HANDSHAKE_PROTOCOL_VERSIONS",
+    "INTERNAL_ERROR",
     "INVALID_PARAMS",
     "INVALID_REQUEST",
     "METHOD_NOT_FOUND",
@@ -55,20 +59,35 @@ __all__ = [
     "MCPError",
     "Protocol",
     "Reply",
+    "Served",
 ]
 
 SUPPORTED_VERSIONS = (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS)
 
 ListTools = Callable[[], list[dict[str, Any]]]
-CallTool = Callable[[str, Any], Awaitable[dict[str, Any]]]
+RunTool = Callable[[Any], Awaitable["Outcome"]]
+
+
+@dataclass
+class Served:
+    """What the kit hands the kernel with one request, as the SDK's transport request context.
+
+    `tools` lists what this caller may see; `run` runs the tool a `tools/call` names, once the kernel
+    has accepted its params, and what it came to is kept here for the reply.
+    """
+
+    tools: ListTools
+    run: RunTool | None = None
+    outcome: Outcome | None = None
 
 
 @dataclass(frozen=True)
 class Reply:
-    """One JSON-RPC reply and the HTTP status it travels with."""
+    """One JSON-RPC reply, the HTTP status it travels with, and what the tool came to if one ran."""
 
     status: int
     message: dict[str, Any]
+    tool_outcome: Outcome | None = None
 
     @property
     def error_code(self) -> int | None:
@@ -108,18 +127,20 @@ class Protocol:
     per request.
     """
 
-    def __init__(
-        self, name: str, version: str, instructions: str | None, list_tools: ListTools, call_tool: CallTool
-    ) -> None:
+    def __init__(self, name: str, version: str, instructions: str | None) -> None:
         async def on_list_tools(
             ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
         ) -> dict[str, Any]:
             # Listing depends on the caller's scopes: private, and never cached (the 2026-07-28 fields; the
             # handshake-era serializer drops them).
-            return {"tools": list_tools(), "resultType": "complete", "ttlMs": 0, "cacheScope": "private"}
+            served = cast(Served, ctx.request)
+            return {"tools": served.tools(), "resultType": "complete", "ttlMs": 0, "cacheScope": "private"}
 
         async def on_call_tool(ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams) -> dict[str, Any]:
-            return {**await call_tool(params.name, params.arguments), "resultType": "complete"}
+            served = cast(Served, ctx.request)
+            assert served.run is not None, "a tools/call is answered with the tool to run"
+            served.outcome = await served.run(params.arguments)
+            return {**served.outcome.result, "resultType": "complete"}
 
         self.server: Server[Any] = Server(name, version=version, instructions=instructions)
         self.server.add_request_handler("tools/list", PaginatedRequestParams, on_list_tools)
@@ -127,7 +148,7 @@ class Protocol:
         self.server.middleware.clear()
 
     async def answer(
-        self, message: dict[str, Any], header_version: str | None, headers: list[tuple[str, str]]
+        self, message: dict[str, Any], header_version: str | None, headers: list[tuple[str, str]], served: Served
     ) -> Reply:
         """Serve one JSON-RPC request in the protocol era the client speaks."""
         request_id, method, params = message["id"], message["method"], message.get("params")
@@ -144,6 +165,7 @@ class Protocol:
         else:
             connection = Connection.from_envelope(header_version or DEFAULT_NEGOTIATED_VERSION, None, None)
         exchange = _Exchange(TransportContext(kind="streamable-http", can_send_request=False), request_id)
+        exchange.message_metadata = ServerMessageMetadata(request_context=served)
         try:
             result = await self._serve_one(exchange, method, params, connection)
         except Exception as error:  # noqa: BLE001 - mapped to a JSON-RPC error; internals never reach the wire
@@ -151,7 +173,7 @@ class Protocol:
                 return _error(request_id, modern_error_data(error), modern)
             data = handler_exception_to_error_data(error)
             return _error(request_id, data or ErrorData(code=INTERNAL_ERROR, message="Internal server error"), modern)
-        return Reply(200, {"jsonrpc": "2.0", "id": request_id, "result": result})
+        return Reply(200, {"jsonrpc": "2.0", "id": request_id, "result": result}, served.outcome)
 
     async def _serve_one(
         self, exchange: _Exchange, method: str, params: dict[str, Any] | None, connection: Connection

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from apps.kit.encoding import dumps
 from apps.kit.logs import bounded, log_event
 from apps.kit.manifest import DIGEST_META, SCOPES_META, tool_digest
+from apps.kit.outcomes import CallOutcome
 
 StateT = TypeVar("StateT")
 MAX_KEY_CHARS = 64  # argument keys are the caller's text: bounded before they reach an error message
@@ -71,7 +72,7 @@ Handler = Callable[[Any, StateT], Awaitable[Any]]
 class Outcome:
     """What a call came to: the `outcome` label, and the MCP `CallToolResult` for the wire."""
 
-    label: str
+    label: CallOutcome
     result: dict[str, Any]
 
 
@@ -110,23 +111,27 @@ class ToolSpec(Generic[StateT]):
     async def call(self, arguments: Any, state: StateT) -> Outcome:
         """Validate once, run the handler, and classify what happened."""
         if not isinstance(arguments, dict):
-            return Outcome("invalid_params", error_result(f"Invalid arguments for tool '{self.name}': not an object"))
+            return Outcome(
+                CallOutcome.INVALID_PARAMS, error_result(f"Invalid arguments for tool '{self.name}': not an object")
+            )
         try:
             args = self.args.model_validate(arguments)
         except ValidationError as error:
-            return Outcome("invalid_params", error_result(self.validation_error(error)))
+            return Outcome(CallOutcome.INVALID_PARAMS, error_result(self.validation_error(error)))
         try:
             value = await self.handler(args, state)
         except CallerError as error:
-            return Outcome("rejected", error_result(str(error)))
+            return Outcome(CallOutcome.REJECTED, error_result(str(error)))
         except Overloaded as error:
-            return Outcome("overloaded", error_result(str(error)))
+            return Outcome(CallOutcome.OVERLOADED, error_result(str(error)))
         except ServerError as error:
-            return Outcome("error", error_result(str(error)))  # says what failed: "database unavailable (...)"
+            return Outcome(
+                CallOutcome.ERROR, error_result(str(error))
+            )  # says what failed: "database unavailable (...)"
         except Exception as error:  # noqa: BLE001 - a crash: its text stays in our logs, never on the wire
             log_event("tool_crashed", logging.ERROR, tool=self.name, exc_type=type(error).__name__, error=str(error))
-            return Outcome("internal_error", error_result(f"Error executing tool {self.name}"))
-        return Outcome("ok", to_result(value))
+            return Outcome(CallOutcome.INTERNAL_ERROR, error_result(f"Error executing tool {self.name}"))
+        return Outcome(CallOutcome.OK, to_result(value))
 
 
 def spec_from_handler(handler: Handler[Any], scopes: set[str] | frozenset[str], hints: ToolHints) -> ToolSpec[Any]:

@@ -123,11 +123,11 @@ async def test_garbage_is_malformed(hs_verifier, garbage):
 
 def test_every_reason_is_exported_from_the_start(hs_verifier):
     from apps.kit.auth import _REASONS
-    from apps.kit.metrics import AUTH_FAILURE_REASONS
+    from apps.kit.outcomes import AuthFailureReason
 
-    assert {reason for _, reason in _REASONS} <= set(AUTH_FAILURE_REASONS)
+    assert {reason for _, reason in _REASONS} <= set(AuthFailureReason)
     registry = hs_verifier._metrics.registry
-    assert all(registry.get_sample_value("mcp_auth_failures_total", {"reason": r}) == 0 for r in AUTH_FAILURE_REASONS)
+    assert all(registry.get_sample_value("mcp_auth_failures_total", {"reason": r}) == 0 for r in AuthFailureReason)
 
 
 async def test_failures_are_counted_by_reason(hs_verifier):

@@ -12,6 +12,7 @@ import jwt
 import pytest
 from mcp.shared.exceptions import MCPError
 
+from apps.kit.metrics import SERVER_FAULT_OUTCOMES
 from tests.conftest import ISSUER, SECRET
 from tests.support.mcp_client import mcp_client
 from tests.support.raw import post, rpc, tool_call
@@ -181,6 +182,22 @@ async def test_outcomes_split_caller_mistakes_from_server_faults(demo, token_for
     assert metrics.get_sample_value(count, {**labels, "outcome": "rejected"}) == 1
     assert metrics.get_sample_value(count, {**labels, "outcome": "error"}) == 1
     assert metrics.get_sample_value(count, {**labels, "outcome": "internal_error"}) == 1
+
+
+def test_calls_the_protocol_kernel_refuses_are_the_callers_mistake(demo, token_for):
+    """A 2026-era call without its `_meta` envelope, or with a mismatched routing header, never reaches the
+    tool; it is counted as invalid params, never as a fault that spends the error budget or pages."""
+    token = token_for("demo:read", demo.mcp_url)
+    modern = {"MCP-Protocol-Version": "2026-07-28", "MCP-Method": "tools/call", "MCP-Name": "echo"}
+    no_envelope = post(demo.mcp_url, tool_call("echo", {"text": "hi"}), token, headers=modern)
+    wrong_name = post(demo.mcp_url, tool_call("echo", {"text": "hi"}), token, headers={**modern, "MCP-Name": "other"})
+    assert no_envelope.status_code == 400 and wrong_name.status_code == 400
+    assert demo.calls == []
+    metrics = demo.app.state.metrics.registry
+    labels = {"mcp_method_name": "tools/call", "gen_ai_tool_name": "echo"}
+    count = "mcp_server_operation_duration_seconds_count"
+    assert metrics.get_sample_value(count, {**labels, "outcome": "invalid_params"}) == 2
+    assert all(metrics.get_sample_value(count, {**labels, "outcome": fault}) == 0 for fault in SERVER_FAULT_OUTCOMES)
 
 
 def test_health_and_ready(demo):

@@ -8,7 +8,7 @@ import logging
 
 import httpx
 
-from apps.kit.endpoint import input_digest
+from apps.kit.call import input_digest
 from apps.kit.logs import JsonFormatter, redact
 from tests.conftest import SECRET
 from tests.support.mcp_client import mcp_client

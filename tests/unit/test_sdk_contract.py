@@ -14,6 +14,8 @@ from mcp.server.connection import Connection
 from mcp.server.runner import ServerRunner
 
 from apps.kit import sdk
+from apps.kit.outcomes import CallOutcome
+from apps.kit.tools import Outcome
 
 MODERN = "2026-07-28"
 ENVELOPE = {
@@ -23,13 +25,19 @@ ENVELOPE = {
 TOOL = {"name": "echo", "description": "Echo.", "inputSchema": {"type": "object", "properties": {}}}
 
 
-def protocol(calls: list[tuple[str, Any]] | None = None) -> sdk.Protocol:
-    async def call_tool(name: str, arguments: Any) -> dict[str, Any]:
-        if calls is not None:
-            calls.append((name, arguments))
-        return {"content": [{"type": "text", "text": "ok"}], "isError": False}
+def protocol() -> sdk.Protocol:
+    return sdk.Protocol("contract", "9.9.9", "Be brief.")
 
-    return sdk.Protocol("contract", "9.9.9", "Be brief.", lambda: [TOOL], call_tool)
+
+def served(calls: list[Any] | None = None) -> sdk.Served:
+    """A request context whose tool records its arguments and answers "ok"."""
+
+    async def run(arguments: Any) -> Outcome:
+        if calls is not None:
+            calls.append(arguments)
+        return Outcome(CallOutcome.OK, {"content": [{"type": "text", "text": "ok"}], "isError": False})
+
+    return sdk.Served(lambda: [TOOL], run)
 
 
 def request(method: str, params: dict[str, Any] | None = None, request_id: int = 1) -> dict[str, Any]:
@@ -41,7 +49,7 @@ def request(method: str, params: dict[str, Any] | None = None, request_id: int =
 
 async def test_the_handshake_negotiates_and_advertises_tools_only():
     init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "c", "version": "1"}}
-    reply = await protocol().answer(request("initialize", init), None, [])
+    reply = await protocol().answer(request("initialize", init), None, [], served())
     assert reply.status == 200
     result = reply.message["result"]
     assert result["protocolVersion"] == "2025-06-18"
@@ -52,61 +60,65 @@ async def test_the_handshake_negotiates_and_advertises_tools_only():
 
 async def test_an_unknown_version_is_countered_with_the_latest_handshake_version():
     init = {"protocolVersion": "2099-01-01", "capabilities": {}, "clientInfo": {"name": "c", "version": "1"}}
-    reply = await protocol().answer(request("initialize", init), None, [])
+    reply = await protocol().answer(request("initialize", init), None, [], served())
     assert reply.message["result"]["protocolVersion"] == sdk.HANDSHAKE_PROTOCOL_VERSIONS[-1]
 
 
 @pytest.mark.parametrize("version", ["2025-03-26", "2025-11-25"])
 async def test_handshake_era_tools_round_trip_and_ping(version):
-    calls: list[tuple[str, Any]] = []
-    kernel = protocol(calls)
-    listed = await kernel.answer(request("tools/list"), version, [])
+    calls: list[Any] = []
+    kernel = protocol()
+    listed = await kernel.answer(request("tools/list"), version, [], served())
     assert listed.message["result"] == {"tools": [TOOL]}  # the 2026 cache fields are sieved for this era
-    called = await kernel.answer(request("tools/call", {"name": "echo", "arguments": {"a": 1}}), version, [])
+    call = request("tools/call", {"name": "echo", "arguments": {"a": 1}})
+    called = await kernel.answer(call, version, [], served(calls))
     assert called.message["result"] == {"content": [{"type": "text", "text": "ok"}], "isError": False}
-    assert calls == [("echo", {"a": 1})]
-    assert (await kernel.answer(request("ping"), version, [])).message["result"] == {}
+    assert called.tool_outcome is not None and called.tool_outcome.label is CallOutcome.OK
+    assert calls == [{"a": 1}]
+    assert (await kernel.answer(request("ping"), version, [], served())).message["result"] == {}
 
 
 async def test_handshake_era_errors_travel_with_200():
     kernel = protocol()
-    unknown = await kernel.answer(request("resources/list"), "2025-11-25", [])
+    unknown = await kernel.answer(request("resources/list"), "2025-11-25", [], served())
     assert (unknown.status, unknown.error_code) == (200, -32601)
-    malformed = await kernel.answer(request("tools/call", {"arguments": {}}), "2025-11-25", [])
+    calls: list[Any] = []
+    malformed = await kernel.answer(request("tools/call", {"arguments": {}}), "2025-11-25", [], served(calls))
     assert (malformed.status, malformed.error_code) == (200, -32602)
+    assert calls == [] and malformed.tool_outcome is None  # refused before the tool ran
 
 
 async def test_modern_era_needs_its_envelope_and_maps_errors_to_statuses():
     kernel = protocol()
     headers = [("mcp-protocol-version", MODERN), ("mcp-method", "tools/list")]
-    listed = await kernel.answer(request("tools/list", {"_meta": ENVELOPE}), MODERN, headers)
+    listed = await kernel.answer(request("tools/list", {"_meta": ENVELOPE}), MODERN, headers, served())
     assert listed.status == 200
     result = listed.message["result"]
     assert result["resultType"] == "complete" and result["tools"] == [TOOL]
     assert result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "contract"
-    bare = await kernel.answer(request("tools/list"), MODERN, headers)
+    bare = await kernel.answer(request("tools/list"), MODERN, headers, served())
     assert (bare.status, bare.error_code) == (400, sdk.INVALID_PARAMS)
     unknown = await kernel.answer(
         request("resources/list", {"_meta": ENVELOPE}),
         MODERN,
         [("mcp-protocol-version", MODERN), ("mcp-method", "resources/list")],
+        served(),
     )
     assert (unknown.status, unknown.error_code) == (404, sdk.METHOD_NOT_FOUND)
 
 
 async def test_modern_era_discover_names_the_served_versions():
     headers = [("mcp-protocol-version", MODERN), ("mcp-method", "server/discover")]
-    reply = await protocol().answer(request("server/discover", {"_meta": ENVELOPE}), MODERN, headers)
+    reply = await protocol().answer(request("server/discover", {"_meta": ENVELOPE}), MODERN, headers, served())
     assert MODERN in reply.message["result"]["supportedVersions"]
     assert set(reply.message["result"]["capabilities"]) == {"tools"}
 
 
 async def test_a_crash_in_a_handler_reaches_the_wire_as_a_generic_internal_error():
-    async def crash(name: str, arguments: Any) -> dict[str, Any]:
+    async def crash(arguments: Any) -> Outcome:
         raise RuntimeError("secret internal detail")
 
-    kernel = sdk.Protocol("contract", "1", None, lambda: [], crash)
-    reply = await kernel.answer(request("tools/call", {"name": "x"}), "2025-11-25", [])
+    reply = await protocol().answer(request("tools/call", {"name": "x"}), "2025-11-25", [], sdk.Served(list, crash))
     assert reply.error_code == -32603
     assert "secret" not in str(reply.message)
 
@@ -119,7 +131,8 @@ async def test_a_served_request_leaves_no_reference_cycle_behind():
     gc.disable()
     try:
         for n in range(20):
-            reply = await kernel.answer(request("tools/call", {"name": "echo", "arguments": {}}, n), "2025-11-25", [])
+            call = request("tools/call", {"name": "echo", "arguments": {}}, n)
+            reply = await kernel.answer(call, "2025-11-25", [], served())
             assert reply.message["result"]["content"][0]["text"] == "ok"
         left = [o for o in gc.get_objects() if isinstance(o, (ServerRunner, Connection))]
     finally:
