@@ -22,8 +22,6 @@ WORKDIR /app
 COPY --from=build /app/.venv /app/.venv
 COPY apps/ /app/apps/
 COPY runbooks/ /app/runbooks/
-COPY infra/__init__.py /app/infra/__init__.py
-COPY infra/postgres/ /app/infra/postgres/
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PORT=8080
 USER 10001:10001
 EXPOSE 8080

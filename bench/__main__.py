@@ -41,7 +41,7 @@ import httpx
 from apps.kit.token import mint
 from infra.components.observability.collector import sampling_env
 from infra.config import ObservabilityConfig
-from infra.postgres.apply import apply
+from apps.db.apply_schema import apply
 from tests.support.postgres import LocalPostgres, free_port
 from tests.support.redis import LocalRedis
 

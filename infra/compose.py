@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from apps.db.apply_schema import ROLES
 from apps.kit import FocusedServer
 from infra import fleet
 from infra.components.observability import SERVICES
@@ -39,7 +40,6 @@ from infra.components.observability.alertmanager import alertmanager_files
 from infra.config import DATA_NAMESPACE, NAMESPACE, AppConfig, StackConfig, parse
 from infra.images import PINNED, env_name
 from infra.mocked import stack_config
-from infra.postgres.apply import ROLES
 from infra.wiring import PORT, Wiring, wiring
 
 REPO = Path(__file__).resolve().parents[1]
@@ -189,7 +189,7 @@ def render(stack_name: str = "dev") -> dict[str, str]:
         },
         "postgres-roles": {  # the roles Job of the cluster: the one SQL source, applied by the apps image
             "image": APPS_IMAGE,
-            "command": ["infra.postgres.apply"],
+            "command": ["apps.db.apply_schema"],
             "environment": {
                 "DATABASE_ADMIN_URL": f"postgresql://postgres:{required('POSTGRES_PASSWORD')}"
                 f"@postgres.{DATA_NAMESPACE}.svc:5432/{DATABASE}",

@@ -51,8 +51,6 @@ APP_IMAGE_INPUTS = (
     "uv.lock",
     "apps",
     "runbooks",  # the on-call server ships them
-    "infra/__init__.py",
-    "infra/postgres",
     "certs",
 )
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from apps.db.apply_schema import ROLES
 from apps.kit.token import mint
 from infra.compose import (
     COMPOSE_FILE,
@@ -37,7 +38,6 @@ from infra.compose import (
     secret_variable,
 )
 from infra.images import build_apps_image
-from infra.postgres.apply import ROLES
 
 REPO = Path(__file__).resolve().parents[1]
 SECRETS_FILE = REPO / ".env"

@@ -19,7 +19,7 @@ from alerts.routing import render_alertmanager
 from infra.config import parse
 from infra.fleet import load_server, uses_redis
 from infra.mocked import stack_config
-from infra.postgres.apply import SQL_DIR
+from apps.db.apply_schema import SQL_DIR
 
 APPS, DATA, OBS, AGENTS = "mcp-apps", "mcp-data", "mcp-observability", "mcp-node-agents"
 SCHEMA_DIR = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
@@ -173,7 +173,7 @@ def test_roles_job_mounts_the_same_sql_the_tests_apply(stack):
     [job] = stack.of_kind("Job", DATA)
     pod = job["spec"]["template"]["spec"]
     [container] = pod["containers"]
-    assert container["args"] == ["infra.postgres.apply"]
+    assert container["args"] == ["apps.db.apply_schema"]
     assert {"name": "MCPFLEET_SQL_DIR", "value": "/sql"} in container["env"]
     [volume] = pod["volumes"]
     config_map = stack.one("ConfigMap", volume["configMap"]["name"], DATA)

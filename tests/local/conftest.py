@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.postgres.apply import apply
+from apps.db.apply_schema import apply
 from tests.conftest import ISSUER, SECRET, requirement_missing
 from tests.support import postgres
 from tests.support.otlp import OtlpReceiver

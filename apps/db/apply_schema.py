@@ -1,7 +1,7 @@
 """Apply the database's SQL files through an admin connection, idempotently.
 
     DATABASE_ADMIN_URL=postgresql://postgres:...@host/app \
-    MCP_DB_READER_PASSWORD=... MCP_DB_WRITER_PASSWORD=... python -m infra.postgres.apply
+    MCP_DB_READER_PASSWORD=... MCP_DB_WRITER_PASSWORD=... python -m apps.db.apply_schema
 
 The same command runs in the Kubernetes roles Job and in the test fixtures.
 Role passwords travel as SCRAM-SHA-256 verifiers computed here, so the
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import asyncpg
 
-SQL_DIR = Path(__file__).with_name("sql")  # in Kubernetes, the same files mounted from a ConfigMap
+SQL_DIR = Path(__file__).with_name("schema")  # in Kubernetes, the same files mounted from a ConfigMap
 # The login roles the SQL defines: role -> (the session setting 002_roles.sql reads its verifier from,
 # the environment variable that carries its password to this command).
 ROLES = {

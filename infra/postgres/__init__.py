@@ -1,1 +1,0 @@
-"""The database's schema, roles and grants: one SQL source for Kubernetes and the tests."""
