@@ -9,6 +9,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from apps.db.apply_schema import ROLES, SQL_DIR
+from infra.components.backing import BackingService
 from infra.components.k8s import (
     child_opts,
     config_hash,
@@ -21,7 +23,6 @@ from infra.components.k8s import (
 from infra.components.network import Reachable, tcp
 from infra.config import DATA_NAMESPACE, PostgresConfig
 from infra.images import image
-from infra.postgres.apply import ROLES, SQL_DIR
 
 SQL_FILES = {path.name: path.read_text() for path in sorted(SQL_DIR.glob("*.sql"))}
 POSTGRES_UID = 70  # the official alpine image's postgres user
@@ -44,7 +45,6 @@ class Postgres(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("mcpfleet:index:Postgres", name, None, opts)
-        lbl = labels("postgres", "database")
         port, db = config.port, config.database
         self.config = config
         if config.mode == "external":
@@ -62,7 +62,7 @@ class Postgres(pulumi.ComponentResource):
         if config.mode == "statefulset":
             admin_password = admin_password or password("admin-password")
             admin_url = pulumi.Output.concat("postgresql://postgres:", admin_password, f"@{self.host}:{port}/{db}")
-            self._statefulset(name, config, provider, admin_password, lbl)
+            self._statefulset(name, config, provider, admin_password)
         else:
             if external_admin_url is None:
                 raise ValueError("postgres mode external needs the secret postgresAdminUrl")
@@ -100,7 +100,7 @@ class Postgres(pulumi.ComponentResource):
                             {
                                 "name": "apply",
                                 "image": apps_image,
-                                "args": ["infra.postgres.apply"],
+                                "args": ["apps.db.apply_schema"],
                                 "env": [
                                     secret_env(k, "postgres-roles", k)
                                     for k in ("DATABASE_ADMIN_URL", *(env for _, env in ROLES.values()))
@@ -150,7 +150,6 @@ class Postgres(pulumi.ComponentResource):
         config: PostgresConfig,
         provider: k8s.Provider,
         admin_password: pulumi.Input[str],
-        lbl: dict[str, str],
     ) -> None:
         k8s.core.v1.Secret(
             f"{name}-admin",
@@ -164,69 +163,25 @@ class Postgres(pulumi.ComponentResource):
             "timeoutSeconds": 3,
             "failureThreshold": 3,
         }
-        k8s.apps.v1.StatefulSet(
-            f"{name}-statefulset",
-            metadata={"name": "postgres", "namespace": DATA_NAMESPACE, "labels": lbl},
-            spec={
-                "serviceName": "postgres",
-                "replicas": 1,
-                "selector": {"matchLabels": {"app.kubernetes.io/name": "postgres"}},
-                "template": {
-                    "metadata": {"labels": lbl},
-                    "spec": {
-                        "automountServiceAccountToken": False,
-                        "securityContext": pod_security(POSTGRES_UID, POSTGRES_UID),
-                        "containers": [
-                            {
-                                "name": "postgres",
-                                "image": image("postgres"),
-                                "args": ["postgres", "-c", f"max_connections={config.max_connections}"],
-                                "ports": [{"name": "postgres", "containerPort": 5432}],
-                                "env": [
-                                    secret_env("POSTGRES_PASSWORD", "postgres-admin", "POSTGRES_PASSWORD"),
-                                    {"name": "POSTGRES_DB", "value": config.database},
-                                    {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
-                                ],
-                                "volumeMounts": [
-                                    {"name": "data", "mountPath": "/var/lib/postgresql/data"},
-                                    {"name": "run", "mountPath": "/var/run/postgresql"},
-                                    {"name": "tmp", "mountPath": "/tmp"},
-                                ],
-                                "readinessProbe": ready,
-                                "livenessProbe": {
-                                    **ready,
-                                    "initialDelaySeconds": 30,
-                                    "periodSeconds": 10,
-                                    "failureThreshold": 6,
-                                },
-                                "securityContext": container_security(),
-                                "resources": resources("250m", "256Mi", "1", "1Gi"),
-                            }
-                        ],
-                        "volumes": [{"name": "run", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
-                    },
-                },
-                "volumeClaimTemplates": [
-                    {
-                        "metadata": {"name": "data"},
-                        "spec": {
-                            "accessModes": ["ReadWriteOnce"],
-                            "resources": {"requests": {"storage": config.storage}},
-                        },
-                    }
-                ],
-            },
-            opts=child_opts(self, provider),
-        )
-        k8s.core.v1.Service(
-            f"{name}-service",
-            metadata={"name": "postgres", "namespace": DATA_NAMESPACE, "labels": lbl},
-            spec={
-                "selector": {"app.kubernetes.io/name": "postgres"},
-                "ports": [{"name": "postgres", "port": 5432, "targetPort": "postgres"}],
-            },
-            opts=child_opts(self, provider),
-        )
+        BackingService(
+            name="postgres",
+            component="database",
+            image=image("postgres"),
+            uid=POSTGRES_UID,
+            port=5432,
+            args=["postgres", "-c", f"max_connections={config.max_connections}"],
+            env=[
+                secret_env("POSTGRES_PASSWORD", "postgres-admin", "POSTGRES_PASSWORD"),
+                {"name": "POSTGRES_DB", "value": config.database},
+                {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
+            ],
+            probe=ready,
+            liveness={"initialDelaySeconds": 30, "periodSeconds": 10, "failureThreshold": 6},
+            resources=resources("250m", "256Mi", "1", "1Gi"),
+            data_path="/var/lib/postgresql/data",
+            scratch={"run": "/var/run/postgresql", "tmp": "/tmp"},
+            storage=config.storage,
+        ).build(name, self, provider)
         # Only the roles Job from here; each app that declares a role is admitted by its own policy.
         k8s.networking.v1.NetworkPolicy(
             f"{name}-ingress",

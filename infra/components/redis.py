@@ -6,14 +6,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from infra.components.k8s import (
-    child_opts,
-    container_security,
-    labels,
-    pod_security,
-    resources,
-    secret_env,
-)
+from infra.components.backing import BackingService
+from infra.components.k8s import child_opts, resources, secret_env
 from infra.components.network import Reachable
 from infra.config import DATA_NAMESPACE
 from infra.images import image
@@ -29,7 +23,6 @@ class Redis(pulumi.ComponentResource):
 
     def __init__(self, name: str, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mcpfleet:index:Redis", name, None, opts)
-        lbl = labels("redis", "rate-limit-store")
         password = random.RandomPassword(
             f"{name}-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
         ).result
@@ -44,46 +37,19 @@ class Redis(pulumi.ComponentResource):
             "periodSeconds": 5,
             "timeoutSeconds": 2,
         }
-        k8s.apps.v1.Deployment(
-            f"{name}-deployment",
-            metadata={"name": "redis", "namespace": DATA_NAMESPACE, "labels": lbl},
-            spec={
-                "replicas": 1,
-                "selector": {"matchLabels": {"app.kubernetes.io/name": "redis"}},
-                "template": {
-                    "metadata": {"labels": lbl},
-                    "spec": {
-                        "automountServiceAccountToken": False,
-                        "securityContext": pod_security(REDIS_UID, REDIS_UID),
-                        "containers": [
-                            {
-                                "name": "redis",
-                                "image": image("redis"),
-                                "args": ["--requirepass", "$(REDIS_PASSWORD)", "--save", "", "--appendonly", "no"],
-                                "env": [secret_env("REDIS_PASSWORD", "redis", "REDIS_PASSWORD")],
-                                "ports": [{"name": "redis", "containerPort": 6379}],
-                                "readinessProbe": probe,
-                                "livenessProbe": {**probe, "initialDelaySeconds": 10},
-                                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                                "securityContext": container_security(),
-                                "resources": resources("50m", "64Mi", "500m", "256Mi"),
-                            }
-                        ],
-                        "volumes": [{"name": "data", "emptyDir": {}}],
-                    },
-                },
-            },
-            opts=child_opts(self, provider),
-        )
-        self.service = k8s.core.v1.Service(
-            f"{name}-service",
-            metadata={"name": "redis", "namespace": DATA_NAMESPACE, "labels": lbl},
-            spec={
-                "selector": {"app.kubernetes.io/name": "redis"},
-                "ports": [{"name": "redis", "port": 6379, "targetPort": "redis"}],
-            },
-            opts=child_opts(self, provider),
-        )
+        self.service = BackingService(
+            name="redis",
+            component="rate-limit-store",
+            image=image("redis"),
+            uid=REDIS_UID,
+            port=6379,
+            args=["--requirepass", "$(REDIS_PASSWORD)", "--save", "", "--appendonly", "no"],
+            env=[secret_env("REDIS_PASSWORD", "redis", "REDIS_PASSWORD")],
+            probe=probe,
+            liveness={"initialDelaySeconds": 10},
+            resources=resources("50m", "64Mi", "500m", "256Mi"),
+            data_path="/data",
+        ).build(name, self, provider)
         self.reachable = Reachable("redis", DATA_NAMESPACE, 6379, "redis")
         self.url = pulumi.Output.secret(
             pulumi.Output.concat("redis://:", password, f"@redis.{DATA_NAMESPACE}.svc:6379/0")
