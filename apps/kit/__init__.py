@@ -13,10 +13,11 @@ from apps.kit.config import KitSettings, load_settings
 from apps.kit.needs import Needs, Volume
 from apps.kit.probes import Check, ReadinessSource
 from apps.kit.server import FocusedServer
-from apps.kit.telemetry import Chart, DashboardRow, ServerAlert, Telemetry
+from apps.kit.telemetry import AlertCase, Chart, DashboardRow, ServerAlert, Telemetry
 from apps.kit.tools import CallerError, ServerError, ToolArgs
 
 __all__ = [
+    "AlertCase",
     "CallerError",
     "Chart",
     "Check",

@@ -46,10 +46,23 @@ class DashboardRow:
 
 
 @dataclass(frozen=True)
+class AlertCase:
+    """A promtool case for a server's alert: the series (name{labels} -> promtool values, `{job}` for the
+    fleet's scrape job, one sample a minute) and, at `at`, the labels and summary it fires with, or
+    nothing (`fires=None`: the near miss it must stay silent on)."""
+
+    series: dict[str, str]
+    at: str
+    fires: dict[str, str] | None = None
+    summary: str = ""
+
+
+@dataclass(frozen=True)
 class ServerAlert:
-    """An alert on series only this server exports, declared next to them; `alerts/` renders it with the fleet's
-    rules and links it to `apps/<server>/runbooks/<name>.md`. In `expr`, `{job}` stands for the fleet's
-    scrape job. Summaries and descriptions are Prometheus templates."""
+    """An alert on series only this server exports, declared next to them with its promtool cases; `alerts/`
+    renders it with the fleet's rules and links it to `apps/<server>/runbooks/<name>.md`, and the monitoring
+    tests run its cases. In `expr`, `{job}` stands for the fleet's scrape job. Summaries and descriptions are
+    Prometheus templates."""
 
     name: str
     expr: str
@@ -57,3 +70,4 @@ class ServerAlert:
     severity: str
     summary: str
     description: str
+    cases: tuple[AlertCase, ...] = ()

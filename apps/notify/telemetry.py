@@ -8,7 +8,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 from prometheus_client.registry import CollectorRegistry
 
-from apps.kit import Chart, DashboardRow, ServerAlert
+from apps.kit import AlertCase, Chart, DashboardRow, ServerAlert
 
 OUTCOMES = ("delivered", "failed", "throttled", "refused")
 
@@ -63,6 +63,10 @@ DASHBOARD = DashboardRow(
 )
 
 
+DELIVERIES = (  # one target's deliveries as scraped, for the alert's cases
+    'mcp_notify_deliveries_total{app="mcp-notify", job="{job}", instance="notify-1:8080", target="sre-oncall", '
+    'kind="webhook"'
+)
 FAILED_RATIO = 0.2  # of a target's delivery attempts
 FAILED_WINDOW = "10m"
 FAILED_FOR = "5m"
@@ -79,5 +83,18 @@ ALERTS = (
         "{{ $labels.app }}: {{ $value | humanizePercentage }} of deliveries to {{ $labels.target }} fail",
         f"More than {FAILED_RATIO:.0%} of the messages {{{{ $labels.app }}}} tried to deliver to target "
         f"{{{{ $labels.target }}}} over {FAILED_WINDOW} failed or were refused: people are not being told.",
+        cases=(
+            # Deliveries to one target failing 1 in 2 for 10 m fire; 1 in 10 does not.
+            AlertCase(
+                {f'{DELIVERIES}, outcome="delivered"}}': "0+6x20", f'{DELIVERIES}, outcome="failed"}}': "0+6x20"},
+                at="15m",
+                fires={"app": "mcp-notify", "target": "sre-oncall"},
+                summary="mcp-notify: 50% of deliveries to sre-oncall fail",
+            ),
+            AlertCase(
+                {f'{DELIVERIES}, outcome="delivered"}}': "0+9x20", f'{DELIVERIES}, outcome="failed"}}': "0+1x20"},
+                at="15m",
+            ),
+        ),
     ),
 )

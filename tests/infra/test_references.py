@@ -16,10 +16,10 @@ import yaml
 from alerts.params import AlertParams
 from alerts.render import RULES_FILE, TEMPLATES_DIR
 from alerts.routing import render_alertmanager
+from apps.db.apply_schema import SQL_DIR
 from infra.config import parse
 from infra.fleet import load_server, uses_redis
 from infra.mocked import stack_config
-from apps.db.apply_schema import SQL_DIR
 
 APPS, DATA, OBS, AGENTS = "mcp-apps", "mcp-data", "mcp-observability", "mcp-node-agents"
 SCHEMA_DIR = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"

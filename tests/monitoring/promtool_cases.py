@@ -7,11 +7,11 @@ from typing import Any
 
 from alerts.params import AlertParams
 from alerts.rules import alerting_rules
+from apps import fleet
 
 P = AlertParams()
 APP = 'app="mcp-db", job="mcp-apps"'
 DB1 = f'{APP}, instance="db-1:8080"'
-NOTIFY1 = 'app="mcp-notify", job="mcp-apps", instance="notify-1:8080", target="sre-oncall", kind="webhook"'
 FILES1 = 'app="mcp-files", job="mcp-apps", instance="files-1:8080"'
 CALL = 'mcp_method_name="tools/call", gen_ai_tool_name="query"'
 
@@ -201,28 +201,6 @@ def tests() -> list[dict[str, Any]]:
             ],
             [silent("McpVolumeFilling", "15m"), silent("McpVolumeFilling", "20m")],
         ),
-        # Deliveries to one target failing 1 in 2 for 10 m fires; 1 in 10 does not.
-        case(
-            [
-                (f'mcp_notify_deliveries_total{{{NOTIFY1}, outcome="delivered"}}', "0+6x20"),
-                (f'mcp_notify_deliveries_total{{{NOTIFY1}, outcome="failed"}}', "0+6x20"),
-            ],
-            [
-                fires(
-                    "McpNotifyDeliveryFailing",
-                    "15m",
-                    {"app": "mcp-notify", "target": "sre-oncall"},
-                    "mcp-notify: 50% of deliveries to sre-oncall fail",
-                )
-            ],
-        ),
-        case(
-            [
-                (f'mcp_notify_deliveries_total{{{NOTIFY1}, outcome="delivered"}}', "0+9x20"),
-                (f'mcp_notify_deliveries_total{{{NOTIFY1}, outcome="failed"}}', "0+1x20"),
-            ],
-            [silent("McpNotifyDeliveryFailing", "15m")],
-        ),
         # Error budget, page: 2 % failures (20x the 0.1 % budget) for 7 h pages on both rows (14.4x and 6x);
         # 0.5 % is under both.
         case(
@@ -248,8 +226,23 @@ def slow_tests() -> list[dict[str, Any]]:
     ]
 
 
+def server_tests() -> list[dict[str, Any]]:
+    """The cases each server declares with its own alerts (`ServerAlert.cases`, in its folder)."""
+    gathered = []
+    for server in fleet.servers().values():
+        for alert in server.alerts:
+            for example in alert.cases:
+                series = [(name.replace("{job}", P.job), values) for name, values in example.series.items()]
+                if example.fires is None:
+                    expectation = silent(alert.name, example.at)
+                else:
+                    expectation = fires(alert.name, example.at, example.fires, example.summary)
+                gathered.append(case(series, [expectation]))
+    return gathered
+
+
 def documents(rule_file: str) -> list[dict[str, Any]]:
     return [
-        {"rule_files": [rule_file], "evaluation_interval": "1m", "tests": tests()},
+        {"rule_files": [rule_file], "evaluation_interval": "1m", "tests": tests() + server_tests()},
         {"rule_files": [rule_file], "evaluation_interval": "5m", "tests": slow_tests()},
     ]
