@@ -38,10 +38,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from apps.db.apply_schema import apply
 from apps.kit.token import mint
 from infra.components.observability.collector import sampling_env
 from infra.config import ObservabilityConfig
-from apps.db.apply_schema import apply
 from tests.support.postgres import LocalPostgres, free_port
 from tests.support.redis import LocalRedis
 
