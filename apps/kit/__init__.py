@@ -10,7 +10,7 @@ caller in its own audit events.
 from apps.kit.auth import Principal
 from apps.kit.call import current_principal
 from apps.kit.config import KitSettings, load_settings
-from apps.kit.needs import Needs, Volume
+from apps.kit.needs import Needs, OutsideHost, Volume
 from apps.kit.probes import Check, ReadinessSource
 from apps.kit.server import FocusedServer
 from apps.kit.telemetry import AlertCase, Chart, DashboardRow, ServerAlert, Telemetry
@@ -25,6 +25,7 @@ __all__ = [
     "FocusedServer",
     "KitSettings",
     "Needs",
+    "OutsideHost",
     "Principal",
     "ReadinessSource",
     "ServerAlert",

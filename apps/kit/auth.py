@@ -73,8 +73,10 @@ class JwksKeys:
         min_refresh_seconds: float = 60.0,
         timeout: float = 5.0,
         backoff: tuple[float, ...] = JWKS_RETRY_BACKOFF,
+        proxy: str | None = None,
     ):
         self._url = url
+        self._proxy = proxy  # the platform's egress proxy, from configuration; the environment's is ignored
         self._min_refresh = min_refresh_seconds
         self._timeout = timeout
         self._backoff = backoff
@@ -115,7 +117,8 @@ class JwksKeys:
         self.fetches += 1
         try:
             async with (
-                httpx.AsyncClient(timeout=self._timeout) as client,
+                asyncio.timeout(self._timeout * 2),  # the whole fetch, however the key set trickles in
+                httpx.AsyncClient(timeout=self._timeout, proxy=self._proxy, trust_env=False) as client,
                 client.stream("GET", self._url) as response,
             ):
                 response.raise_for_status()
@@ -128,7 +131,7 @@ class JwksKeys:
             keys = {key.key_id: key for key in jwk_set.keys if key.key_id}
             if not keys:
                 raise ValueError("JWKS has no key with a kid")
-        except (httpx.HTTPError, ValueError, jwt.PyJWTError) as error:
+        except (httpx.HTTPError, ValueError, jwt.PyJWTError, TimeoutError) as error:
             self._failures += 1
             self._last_error = type(error).__name__
             delay = min(self._backoff[min(self._failures, len(self._backoff)) - 1], self._min_refresh)
@@ -206,7 +209,8 @@ class JwtVerifier:
         self._require_typ = settings.mcp_jwt_require_at_typ
         self._secret = settings.mcp_jwt_secret.get_secret_value() if settings.mcp_jwt_secret else None
         if jwks is None and settings.mcp_jwks_url is not None:
-            jwks = JwksKeys(str(settings.mcp_jwks_url), settings.mcp_jwks_min_refresh_seconds)
+            proxy = str(settings.mcp_egress_proxy) if settings.mcp_egress_proxy else None
+            jwks = JwksKeys(str(settings.mcp_jwks_url), settings.mcp_jwks_min_refresh_seconds, proxy=proxy)
         self.jwks = jwks
         self._metrics = metrics
         # A verified token stays valid until it expires, unless the keys change: remembering the result

@@ -47,6 +47,9 @@ class KitSettings(BaseSettings):
     mcp_jwt_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["HS256"])
     mcp_jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
     mcp_jwks_min_refresh_seconds: float = Field(default=60.0, ge=1.0)
+    # The platform's egress proxy (this app's own port on it): every outbound HTTP(S) call to a host outside
+    # the cluster goes through it, explicitly; proxies from the environment (HTTPS_PROXY) are ignored.
+    mcp_egress_proxy: AnyHttpUrl | None = None
     mcp_jwt_require_at_typ: bool = False  # RFC 9068: refuse tokens whose header `typ` is not at+jwt
     # Browser origins allowed to call /mcp. A request with an Origin header not listed is refused (403);
     # requests without one (every non-browser client) are unaffected.

@@ -8,11 +8,13 @@ what is declared here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 PlatformService = Literal["prometheus", "alertmanager"]
+_HOST = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,24 @@ class Volume:
         return self.name.upper().replace("-", "_")
 
 
+@dataclass(frozen=True, order=True)
+class OutsideHost:
+    """An HTTP(S) destination outside the cluster, by name: reached only through the platform's egress
+    proxy, which allows each app exactly its own. `internal`: a host on a private network (an internal
+    relay) whose private addresses the proxy then accepts; every other host must resolve to public ones."""
+
+    host: str
+    port: int = 443
+    internal: bool = False
+
+    def __post_init__(self) -> None:
+        if not _HOST.fullmatch(self.host) or not 0 < self.port < 65536:
+            raise ValueError(f"not a host name and port: {self.host!r}:{self.port}")
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
 @dataclass(frozen=True)
 class Needs:
     # env var -> Postgres login role; the app gets a DSN for each of its own roles, and 5432 to the database
@@ -50,7 +70,11 @@ class Needs:
     secrets: dict[str, str] = field(default_factory=dict)
     # the same, but set only when the stack gives a value (credentials some configurations need)
     optional_secrets: dict[str, str] = field(default_factory=dict)
-    # outside addresses the stack lists for this app (CIDR and port), e.g. webhook targets
+    # outside HTTP(S) hosts it always calls (an API's host), through the egress proxy
+    outside_hosts: tuple[OutsideHost, ...] = ()
+    # outside HTTP(S) hosts its settings name (a webhook target's host): settings -> hosts, through the proxy
+    outside_hosts_from: Callable[[Any], list[OutsideHost]] | None = field(default=None, compare=False)
+    # in-network addresses the stack lists for this app (CIDR and port) for what is not HTTP, e.g. an SMTP relay
     external_egress: bool = False
     volumes: tuple[Volume, ...] = ()
 

@@ -15,10 +15,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator, model_validator
 
 from apps.kit.config import KitSettings
+from apps.kit.needs import OutsideHost
+
+SLACK_HOST = "hooks.slack.com"
 
 TargetName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 Email = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}$")]
@@ -74,6 +78,18 @@ class NotifySettings(KitSettings):
         if not value:
             raise ValueError("configure at least one target")
         return value
+
+    def outside_hosts(self) -> list[OutsideHost]:
+        """Where its HTTP targets are, for the egress proxy's allowlist (email goes to an in-network relay)."""
+        hosts = set()
+        for target in self.notify_targets.values():
+            if target.kind == "webhook" and target.url:
+                url = urlsplit(target.url)
+                port = url.port or (443 if url.scheme == "https" else 80)
+                hosts.add(OutsideHost((url.hostname or "").lower(), port, target.internal))
+            elif target.kind == "slack":
+                hosts.add(OutsideHost(SLACK_HOST))  # its URL is a secret; its host is always this one
+        return sorted(hosts)
 
     def target_secrets(self) -> dict[str, dict[str, str]]:
         """Per-target secrets by target name; checked at start against the targets that need them."""

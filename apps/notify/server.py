@@ -81,6 +81,7 @@ async def open_notify(settings: NotifySettings, telemetry: Telemetry) -> AsyncIt
             str(settings.notify_ca_file) if settings.notify_ca_file else None,
             settings.notify_smtp_password.get_secret_value() if settings.notify_smtp_password else None,
             settings.notify_max_retry_after_seconds,
+            str(settings.mcp_egress_proxy) if settings.mcp_egress_proxy else None,
         )
         stack.push_async_callback(courier.aclose)
         kinds: dict[str, str] = {name: target.kind for name, target in settings.notify_targets.items()}
@@ -95,7 +96,8 @@ server: FocusedServer[Notify, NotifySettings] = FocusedServer(
     "message, then send that preview. Never put secrets in a message; mass mentions are removed.",
     needs=Needs(
         redis=True,
-        external_egress=True,
+        outside_hosts_from=NotifySettings.outside_hosts,  # its webhook and Slack targets, by name
+        external_egress=True,  # an SMTP relay, by address
         secrets={"NOTIFY_SIGNING_KEY": "signingKey"},
         optional_secrets={"NOTIFY_TARGET_SECRETS": "targetSecrets", "NOTIFY_SMTP_PASSWORD": "smtpPassword"},
     ),
