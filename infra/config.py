@@ -8,7 +8,7 @@ with a message naming the key, e.g. `mcpfleet:apps.db.replicas`.
 from __future__ import annotations
 
 import json
-from ipaddress import IPv4Network, IPv6Network
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
@@ -43,10 +43,20 @@ class VolumeConfig(Model):
 
 
 class EgressConfig(Model):
-    """An outside address an app that declares `external_egress` may reach."""
+    """An in-network address an app that declares `external_egress` may reach (an SMTP relay): what is not
+    HTTP(S). A host outside the network is reached by name through the egress proxy, never by address."""
 
     cidr: IPv4Network | IPv6Network
     port: int = Field(ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _in_network(self) -> EgressConfig:
+        if not self.cidr.is_private:
+            raise ValueError(
+                f"egress {self.cidr} is not an in-network block: an outside host is reached by name through the "
+                "egress proxy (the app declares it: Needs.outside_hosts, or a setting naming it)"
+            )
+        return self
 
 
 class AppConfig(Model):
@@ -84,6 +94,19 @@ class ClusterConfig(Model):
     name: str = Field(default="mcpfleet", pattern=r"^[a-z0-9-]{1,40}$")
     context: str | None = None  # existing: a kubeconfig context (default: the current one)
     image: str | None = None  # existing: the apps image in a registry, pinned (no :latest)
+    # Where the API server's endpoints are (what Prometheus's discovery, kube-state-metrics and the collector's
+    # k8sattributes reach, on 443 and 6443): in-network blocks only; narrow them to the control plane's.
+    api_server_cidrs: list[IPv4Network | IPv6Network] = Field(
+        default_factory=lambda: [ip_network(b) for b in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")],
+        min_length=1,
+    )
+
+    @model_validator(mode="after")
+    def _api_server_in_network(self) -> ClusterConfig:
+        public = [str(block) for block in self.api_server_cidrs if not block.is_private]
+        if public:
+            raise ValueError(f"apiServerCidrs must be in-network (private) blocks, not {public}")
+        return self
 
     @model_validator(mode="after")
     def _image_for_existing(self) -> ClusterConfig:

@@ -22,6 +22,7 @@ PINNED: dict[str, str] = {
     "grafana": "grafana/grafana:11.3.1",
     "loki": "grafana/loki:3.3.2",
     "otelcol": "otel/opentelemetry-collector-contrib:0.116.0",
+    "squid": "ubuntu/squid:5.2-22.04_beta",  # Canonical's official Squid image (the egress proxy)
     "kube-state-metrics": "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.14.0",
 }
 

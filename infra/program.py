@@ -17,11 +17,13 @@ from infra import config as stack_config
 from infra import fleet
 from infra.components.baseline import Baseline
 from infra.components.cluster import Cluster
+from infra.components.egress_proxy import EgressProxy
 from infra.components.mcp_app import McpApp, Platform
 from infra.components.observability import Observability
 from infra.components.postgres import Postgres
 from infra.components.redis import Redis
 from infra.config import APP_NAMESPACE, OBSERVABILITY_NAMESPACE, StackConfig, StackConfigError
+from infra.egress import plan as egress_plan
 
 
 def app_secrets(
@@ -70,10 +72,12 @@ def main() -> None:
         opts=after_baseline,
     )
     redis = Redis("redis", cluster.provider, opts=after_baseline)
+    egress = egress_plan(stack, servers)
     observability = Observability(
         "observability",
         stack,
         cluster.provider,
+        egress,
         grafana_admin_password=secrets.get_secret("grafanaAdminPassword"),
         opts=after_baseline,
     )
@@ -82,6 +86,8 @@ def main() -> None:
         jwt_secret = (
             secrets.get_secret("jwtSecret") or random.RandomPassword("jwt-secret", length=48, special=False).result
         )
+    if egress.ports:
+        EgressProxy("egress-proxy", egress, cluster.provider, opts=after_baseline)
     platform = Platform(
         stack=stack,
         image=cluster.image,
@@ -90,6 +96,7 @@ def main() -> None:
         redis=redis,
         services=observability.services,
         jwt_secret=jwt_secret,
+        egress=egress,
         app_secrets=app_secrets(stack, servers, secrets),
     )
     urls = {

@@ -49,9 +49,11 @@ def wiring(
     provided_secrets: Collection[str],
     shared_jwt_secret: bool,
     resource_url: str | None = None,
+    egress_proxy: str | None = None,
 ) -> Wiring:
     """Everything an app's process is started with. `service_urls` are the platform services' URLs by the
-    name `Needs.services` uses; `resource_url` overrides the stack's (the one-machine target's local URL)."""
+    name `Needs.services` uses; `resource_url` overrides the stack's (the one-machine target's local URL);
+    `egress_proxy` is the app's own port on the egress proxy, when it reaches any outside host."""
     needs = server.needs
     env = {
         "MCP_RESOURCE_URL": resource_url or str(app.resource_url),
@@ -69,6 +71,8 @@ def wiring(
     volumes = fleet.volume_env(server, fleet.read_only_volumes(name, app, server))
     env |= volumes
     env |= {key.upper(): value for key, value in sorted(app.settings.items()) if key.upper() not in volumes}
+    if egress_proxy:
+        env["MCP_EGRESS_PROXY"] = egress_proxy
     if stack.jwks_url:
         env |= {"MCP_JWKS_URL": str(stack.jwks_url), "MCP_JWT_ALGORITHMS": JWKS_ALGORITHMS}
     wired = Wiring(env, secret_env(app, server, provided_secrets, shared_jwt_secret))

@@ -32,6 +32,7 @@ from infra.components.observability.collector import otlp_egress
 from infra.components.postgres import Postgres
 from infra.components.redis import Redis
 from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, OBSERVABILITY_NAMESPACE, AppConfig, StackConfig
+from infra.egress import EgressPlan
 from infra.wiring import PORT, SHUTDOWN_GRACE_SECONDS, wiring
 
 APP_UID = 10001
@@ -49,6 +50,7 @@ class Platform:
     redis: Redis
     services: dict[str, Reachable]  # platform services by the name `Needs.services` uses
     jwt_secret: pulumi.Input[str] | None  # the shared HS256 secret, when tokens are not verified by JWKS
+    egress: EgressPlan = field(default_factory=lambda: EgressPlan({}))  # who reaches which outside hosts, by name
     app_secrets: dict[str, dict[str, pulumi.Input[str]]] = field(default_factory=dict)  # app -> key -> value
 
 
@@ -136,7 +138,12 @@ class McpApp(pulumi.ComponentResource):
             reached.append(platform.redis.reachable)
         if needs.postgres and platform.postgres.reachable is not None:
             reached.append(platform.postgres.reachable)
+        if (proxy := self._egress_proxy()) is not None:
+            reached.append(proxy)
         return reached
+
+    def _egress_proxy(self) -> Reachable | None:
+        return self.platform.egress.reachable(self.name)
 
     def _egress(self) -> list[dict[str, Any]]:
         needs, platform = self.server.needs, self.platform
@@ -146,8 +153,8 @@ class McpApp(pulumi.ComponentResource):
             rules.append(platform.redis.reachable.egress())
         if needs.postgres:
             rules.append(platform.postgres.egress())  # in-cluster pods, or the external instance's CIDR
-        if platform.stack.jwks_url:  # the issuer's signing keys, over HTTPS
-            rules.append({"ports": tcp(443)})
+        if (proxy := self._egress_proxy()) is not None:  # outside hosts by name: its own port on the proxy
+            rules.append(proxy.egress())
         rules += [{"to": [{"ipBlock": {"cidr": str(e.cidr)}}], "ports": tcp(e.port)} for e in self.app.egress]
         return rules
 
@@ -181,6 +188,7 @@ class McpApp(pulumi.ComponentResource):
             {name: reachable.url for name, reachable in platform.services.items()},
             provided_secrets=platform.app_secrets.get(self.name, {}),
             shared_jwt_secret=platform.jwt_secret is not None,
+            egress_proxy=proxy.url if (proxy := self._egress_proxy()) is not None else None,
         )
         plain = [{"name": name, "value": value} for name, value in wired.env.items()]
         return plain + [secret_env(key, self.secret_name, key) for key in wired.secret_env]

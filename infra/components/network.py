@@ -7,6 +7,7 @@ gives the app's egress rule, and admits that app, and only it, on its own side.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any
 
 import pulumi
@@ -68,3 +69,11 @@ class Reachable:
             },
             opts=pulumi.ResourceOptions(parent=parent, provider=provider),
         )
+
+
+API_SERVER_PORTS = (443, 6443)  # the Service's port, and the endpoints' port kind and kubeadm clusters use
+
+
+def api_server_egress(cidrs: list[IPv4Network | IPv6Network]) -> dict[str, Any]:
+    """The egress rule a workload that reads the Kubernetes API needs: the API server's blocks, its ports only."""
+    return {"to": [{"ipBlock": {"cidr": str(block)}} for block in cidrs], "ports": tcp(*API_SERVER_PORTS)}

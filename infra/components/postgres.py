@@ -123,7 +123,7 @@ class Postgres(pulumi.ComponentResource):
             spec={
                 "podSelector": {"matchLabels": {"app.kubernetes.io/name": "postgres-roles"}},
                 "policyTypes": ["Egress"],
-                "egress": [{"ports": [{"protocol": "TCP", "port": port}]}],
+                "egress": [self.egress()],  # the database alone: its pods, or the external instance's block
             },
             opts=child_opts(self, provider),
         )

@@ -8,9 +8,12 @@ A pod template may exempt itself from a rule with the annotation
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any
+
+from infra.config import DATA_NAMESPACE
 
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
 LONG_RUNNING = {"Deployment", "StatefulSet", "DaemonSet"}
@@ -60,6 +63,8 @@ def check_resource(resource_type: str, props: dict[str, Any], allow_load_balance
     problems: list[str] = []
     if kind == "Service" and (props.get("spec") or {}).get("type") == "LoadBalancer" and not allow_load_balancer:
         problems.append(f"{where}: LoadBalancer Services are not allowed (set allowLoadBalancer to permit)")
+    if kind == "NetworkPolicy":
+        problems += egress_problems(where, props)
     template = pod_template(kind, props)
     if template is None:
         return problems
@@ -93,6 +98,29 @@ def check_resource(resource_type: str, props: dict[str, Any], allow_load_balance
                 and (SECRET_NAME.search(env.get("name", "")) or CREDENTIAL_IN_URL.search(value))
             ):
                 problems.append(f"{c}: env {env.get('name')} looks like a secret literal; use secretKeyRef")
+    return problems
+
+
+EGRESS_PROXY = "egress-proxy"  # the one workload that reaches public addresses (by name, per app, in Squid)
+
+
+def egress_problems(where: str, props: dict[str, Any]) -> list[str]:
+    """No egress rule reaches "anywhere": each names its peers (`to`, DNS included); an address block is in-network
+    (private), because an outside host is reached by name through the egress proxy, never by a public range."""
+    spec = props.get("spec") or {}
+    selects_proxy = (spec.get("podSelector") or {}).get("matchLabels", {}).get("app.kubernetes.io/name") == EGRESS_PROXY
+    proxy = selects_proxy and (props.get("metadata") or {}).get("namespace") == DATA_NAMESPACE
+    problems = []
+    for rule in spec.get("egress") or []:
+        ports = {p.get("port") for p in rule.get("ports") or []}
+        if not rule.get("to"):
+            problems.append(f"{where}: an egress rule without `to` reaches anywhere (ports {sorted(ports) or 'all'})")
+        for peer in rule.get("to") or []:
+            block = (peer.get("ipBlock") or {}).get("cidr")
+            if block and not proxy and not ipaddress.ip_network(block, strict=False).is_private:
+                problems.append(
+                    f"{where}: egress to the public block {block}; reach outside hosts by name through the egress proxy"
+                )
     return problems
 
 

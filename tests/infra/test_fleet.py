@@ -115,6 +115,13 @@ def test_a_stack_entry_configures_only_what_the_app_declared():
         check("n", egress, notes)
 
 
+def test_a_public_address_block_is_refused_as_egress_naming_the_proxy():
+    """notify's Slack target was allowed as 54.0.0.0/12 (a million cloud addresses); outside hosts go by name."""
+    slack = {**NOTES, "egress": [{"cidr": "54.0.0.0/12", "port": 443}]}
+    with pytest.raises(StackConfigError, match=r"54.0.0.0/12 is not an in-network block: .* through the egress proxy"):
+        parse({"issuer": "https://issuer.test", "apps": {"n": slack}})
+
+
 def test_a_single_node_volume_with_many_replicas_is_refused():
     with pytest.raises(StackConfigError, match="ReadWriteOnce"):
         parse({"issuer": "https://issuer.test", "apps": {"n": {**NOTES, "replicas": 3, "maxReplicas": 3}}})

@@ -136,10 +136,15 @@ def test_prod_overrides_the_defaults(prod):
     assert prod.one("Secret", "mcp-db-secrets", APPS)["stringData"]["DB_READ_URL"].endswith(
         "@db.internal:5432/mcpfleet"
     )
-    egress_ports = {
-        p["port"] for rule in prod.one("NetworkPolicy", "mcp-db", APPS)["spec"]["egress"] for p in rule.get("ports", [])
-    }
-    assert 443 in egress_ports  # the JWKS fetch
+    # The JWKS fetch goes by name through the db server's own port on the egress proxy, never to 443 anywhere.
+    egress = prod.one("NetworkPolicy", "mcp-db", APPS)["spec"]["egress"]
+    [container] = prod.one("Deployment", "mcp-db", APPS)["spec"]["template"]["spec"]["containers"]
+    proxy = next(e["value"] for e in container["env"] if e["name"] == "MCP_EGRESS_PROXY")
+    port = int(proxy.rsplit(":", 1)[1])
+    assert proxy == f"http://egress-proxy.mcp-data.svc:{port}"
+    to_proxy = [r for r in egress if r["ports"] == [{"protocol": "TCP", "port": port}]]
+    assert [r["to"][0]["podSelector"]["matchLabels"] for r in to_proxy] == [{"app.kubernetes.io/name": "egress-proxy"}]
+    assert 443 not in {p["port"] for rule in egress for p in rule.get("ports", [])}
 
 
 def test_stack_outputs(stack):

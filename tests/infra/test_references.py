@@ -20,6 +20,7 @@ from apps.db.apply_schema import SQL_DIR
 from infra.config import parse
 from infra.fleet import load_server, uses_redis
 from infra.mocked import stack_config
+from tests.infra.rendered_proxy import proxy_allowlists, proxy_ports
 
 APPS, DATA, OBS, AGENTS = "mcp-apps", "mcp-data", "mcp-observability", "mcp-node-agents"
 SCHEMA_DIR = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
@@ -160,11 +161,15 @@ def test_app_network_policy_allows_exactly_the_needed_ports(dev):
     admitted = {f"redis-from-{app}" for app, server in servers.items() if uses_redis(apps[app], server)}
     admitted |= {f"postgres-from-{app}" for app, server in servers.items() if server.needs.postgres}
     assert admitted >= {"postgres-from-mcp-db", "redis-from-mcp-db"} and "postgres-from-mcp-files" not in admitted
+    proxied = sorted(proxy_allowlists(dev))
+    assert proxied == ["mcp-notify"]  # on dev only its webhook target is outside (tokens are HS256)
     assert data_policies == {
         "default-deny",
         "allow-dns",
         "postgres-from-roles-job",
         "postgres-roles-egress",
+        *({"egress-proxy-egress"} if proxied else set()),
+        *(f"egress-proxy-from-{app}" for app in proxied),  # each app with an outside host, to its own port
         *admitted,  # an app using Redis (declared, or for a rate limit across replicas) or a database role
     }
 
@@ -190,8 +195,16 @@ def test_prometheus_carries_the_exact_rule_files(stack):
 
 def test_alertmanager_carries_the_rendered_routes_and_templates(stack):
     data = stack.one("ConfigMap", "alertmanager", OBS)["data"]
-    webhook = {"dev": AlertParams().webhook_url, "prod": "https://alerts.example.com/hooks/mcpfleet"}[stack.stack]
-    assert yaml.safe_load(data["alertmanager.yml"]) == render_alertmanager(AlertParams(webhook_url=webhook))
+    if stack.stack == "dev":  # the receiver runs in the cluster: reached directly
+        params = AlertParams()
+    else:  # an outside receiver: by name, through Alertmanager's own port on the egress proxy, that host alone
+        port = proxy_ports(stack)["alertmanager"]
+        assert proxy_allowlists(stack)["alertmanager"] == {"alerts.example.com:443"}
+        params = AlertParams(
+            webhook_url="https://alerts.example.com/hooks/mcpfleet",
+            webhook_proxy_url=f"http://egress-proxy.mcp-data.svc:{port}",
+        )
+    assert yaml.safe_load(data["alertmanager.yml"]) == render_alertmanager(params)
     for template in TEMPLATES_DIR.glob("*.tmpl"):
         assert data[template.name] == template.read_text()
 
@@ -301,10 +314,11 @@ def test_every_address_an_app_uses_is_allowed_by_its_network_policy(stack):
             service_name, namespace = host.split(".")[:2]
             labels, target = container_port(stack, namespace, service_name, port)
             assert any(allows(rule, namespace, labels, None, target) for rule in egress), (name, host, port)
+        elif name == "MCP_JWKS_URL":  # outside, by name: the app's own allowlist on the egress proxy
+            assert f"{host}:{port}" in proxy_allowlists(stack)[app], (name, host, port)
         else:
-            assert host in external or name == "MCP_JWKS_URL", f"{name}: {host} has no CIDR in the stack config"
-            address = external.get(host)
-            assert any(allows(rule, None, None, address, port) for rule in egress), (name, host, port)
+            assert host in external, f"{name}: {host} has no CIDR in the stack config"
+            assert any(allows(rule, None, None, external[host], port) for rule in egress), (name, host, port)
 
 
 def test_an_external_database_without_its_address_block_is_refused():

@@ -74,6 +74,23 @@ def test_alertmanager_config_is_valid_with_its_templates(amtool, tmp_path):
     assert result.returncode == 0 and "1 templates" in result.stdout, result.stdout + result.stderr
 
 
+def test_an_outside_webhook_through_the_egress_proxy_is_a_valid_alertmanager_config(amtool, tmp_path):
+    """Prod's shape: the receiver outside the cluster, reached through Alertmanager's port on the egress proxy."""
+    outside = AlertParams(
+        webhook_url="https://alerts.example.com/hooks/x", webhook_proxy_url="http://proxy.ns.svc:3130"
+    )
+    config = render_alertmanager(outside, str(TEMPLATES_DIR.resolve()))
+    assert {r["webhook_configs"][0]["http_config"]["proxy_url"] for r in config["receivers"]} == {
+        outside.webhook_proxy_url
+    }
+    (tmp_path / "ok.yml").write_text(yaml.safe_dump(config))
+    result = run(amtool, "check-config", str(tmp_path / "ok.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    broken = AlertParams(webhook_url=outside.webhook_url, webhook_proxy_url="://no-scheme")  # the check can fail
+    (tmp_path / "broken.yml").write_text(yaml.safe_dump(render_alertmanager(broken, str(TEMPLATES_DIR.resolve()))))
+    assert run(amtool, "check-config", str(tmp_path / "broken.yml")).returncode != 0
+
+
 @pytest.mark.parametrize(
     ("labels", "receiver"),
     [

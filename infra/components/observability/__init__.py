@@ -15,7 +15,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra.components.k8s import child_opts
-from infra.components.network import Reachable
+from infra.components.network import Reachable, api_server_egress
 from infra.components.observability.alertmanager import PORT as ALERTMANAGER_PORT
 from infra.components.observability.alertmanager import Alertmanager, alertmanager_files
 from infra.components.observability.collector import Collector
@@ -25,6 +25,7 @@ from infra.components.observability.loki import Loki
 from infra.components.observability.prometheus import PORT as PROMETHEUS_PORT
 from infra.components.observability.prometheus import Prometheus, rule_files
 from infra.config import AGENTS_NAMESPACE, OBSERVABILITY_NAMESPACE, StackConfig
+from infra.egress import EgressPlan
 
 __all__ = ["SERVICES", "Observability", "alertmanager_files", "dashboard_files", "rule_files"]
 
@@ -44,6 +45,7 @@ class Observability(pulumi.ComponentResource):
         name: str,
         stack: StackConfig,
         provider: k8s.Provider,
+        egress: EgressPlan,
         grafana_admin_password: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
@@ -54,12 +56,13 @@ class Observability(pulumi.ComponentResource):
             grafana_admin_password
             or random.RandomPassword(f"{name}-grafana-admin", length=24, special=False, opts=child).result
         )
+        api_server = api_server_egress(stack.cluster.api_server_cidrs)
         self.prometheus = Prometheus(ns, stack, provider, child)
-        self.alertmanager = Alertmanager(ns, stack, provider, child)
-        self.kube_state_metrics = KubeStateMetrics(ns, provider, child)
+        self.alertmanager = Alertmanager(ns, stack, egress, provider, child)
+        self.kube_state_metrics = KubeStateMetrics(ns, api_server, provider, child)
         self.loki = Loki(ns, stack, provider, child)
         self.grafana = Grafana(ns, stack, password, provider, child)
-        self.collector = Collector(AGENTS_NAMESPACE, provider, child)
+        self.collector = Collector(AGENTS_NAMESPACE, api_server, provider, child)
         # Within the namespace the backends talk freely (Grafana -> Prometheus, Loki; Prometheus -> Alertmanager).
         same_namespace: dict[str, Any] = {"podSelector": {}}
         self.internal = k8s.networking.v1.NetworkPolicy(

@@ -1,6 +1,9 @@
-"""Alertmanager: routes and templates rendered from `alerts/`, notifications to the stack's webhook."""
+"""Alertmanager: routes and templates rendered from `alerts/`, notifications to the stack's webhook (an outside
+one by name, through the egress proxy)."""
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -10,15 +13,20 @@ from alerts.params import AlertParams
 from alerts.render import TEMPLATES_DIR
 from alerts.routing import render_alertmanager
 from infra.components.k8s import config_hash, http_probe, resources
+from infra.components.network import Reachable, namespace_peer, tcp
 from infra.components.observability.backend import Backend, read
 from infra.config import StackConfig
+from infra.egress import ALERTMANAGER, EgressPlan
 from infra.images import image
 
 PORT = 9093
 
 
-def alertmanager_files(stack: StackConfig) -> dict[str, str]:
-    params = AlertParams(webhook_url=str(stack.observability.webhook_url))
+def alertmanager_files(stack: StackConfig, proxy: Reachable | None = None) -> dict[str, str]:
+    """alertmanager.yml and its templates; with `proxy`, notifications go through Alertmanager's port on it."""
+    params = AlertParams(
+        webhook_url=str(stack.observability.webhook_url), webhook_proxy_url=proxy.url if proxy else None
+    )
     files = {
         "alertmanager.yml": yaml.safe_dump(render_alertmanager(params, "/etc/alertmanager/templates"), sort_keys=False)
     }
@@ -28,10 +36,16 @@ def alertmanager_files(stack: StackConfig) -> dict[str, str]:
 
 class Alertmanager(Backend):
     def __init__(
-        self, namespace: str, stack: StackConfig, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None
+        self,
+        namespace: str,
+        stack: StackConfig,
+        egress: EgressPlan,
+        provider: k8s.Provider,
+        opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("Alertmanager", "alertmanager", namespace, provider, opts)
-        files = alertmanager_files(stack)
+        proxy = egress.reachable(ALERTMANAGER)
+        files = alertmanager_files(stack, proxy)
         self.config = self.config_map("alertmanager", files)
         templates = [name for name in files if name.endswith(".tmpl")]
         self.run(
@@ -60,6 +74,14 @@ class Alertmanager(Backend):
             volumes=[{"name": "config", "configMap": {"name": "alertmanager"}}, {"name": "data", "emptyDir": {}}],
         )
         self.expose([("web", PORT)])
-        # Notifications leave the cluster for the configured webhook.
-        self.allow("alertmanager-egress", {"policyTypes": ["Egress"], "egress": [{}]})
+        # Notifications go to the webhook: through Alertmanager's own port on the egress proxy when it is outside,
+        # else to the receiver's namespace on its port (in this namespace, the namespace's own policy allows it).
+        webhook = urlsplit(str(stack.observability.webhook_url))
+        if proxy is not None:
+            self.allow("alertmanager-egress", {"policyTypes": ["Egress"], "egress": [proxy.egress()]})
+            proxy.admit("alertmanager", namespace, {"app.kubernetes.io/name": "alertmanager"}, self, provider)
+        elif (receiver_namespace := (webhook.hostname or "").split(".")[1]) != namespace:
+            port = webhook.port or (443 if webhook.scheme == "https" else 80)
+            rule = {"to": [namespace_peer(receiver_namespace)], "ports": tcp(port)}
+            self.allow("alertmanager-egress", {"policyTypes": ["Egress"], "egress": [rule]})
         self.register_outputs({})

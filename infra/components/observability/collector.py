@@ -12,8 +12,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.components.k8s import config_hash, container_security, http_probe, resources
-from infra.components.network import namespace_peer
+from infra.components.network import namespace_peer, tcp
 from infra.components.observability.backend import CONFIG_DIR, Backend, read
+from infra.components.observability.loki import PORT as LOKI
 from infra.config import APP_NAMESPACE, OBSERVABILITY_NAMESPACE
 from infra.images import image
 
@@ -39,7 +40,13 @@ def otlp_egress(namespace: str) -> dict[str, Any]:
 
 
 class Collector(Backend):
-    def __init__(self, namespace: str, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self,
+        namespace: str,
+        api_server: dict[str, Any],
+        provider: k8s.Provider,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
         super().__init__("Collector", "otel-collector", namespace, provider, opts)
         config = read(CONFIG_DIR / "otelcol.yaml")
         self.config = self.config_map("otel-collector", {"otelcol.yaml": config})
@@ -99,5 +106,6 @@ class Collector(Backend):
             },
         )
         # Logs go to Loki; the k8sattributes processor reads the API server.
-        self.allow("otel-collector-egress", {"policyTypes": ["Egress"], "egress": [{}]})
+        loki = {"to": [namespace_peer(OBSERVABILITY_NAMESPACE, {"app.kubernetes.io/name": "loki"})], "ports": tcp(LOKI)}
+        self.allow("otel-collector-egress", {"policyTypes": ["Egress"], "egress": [loki, api_server]})
         self.register_outputs({})

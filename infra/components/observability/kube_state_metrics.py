@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -13,7 +15,13 @@ PORT = 8080
 
 
 class KubeStateMetrics(Backend):
-    def __init__(self, namespace: str, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self,
+        namespace: str,
+        api_server: dict[str, Any],
+        provider: k8s.Provider,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
         super().__init__("KubeStateMetrics", "kube-state-metrics", namespace, provider, opts)
         self.cluster_reader(
             [
@@ -48,5 +56,5 @@ class KubeStateMetrics(Backend):
             service_account=True,
         )
         self.expose([("metrics", PORT)])
-        self.allow("kube-state-metrics-egress", {"policyTypes": ["Egress"], "egress": [{}]})  # the API server
+        self.allow("kube-state-metrics-egress", {"policyTypes": ["Egress"], "egress": [api_server]})  # what it lists
         self.register_outputs({})

@@ -7,9 +7,12 @@ import pulumi_kubernetes as k8s
 
 from alerts.render import RULES_FILE
 from infra.components.k8s import config_hash, http_probe, resources
+from infra.components.network import api_server_egress, namespace_peer, tcp
 from infra.components.observability.backend import CONFIG_DIR, Backend, read, volume_claim
-from infra.config import StackConfig
+from infra.components.observability.collector import SPANMETRICS
+from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, StackConfig
 from infra.images import image
+from infra.wiring import PORT as APP_PORT
 
 PORT = 9090
 
@@ -67,6 +70,13 @@ class Prometheus(Backend):
             extra_spec=volume_claim(stack.observability.prometheus_storage),
         )
         self.expose([("web", PORT)])
-        # It scrapes pods in every namespace and the API server's cAdvisor proxy.
-        self.allow("prometheus-egress", {"policyTypes": ["Egress"], "egress": [{}]})
+        # Beyond its own namespace (Alertmanager, kube-state-metrics): the apps' pods, the collector's span
+        # metrics, and the API server (pod and node discovery, the cAdvisor proxy).
+        apps = {"to": [namespace_peer(APP_NAMESPACE)], "ports": tcp(APP_PORT)}
+        collector = {
+            "to": [namespace_peer(AGENTS_NAMESPACE, {"app.kubernetes.io/name": "otel-collector"})],
+            "ports": tcp(SPANMETRICS),
+        }
+        api_server = api_server_egress(stack.cluster.api_server_cidrs)
+        self.allow("prometheus-egress", {"policyTypes": ["Egress"], "egress": [apps, collector, api_server]})
         self.register_outputs({})
