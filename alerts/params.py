@@ -71,6 +71,7 @@ class AlertParams:
 
     # Alertmanager
     webhook_url: str = "http://alert-receiver.mcp-observability.svc:8080/alerts"
+    webhook_proxy_url: str | None = None  # Alertmanager's own port on the egress proxy, for an outside webhook
     group_wait: str = "30s"
     group_interval: str = "5m"
     repeat_interval_critical: str = "1h"

@@ -18,7 +18,9 @@ def render_alertmanager(
     p: AlertParams | None = None, template_dir: str = "/etc/alertmanager/templates"
 ) -> dict[str, Any]:
     p = p or AlertParams()
-    webhook = {"url": p.webhook_url, "send_resolved": True, "max_alerts": 20}
+    webhook: dict[str, Any] = {"url": p.webhook_url, "send_resolved": True, "max_alerts": 20}
+    if p.webhook_proxy_url:  # an outside receiver is reached by name through the egress proxy, like the apps' hosts
+        webhook["http_config"] = {"proxy_url": p.webhook_proxy_url}
     return {
         "global": {"resolve_timeout": "5m"},
         "templates": [f"{template_dir}/*.tmpl"],
