@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra.names import APP_NAMESPACE, SCRAPE_JOB
+from infra.names import APP_NAMESPACE, EGRESS_JOB, SCRAPE_JOB
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ BURN_RATES = (
 class AlertParams:
     # What the MCP scrape job is called, and the namespace its pods run in (Kubernetes).
     job: str = SCRAPE_JOB
+    egress_job: str = EGRESS_JOB
     apps_namespace: str = APP_NAMESPACE
     source_url: str = "https://github.com/mcpfleet/mcpfleet/blob/main"  # runbook links: <source_url>/<path>
 
@@ -58,6 +59,7 @@ class AlertParams:
     saturation_window: str = "5m"
     saturation_for: str = "15m"
     down_for: str = "1m"
+    egress_denied_window: str = "10m"  # how long a refused request keeps McpEgressDenied firing
     volume_available_ratio: float = 0.1  # of a declared volume still writable
     volume_for: str = "10m"
     not_ready_for: str = "5m"

@@ -213,6 +213,18 @@ def alerting_rules(p: AlertParams) -> list[dict[str, Any]]:
             f"Less than {p.volume_available_ratio:.0%} of the {{{{ $labels.volume }}}} volume of "
             f"{{{{ $labels.app }}}} is available for {p.volume_for}; when it is full, writes fail.",
         ),
+        _alert(
+            p,
+            "McpEgressDenied",
+            f'sum by (app) (increase(mcp_egress_requests_total{{job="{p.egress_job}", verdict="denied"}}'
+            f"[{p.egress_denied_window}])) > 0",
+            "0m",
+            "warning",
+            "{{ $labels.app }} tried to reach a host it did not declare",
+            f"The egress proxy refused a request of {{{{ $labels.app }}}} in the last {p.egress_denied_window}: "
+            "a host or port outside its allowlist, or a name that resolves to a private address. Callers cannot "
+            "cause this; the app's own code or configuration did.",
+        ),
     ]
     alerts += [burn_rate_alert(p, burn) for burn in p.burn_rates]
     return alerts + server_alerts(p)

@@ -11,3 +11,4 @@ OBSERVABILITY_NAMESPACE = "mcp-observability"
 # level admits; they get a namespace of their own so everything else runs `restricted`.
 AGENTS_NAMESPACE = "mcp-node-agents"
 SCRAPE_JOB = "mcp-apps"  # the Prometheus job of every MCP app; rules and dashboards select `job="mcp-apps"`
+EGRESS_JOB = "egress-proxy"  # the Prometheus job of the egress proxy's meter (denied egress, by app)

@@ -87,7 +87,7 @@ def main() -> None:
             secrets.get_secret("jwtSecret") or random.RandomPassword("jwt-secret", length=48, special=False).result
         )
     if egress.ports:
-        EgressProxy("egress-proxy", egress, cluster.provider, opts=after_baseline)
+        EgressProxy("egress-proxy", egress, cluster.image, cluster.provider, opts=after_baseline)
     platform = Platform(
         stack=stack,
         image=cluster.image,

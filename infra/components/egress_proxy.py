@@ -4,7 +4,8 @@ Its configuration is `infra.egress`'s rendering of every app's allowlist. Each a
 port on it (a NetworkPolicy on the proxy's side admits that app's pods on that port alone), so the
 proxy knows the app by the port and never trusts a pod address. The proxy's own egress is DNS, public
 addresses on the ports some public host is declared on, and private ranges only on the ports of hosts the
-stack marks internal; Squid refuses private addresses for every other name after resolving it.
+stack marks internal; Squid refuses private addresses for every other name after resolving it. A meter
+beside Squid (`apps.kit.egress_meter`, from the apps image) counts each request for Prometheus.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from apps.kit.egress_meter import METRICS_PORT
 from infra.components.k8s import child_opts, config_hash, container_security, labels, pod_security, resources
-from infra.components.network import tcp
-from infra.config import DATA_NAMESPACE
+from infra.components.network import Reachable, tcp
+from infra.config import DATA_NAMESPACE, OBSERVABILITY_NAMESPACE
 from infra.egress import PRIVATE_DESTINATIONS, PROXY_NAME, EgressPlan, squid_conf
 from infra.images import image
 
@@ -27,7 +29,14 @@ IN_NETWORK = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 
 
 class EgressProxy(pulumi.ComponentResource):
-    def __init__(self, name: str, plan: EgressPlan, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self,
+        name: str,
+        plan: EgressPlan,
+        apps_image: pulumi.Input[str],
+        provider: k8s.Provider,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
         super().__init__("mcpfleet:index:EgressProxy", name, None, opts)
         self.plan = plan
         self.ports = plan.ports
@@ -68,7 +77,18 @@ class EgressProxy(pulumi.ComponentResource):
                                 ],
                                 "securityContext": container_security(),
                                 "resources": resources("50m", "64Mi", "500m", "256Mi"),
-                            }
+                            },
+                            {
+                                # Counts Squid's log lines (UDP on loopback) by client and verdict, for Prometheus.
+                                "name": "meter",
+                                "image": apps_image,
+                                "args": ["apps.kit.egress_meter", *(f"--client={client}" for client in self.ports)],
+                                "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
+                                "readinessProbe": {"tcpSocket": {"port": "metrics"}, "periodSeconds": 10},
+                                "livenessProbe": {"tcpSocket": {"port": "metrics"}, "periodSeconds": 20},
+                                "securityContext": container_security(),
+                                "resources": resources("10m", "32Mi", "100m", "96Mi"),
+                            },
                         ],
                         "volumes": [
                             {"name": "config", "configMap": {"name": PROXY_NAME}},
@@ -93,6 +113,10 @@ class EgressProxy(pulumi.ComponentResource):
                 "ports": [{"name": f"p{port}", "port": port, "targetPort": port} for port in self.ports.values()],
             },
             opts=child_opts(self, provider),
+        )
+        self.metrics = Reachable(PROXY_NAME, DATA_NAMESPACE, METRICS_PORT, pod_labels=select)
+        self.metrics.admit(
+            "prometheus", OBSERVABILITY_NAMESPACE, {"app.kubernetes.io/name": "prometheus"}, self, provider
         )
         k8s.networking.v1.NetworkPolicy(
             f"{name}-egress",

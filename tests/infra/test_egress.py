@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import copy
 from ipaddress import ip_network
+from pathlib import Path
 
 import pytest
+import yaml
 
+from alerts.params import AlertParams
 from infra.policy.checks import check_resource
 from tests.infra.rendered_proxy import proxy_allowlists, proxy_ports
 
@@ -115,3 +118,22 @@ def test_the_policy_pack_allows_the_proxy_alone_its_public_rule(prod):
     impostor = copy.deepcopy(proxy)
     impostor["metadata"]["namespace"] = APPS
     assert any("public block" in p for p in check_resource(NETWORK_POLICY, impostor))
+
+
+def test_prometheus_scrapes_each_proxy_replicas_meter_and_may_reach_it(prod):
+    """The denied-egress alert reads the meter's series: the job the rule names keeps the meter's port of
+    the proxy's pods, Prometheus's egress reaches that port, and the proxy's side admits Prometheus there."""
+    config = yaml.safe_load(Path("infra/observability/prometheus.yml").read_text())
+    [job] = [j for j in config["scrape_configs"] if j["job_name"] == AlertParams().egress_job]
+    [keep] = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
+    pod = prod.one("Deployment", "egress-proxy", DATA)["spec"]["template"]
+    [meter] = [c for c in pod["spec"]["containers"] if c["name"] == "meter"]
+    [port] = meter["ports"]
+    assert keep["regex"] == f"{pod['metadata']['labels']['app.kubernetes.io/name']};{port['name']}"
+    assert meter["args"] == ["apps.kit.egress_meter", *(f"--client={c}" for c in proxy_ports(prod))]
+    reaches = prod.one("NetworkPolicy", "prometheus-egress", OBS)["spec"]["egress"]
+    assert {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": DATA}},
+                    "podSelector": {"matchLabels": PROXY_LABELS}}],
+            "ports": [{"protocol": "TCP", "port": port["containerPort"]}]} in reaches  # fmt: skip
+    [admit] = prod.one("NetworkPolicy", "egress-proxy-from-prometheus", DATA)["spec"]["ingress"]
+    assert admit["ports"] == [{"protocol": "TCP", "port": port["containerPort"]}]

@@ -168,7 +168,7 @@ def test_app_network_policy_allows_exactly_the_needed_ports(dev):
         "allow-dns",
         "postgres-from-roles-job",
         "postgres-roles-egress",
-        *({"egress-proxy-egress"} if proxied else set()),
+        *({"egress-proxy-egress", "egress-proxy-from-prometheus"} if proxied else set()),  # and its meter
         *(f"egress-proxy-from-{app}" for app in proxied),  # each app with an outside host, to its own port
         *admitted,  # an app using Redis (declared, or for a rate limit across replicas) or a database role
     }

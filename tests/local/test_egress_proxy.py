@@ -1,12 +1,14 @@
 """The egress proxy for real (Squid with the configuration `infra.egress` renders): each app reaches exactly the
 outside hosts it declared, through its own port; a name that resolves to a private address is refused unless the
 stack marks the host internal; the kit's JWKS fetch and the notify server's deliveries go through it; every
-request leaves one JSON line naming the app, the host, the port and the verdict."""
+request leaves one JSON line naming the app, the host, the port and the verdict, and is counted by app and
+verdict."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -152,3 +154,31 @@ def test_every_request_is_logged_as_one_json_line_with_its_verdict(proxy: LocalS
     }
     assert (allowed["app"], allowed["host"], allowed["status"]) == ("mcp-db", "keys.internal.test", 200)
     assert allowed["verdict"] != "TCP_DENIED"
+
+
+def test_each_request_is_counted_by_app_and_verdict_for_the_alert(proxy: LocalSquid, upstream: int):
+    """The meter beside Squid counts what the log says: the denied-egress alert reads these series."""
+    counted = _wait_for_counts(proxy, lambda c: c)  # every client's series exist before any request
+    assert {("mcp-db", "denied"), ("mcp-db", "allowed"), ("mcp-notify", "denied")} <= set(counted)
+    _get(proxy.url("mcp-db"), f"http://exfil.test:{upstream}/")
+    _get(proxy.url("mcp-db"), f"http://exfil.test:{upstream}/again")
+    _get(proxy.url("mcp-db"), f"http://keys.internal.test:{upstream}/jwks.json")
+    after = _wait_for_counts(proxy, lambda c: c[("mcp-db", "denied")] >= counted[("mcp-db", "denied")] + 2)
+    assert after[("mcp-db", "denied")] == counted[("mcp-db", "denied")] + 2
+    assert after[("mcp-db", "allowed")] == counted[("mcp-db", "allowed")] + 1
+    assert after[("mcp-notify", "denied")] == counted[("mcp-notify", "denied")]
+    assert not any("exfil" in app for app, _ in after)  # the host is in the log, never a label
+
+
+def _wait_for_counts(proxy: LocalSquid, ready: Any, timeout: float = 10) -> dict[tuple[str, str], float]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            counted = proxy.counted()
+            if ready(counted):
+                return counted
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError("the meter did not count the requests in time")
+        time.sleep(0.1)

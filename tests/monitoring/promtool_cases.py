@@ -14,6 +14,7 @@ APP = 'app="mcp-db", job="mcp-apps"'
 DB1 = f'{APP}, instance="db-1:8080"'
 FILES1 = 'app="mcp-files", job="mcp-apps", instance="files-1:8080"'
 CALL = 'mcp_method_name="tools/call", gen_ai_tool_name="query"'
+PROXY = f'job="{P.egress_job}", pod="egress-proxy-7c9d-fghij"'
 
 
 def rule_of(alert: str, window: str | None = None) -> dict[str, Any]:
@@ -200,6 +201,22 @@ def tests() -> list[dict[str, Any]]:
                 (f'mcp_volume_available_bytes{{{FILES1}, volume="files"}}', "200x10 50x5 200x5"),
             ],
             [silent("McpVolumeFilling", "15m"), silent("McpVolumeFilling", "20m")],
+        ),
+        # Denied egress: one refused request fires at once; allowed traffic alone, or a denial of another
+        # client, stays silent for this one.
+        case(
+            [
+                (f'mcp_egress_requests_total{{{PROXY}, app="mcp-db", verdict="denied"}}', "0 0 0 1 1 1 1"),
+                (f'mcp_egress_requests_total{{{PROXY}, app="mcp-db", verdict="allowed"}}', "0+5x6"),
+            ],
+            [fires("McpEgressDenied", "5m", app, "mcp-db tried to reach a host it did not declare")],
+        ),
+        case(
+            [
+                (f'mcp_egress_requests_total{{{PROXY}, app="mcp-db", verdict="denied"}}', "0x12"),
+                (f'mcp_egress_requests_total{{{PROXY}, app="mcp-db", verdict="allowed"}}', "0+5x12"),
+            ],
+            [silent("McpEgressDenied", "5m"), silent("McpEgressDenied", "11m")],
         ),
         # Error budget, page: 2 % failures (20x the 0.1 % budget) for 7 h pages on both rows (14.4x and 6x);
         # 0.5 % is under both.

@@ -1,5 +1,6 @@
 """The egress proxy as it runs in the cluster: Squid (Debian's 5.7) with the configuration `infra.egress`
-renders, on loopback. Names resolve through a hosts file, so tests choose what each name points at."""
+renders, and the meter that counts its log lines beside it, on loopback. Names resolve through a hosts file,
+so tests choose what each name points at."""
 
 from __future__ import annotations
 
@@ -7,13 +8,18 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
 from infra.egress import EgressPlan, squid_conf
+from tests.support.postgres import free_port
 
 
 @dataclass
@@ -22,6 +28,9 @@ class LocalSquid:
     hosts: dict[str, str]  # name -> address
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="mcpfleet-squid-")))
     process: subprocess.Popen[bytes] | None = None
+    meter: subprocess.Popen[bytes] | None = None
+    meter_log_port: int = field(default_factory=free_port)
+    meter_metrics_port: int = field(default_factory=free_port)
 
     @staticmethod
     def binary() -> str | None:
@@ -38,7 +47,13 @@ class LocalSquid:
     def start(self) -> LocalSquid:
         self.workdir.chmod(0o777)  # run as root, Squid drops to its own user
         (self.workdir / "hosts").write_text("".join(f"{address} {name}\n" for name, address in self.hosts.items()))
-        conf = squid_conf(self.plan, f"stdio:{self.log}")
+        self.meter = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "apps.kit.egress_meter", *(f"--client={c}" for c in self.plan.ports)),
+                *(f"--log-port={self.meter_log_port}", f"--metrics-port={self.meter_metrics_port}"),
+            ]
+        )
+        conf = squid_conf(self.plan, f"stdio:{self.log}", self.meter_log_port)
         conf += f"hosts_file {self.workdir / 'hosts'}\ncoredump_dir {self.workdir}\n"
         (self.workdir / "squid.conf").write_text(conf)
         binary = self.binary()
@@ -59,9 +74,22 @@ class LocalSquid:
         raise RuntimeError("squid did not start: " + (self.workdir / "cache.log").read_text()[-2000:])
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=15)
+        for process in (self.process, self.meter):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=15)
+
+    def counted(self) -> dict[tuple[str, str], float]:
+        """(app, verdict) -> requests, as the meter exposes them to Prometheus."""
+        with httpx.Client(trust_env=False, timeout=5) as client:
+            text = client.get(f"http://127.0.0.1:{self.meter_metrics_port}/metrics").text
+        return {
+            (sample.labels["app"], sample.labels["verdict"]): sample.value
+            for family in text_string_to_metric_families(text)
+            if family.name == "mcp_egress_requests"
+            for sample in family.samples
+            if sample.name == "mcp_egress_requests_total"
+        }
 
     def entries(self) -> list[dict[str, Any]]:
         """The JSON access-log lines written so far."""

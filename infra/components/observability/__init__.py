@@ -57,7 +57,7 @@ class Observability(pulumi.ComponentResource):
             or random.RandomPassword(f"{name}-grafana-admin", length=24, special=False, opts=child).result
         )
         api_server = api_server_egress(stack.cluster.api_server_cidrs)
-        self.prometheus = Prometheus(ns, stack, provider, child)
+        self.prometheus = Prometheus(ns, stack, egress, provider, child)
         self.alertmanager = Alertmanager(ns, stack, egress, provider, child)
         self.kube_state_metrics = KubeStateMetrics(ns, api_server, provider, child)
         self.loki = Loki(ns, stack, provider, child)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 import pulumi_kubernetes as k8s
 
 from alerts.render import RULES_FILE
+from apps.kit.egress_meter import METRICS_PORT as EGRESS_METRICS_PORT
 from infra.components.k8s import config_hash, http_probe, resources
 from infra.components.network import api_server_egress, namespace_peer, tcp
 from infra.components.observability.backend import CONFIG_DIR, Backend, read, volume_claim
 from infra.components.observability.collector import SPANMETRICS
-from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, StackConfig
+from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, DATA_NAMESPACE, StackConfig
+from infra.egress import PROXY_NAME, EgressPlan
 from infra.images import image
 from infra.wiring import PORT as APP_PORT
 
@@ -24,7 +28,12 @@ def rule_files() -> dict[str, str]:
 
 class Prometheus(Backend):
     def __init__(
-        self, namespace: str, stack: StackConfig, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None
+        self,
+        namespace: str,
+        stack: StackConfig,
+        egress: EgressPlan,
+        provider: k8s.Provider,
+        opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("Prometheus", "prometheus", namespace, provider, opts)
         config = read(CONFIG_DIR / "prometheus.yml")
@@ -71,12 +80,16 @@ class Prometheus(Backend):
         )
         self.expose([("web", PORT)])
         # Beyond its own namespace (Alertmanager, kube-state-metrics): the apps' pods, the collector's span
-        # metrics, and the API server (pod and node discovery, the cAdvisor proxy).
+        # metrics, the API server (pod and node discovery, the cAdvisor proxy) and the egress proxy's meter.
         apps = {"to": [namespace_peer(APP_NAMESPACE)], "ports": tcp(APP_PORT)}
         collector = {
             "to": [namespace_peer(AGENTS_NAMESPACE, {"app.kubernetes.io/name": "otel-collector"})],
             "ports": tcp(SPANMETRICS),
         }
         api_server = api_server_egress(stack.cluster.api_server_cidrs)
-        self.allow("prometheus-egress", {"policyTypes": ["Egress"], "egress": [apps, collector, api_server]})
+        reaches: list[dict[str, Any]] = [apps, collector, api_server]
+        if egress.ports:  # the egress proxy's meter (denied egress)
+            proxy = {"app.kubernetes.io/name": PROXY_NAME}
+            reaches.append({"to": [namespace_peer(DATA_NAMESPACE, proxy)], "ports": tcp(EGRESS_METRICS_PORT)})
+        self.allow("prometheus-egress", {"policyTypes": ["Egress"], "egress": reaches})
         self.register_outputs({})
