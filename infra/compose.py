@@ -40,7 +40,7 @@ from infra.components.observability.alertmanager import alertmanager_files
 from infra.config import DATA_NAMESPACE, NAMESPACE, AppConfig, StackConfig, parse
 from infra.images import PINNED, env_name
 from infra.mocked import stack_config
-from infra.wiring import PORT, Wiring, wiring
+from infra.wiring import METRICS_PORT, PORT, Wiring, wiring
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = "compose.yaml"
@@ -322,7 +322,8 @@ def _prometheus(apps: list[LocalApp]) -> str:
     apps_job = {
         "job_name": next(job["job_name"] for job in cluster["scrape_configs"] if "kubernetes_sd_configs" in job),
         "static_configs": [
-            {"targets": [f"{app.name}:{PORT}"], "labels": {"app": app.name, "namespace": "mcp-apps"}} for app in apps
+            {"targets": [f"{app.name}:{METRICS_PORT}"], "labels": {"app": app.name, "namespace": "mcp-apps"}}
+            for app in apps
         ],
     }
     kept = [job for job in cluster["scrape_configs"] if job["job_name"] in ("prometheus",)]

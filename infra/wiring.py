@@ -18,6 +18,7 @@ from infra.components.observability.collector import otlp_endpoint, sampling_env
 from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, AppConfig, StackConfig
 
 PORT = 8080
+METRICS_PORT = 9464  # /metrics alone, admitted from Prometheus only (the OpenTelemetry Prometheus exporter's port)
 SHUTDOWN_GRACE_SECONDS = 25  # the app drains this long after SIGTERM
 JWKS_ALGORITHMS = "RS256 ES256"
 
@@ -61,6 +62,7 @@ def wiring(
         "RATE_LIMIT_PER_MINUTE": str(app.rate_limit_per_minute),
         "RATE_LIMIT_REDIS_FAILURE": stack.redis_failure_mode,
         "PORT": str(PORT),
+        "MCP_METRICS_PORT": str(METRICS_PORT),
         "SHUTDOWN_GRACE_SECONDS": str(SHUTDOWN_GRACE_SECONDS),
         "OTEL_SERVICE_NAME": name,
         "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint(AGENTS_NAMESPACE),

@@ -114,7 +114,10 @@ class Runtime:
         self.router = APIRouter()
         self.router.add_api_route("/health", self.health, methods=["GET"], summary="Liveness (checks nothing)")
         self.router.add_api_route("/ready", self.ready, methods=["GET"], summary="Readiness of every dependency")
-        self.router.add_api_route("/metrics", self.prometheus_metrics, methods=["GET"], summary="Prometheus metrics")
+        if settings.mcp_metrics_port is None:  # else served on its own port (`FocusedServer.serve`)
+            self.router.add_api_route(
+                "/metrics", self.prometheus_metrics, methods=["GET"], summary="Prometheus metrics"
+            )
         self.router.add_api_route(MANIFEST_PATH, self.tools_manifest, methods=["GET"], summary="Pinned tool manifest")
         self.app = FastAPI(
             title=server.name, version=server.version, lifespan=self.lifespan, docs_url=None, redoc_url=None

@@ -71,6 +71,9 @@ class KitSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     host: str = "0.0.0.0"
     port: int = Field(default=8080, ge=1, le=65535)
+    # Where /metrics is served: unset, on `port` beside /mcp (one process on a laptop); set, on this port alone
+    # (the platform sets it, and admits only Prometheus there, so a route to /mcp can never expose metrics).
+    mcp_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     shutdown_grace_seconds: float = Field(default=25.0, ge=0, le=600)
 
     otel_service_name: str | None = None

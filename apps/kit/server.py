@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import uvicorn
+from prometheus_client import start_http_server
 
 from apps.kit.config import KitSettings, load_settings
 from apps.kit.manifest import manifest
@@ -111,7 +112,10 @@ class FocusedServer(Generic[StateT, SettingsT]):
         from apps.kit.serving import uvicorn_config
 
         settings = load_settings(self.settings_cls)
-        uvicorn.Server(uvicorn_config(self.create_app(settings), settings)).run()
+        app = self.create_app(settings)
+        if settings.mcp_metrics_port is not None:  # prometheus_client's own server, on a thread of its own
+            start_http_server(settings.mcp_metrics_port, settings.host, registry=app.runtime.metrics.registry)
+        uvicorn.Server(uvicorn_config(app, settings)).run()
 
 
 def load_server(module: str) -> FocusedServer[Any, Any]:

@@ -33,7 +33,7 @@ from infra.components.postgres import Postgres
 from infra.components.redis import Redis
 from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, OBSERVABILITY_NAMESPACE, AppConfig, StackConfig
 from infra.egress import EgressPlan
-from infra.wiring import PORT, SHUTDOWN_GRACE_SECONDS, wiring
+from infra.wiring import METRICS_PORT, PORT, SHUTDOWN_GRACE_SECONDS, wiring
 
 APP_UID = 10001
 PRE_STOP_SECONDS = 5  # endpoints are removed before the app stops accepting
@@ -236,7 +236,7 @@ class McpApp(pulumi.ComponentResource):
                         "labels": self.pod_labels,
                         "annotations": {
                             "prometheus.io/scrape": "true",
-                            "prometheus.io/port": str(PORT),
+                            "prometheus.io/port": str(METRICS_PORT),
                             "prometheus.io/path": "/metrics",
                         },
                     },
@@ -251,7 +251,10 @@ class McpApp(pulumi.ComponentResource):
                                 "name": self.name,
                                 "image": self.platform.image,
                                 "args": [self.app.module],
-                                "ports": [{"name": "http", "containerPort": PORT}],
+                                "ports": [
+                                    {"name": "http", "containerPort": PORT},
+                                    {"name": "metrics", "containerPort": METRICS_PORT},
+                                ],
                                 "env": self._env(),
                                 "resources": resources(r.cpu_request, r.memory_request, r.cpu_limit, r.memory_limit),
                                 "livenessProbe": http_probe("/health", "http", 30, 10),
@@ -300,10 +303,10 @@ class McpApp(pulumi.ComponentResource):
                 "podSelector": {"matchLabels": self.select},
                 "policyTypes": ["Ingress", "Egress"],
                 "ingress": [
-                    {"from": [namespace_peer(ingress_namespace)], "ports": tcp(PORT)},
+                    {"from": [namespace_peer(ingress_namespace)], "ports": tcp(PORT)},  # /mcp and its metadata
                     {
                         "from": [namespace_peer(OBSERVABILITY_NAMESPACE, {"app.kubernetes.io/name": "prometheus"})],
-                        "ports": tcp(PORT),
+                        "ports": tcp(METRICS_PORT),  # /metrics, which the port the ingress reaches does not serve
                     },
                 ],
                 "egress": self._egress(),

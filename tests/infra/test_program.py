@@ -95,9 +95,11 @@ def test_app_deployment_has_the_seed_defaults(dev):
     annotations = spec["template"]["metadata"]["annotations"]
     assert annotations == {
         "prometheus.io/scrape": "true",
-        "prometheus.io/port": "8080",
+        "prometheus.io/port": "9464",  # metrics on their own port, which only Prometheus is admitted to
         "prometheus.io/path": "/metrics",
     }
+    assert {"name": "MCP_METRICS_PORT", "value": "9464"} in container["env"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"http": 8080, "metrics": 9464}
     assert pod["terminationGracePeriodSeconds"] > 25 + container["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert dev.one("PodDisruptionBudget", "mcp-db", APPS)["spec"]["maxUnavailable"] == 1
     hpa = dev.one("HorizontalPodAutoscaler", "mcp-db", APPS)["spec"]

@@ -135,7 +135,7 @@ def test_app_network_policy_allows_exactly_the_needed_ports(dev):
         for rule in spec["ingress"]
         for peer in rule["from"]
     }
-    assert ingress == {("ingress-nginx", None): [8080], (OBS, "prometheus"): [8080]}
+    assert ingress == {("ingress-nginx", None): [8080], (OBS, "prometheus"): [9464]}  # /metrics: its own port
     egress = {
         (
             rule["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],

@@ -16,7 +16,7 @@ from infra.components.observability.collector import SPANMETRICS
 from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, DATA_NAMESPACE, StackConfig
 from infra.egress import PROXY_NAME, EgressPlan
 from infra.images import image
-from infra.wiring import PORT as APP_PORT
+from infra.wiring import METRICS_PORT as APP_METRICS_PORT
 
 PORT = 9090
 
@@ -81,7 +81,7 @@ class Prometheus(Backend):
         self.expose([("web", PORT)])
         # Beyond its own namespace (Alertmanager, kube-state-metrics): the apps' pods, the collector's span
         # metrics, the API server (pod and node discovery, the cAdvisor proxy) and the egress proxy's meter.
-        apps = {"to": [namespace_peer(APP_NAMESPACE)], "ports": tcp(APP_PORT)}
+        apps = {"to": [namespace_peer(APP_NAMESPACE)], "ports": tcp(APP_METRICS_PORT)}
         collector = {
             "to": [namespace_peer(AGENTS_NAMESPACE, {"app.kubernetes.io/name": "otel-collector"})],
             "ports": tcp(SPANMETRICS),
