@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
@@ -149,6 +150,26 @@ class ObservabilityConfig(Model):
     grafana_storage: str = "1Gi"
 
 
+def in_cluster_host(host: str) -> bool:
+    """A Service's name (`name.namespace.svc`, optionally `.cluster.local`): reached in the cluster, not routed."""
+    return host.endswith(".svc") or host.endswith(".svc.cluster.local")
+
+
+class RoutesConfig(Model):
+    """How an app whose resourceUrl names a host outside the cluster is reached: an Ingress per app for that
+    host, with TLS, routing only its MCP path and its RFC 9728 metadata path. (Gateway API HTTPRoute: not yet.)"""
+
+    class_name: str = "nginx"  # the IngressClass; nginx also gets its body-size and streaming annotations
+    cluster_issuer: str | None = None  # cert-manager issues `<app>-tls` for each host
+    tls_secret: str | None = None  # or an existing certificate Secret in the apps namespace (a wildcard)
+
+    @model_validator(mode="after")
+    def _one_tls_source(self) -> RoutesConfig:
+        if self.cluster_issuer and self.tls_secret:
+            raise ValueError("set clusterIssuer or tlsSecret, not both")
+        return self
+
+
 class StackConfig(Model):
     cluster: ClusterConfig = ClusterConfig()
     issuer: str  # compared verbatim with the tokens' `iss`, so kept exactly as written
@@ -164,7 +185,31 @@ class StackConfig(Model):
     observability: ObservabilityConfig = ObservabilityConfig()
     allow_load_balancer: bool = False
     ingress_namespace: str = "ingress-nginx"
+    routes: RoutesConfig = RoutesConfig()
     redis_failure_mode: Literal["local", "open", "closed"] = "local"
+
+    def routed(self) -> dict[str, AppConfig]:
+        """The apps reached from outside the cluster: their resourceUrl's host is not a Service name."""
+        return {
+            name: app
+            for name, app in self.apps.items()
+            if not in_cluster_host((urlsplit(str(app.resource_url)).hostname or "").lower())
+        }
+
+    @model_validator(mode="after")
+    def _routes_have_tls(self) -> StackConfig:
+        for name, app in self.routed().items():
+            if urlsplit(str(app.resource_url)).scheme != "https":
+                raise ValueError(
+                    f"apps.{name}.resourceUrl {app.resource_url} is outside the cluster, so it is routed with TLS: "
+                    "use https (or a Service name, name.namespace.svc, for an in-cluster app)"
+                )
+        if self.routed() and not (self.routes.cluster_issuer or self.routes.tls_secret):
+            raise ValueError(
+                f"apps {sorted(self.routed())} are routed from outside the cluster: set routes.clusterIssuer "
+                "(cert-manager) or routes.tlsSecret (a certificate Secret in the apps namespace)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _app_names(self) -> StackConfig:

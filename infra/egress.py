@@ -22,7 +22,7 @@ from apps.kit.egress_meter import LOG_PORT as METER_LOG_PORT
 from apps.kit.needs import OutsideHost
 from infra import fleet
 from infra.components.network import Reachable
-from infra.config import DATA_NAMESPACE, AppConfig, StackConfig
+from infra.config import DATA_NAMESPACE, AppConfig, StackConfig, in_cluster_host
 
 FIRST_APP_PORT = 3130  # 3128 stays unassigned: a caller that reaches the proxy without an app port gets nothing
 PROXY_NAME = "egress-proxy"
@@ -49,16 +49,11 @@ def allowlist(name: str, app: AppConfig, server: FocusedServer[Any, Any], stack:
     return sorted(hosts)
 
 
-def in_cluster(host: str) -> bool:
-    """A Service's name (`name.namespace.svc`, optionally `.cluster.local`): reached directly, not by the proxy."""
-    return host.endswith(".svc") or host.endswith(".svc.cluster.local")
-
-
 def webhook_allowlist(stack: StackConfig) -> list[OutsideHost]:
     """Alertmanager's outside host: the webhook's, unless the receiver runs in the cluster."""
     url = urlsplit(str(stack.observability.webhook_url))
     host = (url.hostname or "").lower()
-    if in_cluster(host):
+    if in_cluster_host(host):  # reached directly, not through the proxy
         return []
     return [OutsideHost(host, url.port or (443 if url.scheme == "https" else 80))]
 

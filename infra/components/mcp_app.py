@@ -31,6 +31,7 @@ from infra.components.network import Reachable, namespace_peer, tcp
 from infra.components.observability.collector import otlp_egress
 from infra.components.postgres import Postgres
 from infra.components.redis import Redis
+from infra.components.route import ingress_spec
 from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, OBSERVABILITY_NAMESPACE, AppConfig, StackConfig
 from infra.egress import EgressPlan
 from infra.wiring import METRICS_PORT, PORT, SHUTDOWN_GRACE_SECONDS, wiring
@@ -94,6 +95,9 @@ class McpApp(pulumi.ComponentResource):
             },
             opts=self._opts(),
         )
+        self.route = self._route() if name in platform.stack.routed() else None
+        if self.route is not None:  # reached from outside at its resourceUrl
+            self.url = str(app.resource_url)
         self.disruption_budget = k8s.policy.v1.PodDisruptionBudget(
             f"{name}-pdb",
             metadata=self.meta,
@@ -106,6 +110,19 @@ class McpApp(pulumi.ComponentResource):
             reachable.admit(name, APP_NAMESPACE, self.select, self, platform.provider) for reachable in self._reached()
         ]
         self.register_outputs({"url": self.url})
+
+    def _route(self) -> k8s.networking.v1.Ingress:
+        """Its resourceUrl's host, TLS on, `/mcp` and its metadata path only (`infra.components.route`)."""
+        settings = fleet.app_settings(self.name, self.app, self.server)
+        route = ingress_spec(
+            self.name, str(self.app.resource_url), self.platform.stack.routes, settings.mcp_max_body_bytes
+        )
+        return k8s.networking.v1.Ingress(
+            f"{self.name}-ingress",
+            metadata={**self.meta, "annotations": route["annotations"]},
+            spec=route["spec"],
+            opts=self._opts(),
+        )
 
     def _opts(self, **extra: Any) -> pulumi.ResourceOptions:
         return child_opts(self, self.platform.provider, **extra)

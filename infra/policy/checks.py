@@ -65,6 +65,8 @@ def check_resource(resource_type: str, props: dict[str, Any], allow_load_balance
         problems.append(f"{where}: LoadBalancer Services are not allowed (set allowLoadBalancer to permit)")
     if kind == "NetworkPolicy":
         problems += egress_problems(where, props)
+    if kind == "Ingress":
+        problems += route_problems(where, props)
     template = pod_template(kind, props)
     if template is None:
         return problems
@@ -121,6 +123,37 @@ def egress_problems(where: str, props: dict[str, Any]) -> list[str]:
                 problems.append(
                     f"{where}: egress to the public block {block}; reach outside hosts by name through the egress proxy"
                 )
+    return problems
+
+
+WELL_KNOWN_RESOURCE = "/.well-known/oauth-protected-resource"
+
+
+def route_problems(where: str, props: dict[str, Any]) -> list[str]:
+    """A route exposes an MCP endpoint and its RFC 9728 metadata, nothing else: Exact paths `<p>/mcp` and
+    `/.well-known/oauth-protected-resource<p>/mcp`, to the Service's `http` port, every host under TLS."""
+    spec = props.get("spec") or {}
+    problems = []
+    if spec.get("defaultBackend"):
+        problems.append(f"{where}: a default backend routes every path")
+    tls_hosts = {host for tls in spec.get("tls") or [] for host in tls.get("hosts") or []}
+    for rule in spec.get("rules") or []:
+        host = rule.get("host")
+        if host not in tls_hosts:
+            problems.append(f"{where}: host {host} is routed without TLS")
+        paths = (rule.get("http") or {}).get("paths") or []
+        endpoints = {p.get("path") for p in paths if not str(p.get("path")).startswith(WELL_KNOWN_RESOURCE)}
+        allowed = {path for path in endpoints if str(path).endswith("/mcp")}
+        allowed |= {WELL_KNOWN_RESOURCE + path for path in allowed}
+        for path in paths:
+            if path.get("pathType") != "Exact" or path.get("path") not in allowed or len(endpoints) != 1:
+                problems.append(
+                    f"{where}: route {path.get('pathType')} {path.get('path')} exposes more than one MCP endpoint "
+                    "and its metadata (Exact <path>/mcp and /.well-known/oauth-protected-resource<path>/mcp only)"
+                )
+            port = ((path.get("backend") or {}).get("service") or {}).get("port") or {}
+            if port.get("name") != "http":
+                problems.append(f"{where}: route {path.get('path')} goes to port {port}, not the MCP port `http`")
     return problems
 
 

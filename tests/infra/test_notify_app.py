@@ -55,7 +55,7 @@ def test_a_bad_target_list_stops_the_program_naming_the_key():
     server = load_server("apps.notify")
     entry = {
         "module": "apps.notify",
-        "resourceUrl": "http://n/mcp",
+        "resourceUrl": "http://n.mcp-apps.svc/mcp",
         "settings": {"NOTIFY_TARGETS": '{"x": {"kind": "fax"}}'},
     }
     app = parse({"issuer": "https://issuer.test", "apps": {"n": entry}}).apps["n"]

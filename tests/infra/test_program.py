@@ -151,8 +151,9 @@ def test_prod_overrides_the_defaults(prod):
 
 def test_stack_outputs(stack):
     outputs = stack.outputs
-    assert outputs["app_urls"]["mcp-db"] == "http://mcp-db.mcp-apps.svc/mcp"
-    assert outputs["app_urls"]["mcp-files"] == "http://mcp-files.mcp-apps.svc/mcp"
+    domain = {"dev": "http://{}.mcp-apps.svc/mcp", "prod": "https://{}.example.com/mcp"}[stack.stack]  # prod: routed
+    assert outputs["app_urls"]["mcp-db"] == domain.format("mcp-db")
+    assert outputs["app_urls"]["mcp-files"] == domain.format("mcp-files")
     assert outputs["grafana_url"] == "http://grafana.mcp-observability.svc:3000"
     assert outputs["port_forward"]["mcp-db"] == "kubectl -n mcp-apps port-forward svc/mcp-db 8080:80"
     if stack.stack == "dev":
@@ -164,7 +165,7 @@ def test_stack_outputs(stack):
     ("values", "key"),
     [
         (
-            {"apps": {"mcp-db": {"module": "apps.db", "resourceUrl": "http://x/mcp", "replicas": 0}}},
+            {"apps": {"mcp-db": {"module": "apps.db", "resourceUrl": "http://mcp-db.mcp-apps.svc/mcp", "replicas": 0}}},
             "mcpfleet:apps.mcp-db.replicas",
         ),
         (
@@ -181,7 +182,7 @@ def test_stack_outputs(stack):
 def test_invalid_config_names_the_key(values, key):
     base = {
         "issuer": "https://issuer.test",
-        "apps": {"mcp-db": {"module": "apps.db", "resourceUrl": "http://x/mcp"}},
+        "apps": {"mcp-db": {"module": "apps.db", "resourceUrl": "http://mcp-db.mcp-apps.svc/mcp"}},
     }
     with pytest.raises(StackConfigError) as raised:
         parse({**base, **values})

@@ -328,7 +328,7 @@ def test_an_external_database_without_its_address_block_is_refused():
         parse(
             {
                 "issuer": "https://issuer.test",
-                "apps": {"mcp-db": {"module": "apps.db", "resourceUrl": "http://x/mcp"}},
+                "apps": {"mcp-db": {"module": "apps.db", "resourceUrl": "http://mcp-db.mcp-apps.svc/mcp"}},
                 "postgres": {"mode": "external", "host": "db.internal"},
             }
         )

@@ -1,0 +1,54 @@
+"""What enters: one Ingress per app reached from outside the cluster, for the host of its resourceUrl, with TLS,
+routing exactly two paths to the app's MCP port: `/mcp` and its RFC 9728 metadata path. Probes stay for the
+kubelet and `/metrics` is on another port, so neither can be routed. The policy pack holds every Ingress to
+this shape (`infra.policy.checks.route_problems`)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+from urllib.parse import urlsplit
+
+from apps.kit.app import resource_metadata_path
+from infra.config import RoutesConfig
+
+MIB = 1024 * 1024
+
+
+def routed_paths(resource_url: str) -> list[str]:
+    """The only paths a route sends to an app: its MCP endpoint and where RFC 9728 puts its metadata."""
+    return [urlsplit(resource_url).path, resource_metadata_path(resource_url)]
+
+
+def ingress_spec(app: str, resource_url: str, routes: RoutesConfig, max_body_bytes: int) -> dict[str, Any]:
+    """The Ingress's metadata annotations and spec for one app (its Service `app`, port `http`)."""
+    host = urlsplit(resource_url).hostname or ""
+    annotations: dict[str, str] = {}
+    if routes.cluster_issuer:
+        annotations["cert-manager.io/cluster-issuer"] = routes.cluster_issuer
+    if routes.class_name == "nginx":
+        annotations |= {
+            # nginx's 1 MiB default would refuse what the app accepts; the app still enforces its own cap
+            "nginx.ingress.kubernetes.io/proxy-body-size": f"{math.ceil(max_body_bytes / MIB)}m",
+            "nginx.ingress.kubernetes.io/proxy-buffering": "off",  # a streamed (SSE) reply is not held back
+            "nginx.ingress.kubernetes.io/proxy-read-timeout": "60",
+        }
+    backend = {"service": {"name": app, "port": {"name": "http"}}}
+    return {
+        "annotations": annotations,
+        "spec": {
+            "ingressClassName": routes.class_name,
+            "tls": [{"hosts": [host], "secretName": routes.tls_secret or f"{app}-tls"}],
+            "rules": [
+                {
+                    "host": host,
+                    "http": {
+                        "paths": [
+                            {"path": path, "pathType": "Exact", "backend": backend}
+                            for path in routed_paths(resource_url)
+                        ]
+                    },
+                }
+            ],
+        },
+    }
