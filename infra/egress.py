@@ -99,6 +99,7 @@ def squid_conf(egress: EgressPlan, log_path: str = "stdio:/dev/stdout", meter_po
         "forwarded_for delete",
         "httpd_suppress_version_string on",
         "pid_filename none",
+        "pinger_enable off",  # no ICMP helper: it needs privileges the pod does not have, and nothing uses it
         "cache_log stdio:/dev/stderr",
         "logfile_rotate 0",
         "shutdown_lifetime 3 seconds",

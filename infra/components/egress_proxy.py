@@ -24,6 +24,10 @@ from infra.egress import PRIVATE_DESTINATIONS, PROXY_NAME, EgressPlan, squid_con
 from infra.images import image
 
 SQUID_UID = 13  # the `proxy` user of the Debian/Ubuntu squid package the official image is built from
+CONFIG_DIR = "/etc/mcpfleet-squid"
+SQUID_COMMAND = ["squid", "-N", "-f", f"{CONFIG_DIR}/squid.conf"]  # in the foreground, the rendered config
+# Squid's writable paths on a read-only root filesystem, each an emptyDir (volume name -> path)
+SCRATCH = {"spool": "/var/spool/squid", "run": "/run", "log": "/var/log/squid", "tmp": "/tmp"}
 PRIVATE_V4 = [block for block in PRIVATE_DESTINATIONS.split() if ipaddress.ip_network(block).version == 4]
 IN_NETWORK = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 
@@ -51,7 +55,6 @@ class EgressProxy(pulumi.ComponentResource):
         )
         first = next(iter(self.ports.values()))
         probe = {"tcpSocket": {"port": first}, "periodSeconds": 10, "timeoutSeconds": 2}
-        scratch = {"spool": "/var/spool/squid", "run": "/run", "log": "/var/log/squid", "tmp": "/tmp"}
         k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata={"name": PROXY_NAME, "namespace": DATA_NAMESPACE, "labels": lbl},
@@ -67,13 +70,13 @@ class EgressProxy(pulumi.ComponentResource):
                             {
                                 "name": "squid",
                                 "image": image("squid"),
-                                "command": ["squid", "-N", "-f", "/etc/mcpfleet-squid/squid.conf"],
+                                "command": SQUID_COMMAND,
                                 "ports": [{"name": f"p{port}", "containerPort": port} for port in self.ports.values()],
                                 "readinessProbe": probe,
                                 "livenessProbe": {**probe, "initialDelaySeconds": 10},
                                 "volumeMounts": [
-                                    {"name": "config", "mountPath": "/etc/mcpfleet-squid", "readOnly": True},
-                                    *({"name": volume, "mountPath": path} for volume, path in scratch.items()),
+                                    {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                                    *({"name": volume, "mountPath": path} for volume, path in SCRATCH.items()),
                                 ],
                                 "securityContext": container_security(),
                                 "resources": resources("50m", "64Mi", "500m", "256Mi"),
@@ -92,7 +95,7 @@ class EgressProxy(pulumi.ComponentResource):
                         ],
                         "volumes": [
                             {"name": "config", "configMap": {"name": PROXY_NAME}},
-                            *({"name": volume, "emptyDir": {}} for volume in scratch),
+                            *({"name": volume, "emptyDir": {}} for volume in SCRATCH),
                         ],
                     },
                 },
