@@ -26,6 +26,7 @@ from apps.kit.config import KitSettings
 from apps.kit.logs import log_event
 from apps.kit.metrics import KitMetrics
 from apps.kit.outcomes import AuthFailureReason
+from apps.kit.upstream import read_capped
 
 MAX_JWKS_BYTES = 256 * 1024
 NUMERIC_DATE_CLAIMS = ("exp", "nbf", "iat")
@@ -122,11 +123,7 @@ class JwksKeys:
                 client.stream("GET", self._url) as response,
             ):
                 response.raise_for_status()
-                body = b""
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_JWKS_BYTES:
-                        raise ValueError("JWKS document too large")
+                body = await read_capped(response, MAX_JWKS_BYTES)  # AnswerTooLarge is a ValueError
             jwk_set = jwt.PyJWKSet.from_json(body.decode())
             keys = {key.key_id: key for key in jwk_set.keys if key.key_id}
             if not keys:

@@ -16,6 +16,7 @@ different body, so it is refused at preview, where the caller sees why.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import ssl
@@ -31,6 +32,7 @@ from urllib.parse import urlsplit
 import aiosmtplib
 import httpx
 
+from apps.kit.upstream import AnswerTooLarge, read_capped
 from apps.notify.config import Target
 from apps.notify.network import DeliveryFailed, DeliveryRefused, Pinned, pin
 
@@ -86,6 +88,9 @@ def retry_after_seconds(value: str | None, cap: int) -> int:
     return max(1, min(int(delta) + 1, cap))
 
 
+ANSWER_CAP = 64 * 1024  # of a target's answer to a delivery
+
+
 class Courier:
     def __init__(
         self,
@@ -123,14 +128,23 @@ class Courier:
                 pinned: Pinned = await pin(url, internal, self.timeout)
                 host = pinned.host
                 if self.proxy:
-                    response = await self.http.post(url, content=body, headers=headers, extensions={"trace": trace})
+                    request = self.http.build_request(
+                        "POST", url, content=body, headers=headers, extensions={"trace": trace}
+                    )
                 else:
-                    response = await self.http.post(
+                    request = self.http.build_request(
+                        "POST",
                         pinned.url,
                         content=body,
                         headers={"Host": host if pinned.port in (80, 443) else f"{host}:{pinned.port}", **headers},
                         extensions={"sni_hostname": host, "trace": trace},
                     )
+                response = await self.http.send(request, stream=True)
+                try:  # the answer is not used: read at most ANSWER_CAP of it, so a huge one costs nothing
+                    with contextlib.suppress(AnswerTooLarge):
+                        await read_capped(response, ANSWER_CAP)
+                finally:
+                    await response.aclose()
         except (TimeoutError, httpx.TimeoutException):
             where = urlsplit(url).hostname
             if handed_over:

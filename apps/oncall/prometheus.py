@@ -15,8 +15,8 @@ from typing import Any
 
 from apps.kit import CallerError
 from apps.kit.logs import bounded, redact
+from apps.kit.upstream import Upstream, UpstreamUnavailable
 from apps.oncall.guards import RangePlan, bounded_labels, iso, number, summarise
-from apps.oncall.upstream import Upstream, UpstreamUnavailable
 
 
 class Prometheus:

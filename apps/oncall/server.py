@@ -22,12 +22,12 @@ from apps import fleet
 from apps.kit import CallerError, FocusedServer, Needs, Telemetry, ToolArgs, current_principal
 from apps.kit.encoding import dumps
 from apps.kit.logs import bounded, log_event
+from apps.kit.upstream import Upstream
 from apps.oncall.alertmanager import Alertmanager
 from apps.oncall.config import OncallSettings
 from apps.oncall.guards import check_comment, check_query_cost, fit, parse_time, plan_range
 from apps.oncall.prometheus import Prometheus
 from apps.oncall.runbooks import ALERT_NAME, Runbooks
-from apps.oncall.upstream import Upstream
 
 AlertName = Annotated[str, StringConstraints(pattern=ALERT_NAME.pattern)]
 LabelName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$")]
@@ -86,7 +86,14 @@ def _upstream(name: str, url: str, settings: OncallSettings, token: Any) -> Upst
         timeout=settings.oncall_upstream_timeout_seconds,
         max_bytes=settings.oncall_max_upstream_bytes,
         read_retries=settings.oncall_read_retries,
+        too_large_hint="narrow the request (fewer series, a shorter range or a larger step)",
+        tolerated=_is_prometheus_error,
     )
+
+
+def _is_prometheus_error(status: int, body: Any) -> bool:
+    """Prometheus answers a query that timed out or was cancelled with 503 and a typed error body."""
+    return status == 503 and isinstance(body, dict) and body.get("status") == "error" and "errorType" in body
 
 
 @asynccontextmanager

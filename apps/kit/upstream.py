@@ -1,0 +1,200 @@
+"""The kit's outbound HTTP client: one API a server calls, at a configured address and nowhere else.
+
+The base URL, headers and credentials are settings. A request names only a fixed path and parameters that
+httpx encodes, so nothing a caller sends can point a call (and its credentials) at another host; redirects
+are never followed, proxies come from configuration only (the platform's egress proxy), never from the
+environment. Reads are retried on transport errors and 5xx answers (they are idempotent), and after a 429
+or 503 whose `Retry-After` fits the deadline; writes never are. A request, retries included, has one overall
+deadline: an upstream that drips its answer cannot hold a call past it. Answers are read with a byte cap
+(`read_capped`, also used by the JWKS fetch and notify's deliveries), so an enormous answer costs at most that
+much memory. Each request is a client span.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from apps.kit.logs import bounded
+from apps.kit.tools import CallerError, ServerError
+
+RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)
+WAIT_STATUSES = (429, 503)  # an upstream asking to be called again later (Retry-After)
+# A larger answer is parsed on a worker thread: an 8 MiB JSON body takes tens of milliseconds to parse,
+# which would stall every other request on the event loop.
+PARSE_OFF_LOOP_BYTES = 256 * 1024
+_tracer = trace.get_tracer("apps.kit.upstream")
+
+
+class UpstreamUnavailable(ServerError):
+    """The API did not answer, or answered 5xx: the server's fault for the SLO, not the caller's."""
+
+    def __init__(self, message: str, status: int | None = None, body: Any = None):
+        super().__init__(message)
+        self.status, self.body = status, body
+
+
+class AnswerTooLarge(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: Any
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+async def read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+    """The whole body, or `AnswerTooLarge` as soon as it passes `max_bytes` (the rest is never read)."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise AnswerTooLarge(f"{declared} bytes declared, the cap is {max_bytes}")
+    chunks, size = [], 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > max_bytes:
+            raise AnswerTooLarge(f"over {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds from now: delta-seconds or an HTTP date (RFC 9110 §10.2.3); None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+class Upstream:
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        *,
+        headers: dict[str, str],
+        timeout: float,
+        max_bytes: int,
+        read_retries: int,
+        proxy: str | None = None,
+        too_large_hint: str = "narrow the request",
+        tolerated: Callable[[int, Any], bool] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        """`tolerated(status, body)`: a 5xx answer that is the API's own typed error (e.g. Prometheus's query
+        timeout), returned as an answer instead of raised as the upstream being down."""
+        self.name, self.max_bytes, self.read_retries, self.deadline = name, max_bytes, read_retries, timeout
+        self.too_large_hint, self.tolerated = too_large_hint, tolerated
+        self.host = urlsplit(base_url).hostname or ""
+        self.client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers=headers,
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=False,
+            proxy=proxy,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool,
+        params: Any = None,
+        data: dict[str, str] | None = None,
+        json_body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Answer:
+        attempts = 1 + (self.read_retries if idempotent else 0)
+        started = time.monotonic()
+        attributes = {"http.request.method": method, "server.address": self.host, "mcp.upstream": self.name}
+        with _tracer.start_as_current_span(
+            f"{method} {self.name}", kind=SpanKind.CLIENT, attributes=attributes
+        ) as span:
+            try:
+                async with asyncio.timeout(self.deadline):
+                    for attempt in range(attempts):
+                        last = attempt + 1 == attempts
+                        pause = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+                        try:
+                            answer = await self._once(method, path, params, data, json_body, headers)
+                        except UpstreamUnavailable:
+                            if last:
+                                raise
+                            await asyncio.sleep(pause)
+                            continue
+                        if answer.status in WAIT_STATUSES and not last and not self._tolerated(answer):
+                            # The upstream said when (Retry-After); a 503 without it is retried like a 5xx.
+                            wait = retry_after_seconds(answer.headers.get("retry-after"))
+                            wait = pause if wait is None and answer.status == 503 else wait
+                            if wait is not None and wait < self.deadline - (time.monotonic() - started):
+                                await asyncio.sleep(wait)
+                                continue
+                        span.set_attribute("http.response.status_code", answer.status)
+                        if answer.status == 503 and not self._tolerated(answer):
+                            raise UpstreamUnavailable(f"{self.name} answered HTTP 503", 503, answer.body)
+                        return answer
+            except TimeoutError:
+                span.set_status(Status(StatusCode.ERROR, "deadline"))
+                raise UpstreamUnavailable(f"{self.name} did not answer within {self.deadline:g} s") from None
+            except UpstreamUnavailable as error:
+                span.set_status(Status(StatusCode.ERROR, str(error)))
+                raise
+        raise AssertionError("unreachable")
+
+    def _tolerated(self, answer: Answer) -> bool:
+        return self.tolerated is not None and self.tolerated(answer.status, answer.body)
+
+    async def _once(
+        self, method: str, path: str, params: Any, data: Any, json_body: Any, headers: dict[str, str] | None
+    ) -> Answer:
+        try:
+            async with self.client.stream(
+                method, path, params=params, data=data, json=json_body, headers=headers
+            ) as response:
+                if 300 <= response.status_code < 400 and response.status_code != 304:
+                    raise UpstreamUnavailable(f"{self.name} answered a redirect ({response.status_code}); not followed")
+                try:
+                    raw = await read_capped(response, self.max_bytes)
+                except AnswerTooLarge:
+                    raise CallerError(
+                        f"{self.name}'s answer is over {self.max_bytes} bytes; {self.too_large_hint}"
+                    ) from None
+                status, answer_headers = response.status_code, dict(response.headers)
+        except httpx.TimeoutException:
+            raise UpstreamUnavailable(f"{self.name} did not answer in time") from None
+        except httpx.TransportError as error:
+            raise UpstreamUnavailable(f"{self.name} is unreachable ({type(error).__name__})") from None
+        try:
+            if len(raw) > PARSE_OFF_LOOP_BYTES:
+                body = await asyncio.to_thread(json.loads, raw)
+            else:
+                body = json.loads(raw) if raw else None
+        except ValueError:
+            body = {"error": bounded(raw.decode("utf-8", "replace"), 300)}
+        answer = Answer(status, body, answer_headers)
+        if status >= 500 and status != 503 and not self._tolerated(answer):
+            raise UpstreamUnavailable(f"{self.name} answered HTTP {status}", status, body)
+        return answer
