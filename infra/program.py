@@ -29,15 +29,17 @@ from infra.egress import plan as egress_plan
 def app_secrets(
     stack: StackConfig, servers: dict[str, FocusedServer[Any, Any]], config: pulumi.Config
 ) -> dict[str, dict[str, pulumi.Input[str]]]:
-    """Each app's declared secrets from `mcpfleet:<app>.<key>` (set with `--secret`); generated on a dev stack."""
+    """Each app's declared secrets from `mcpfleet:<app>.<key>` (set with `--secret`); generated on a dev stack,
+    except those issued by somebody else (`Needs.issued_secrets`)."""
     values: dict[str, dict[str, pulumi.Input[str]]] = {}
     for name, server in servers.items():
         values[name] = {}
         for key in server.needs.secrets.values():
             value = config.get_secret(f"{name}.{key}")
-            if value is None and stack.cluster.mode == "existing":
+            if value is None and (stack.cluster.mode == "existing" or key in server.needs.issued_secrets):
+                issued = " (issued by the API's owner: never generated)" if key in server.needs.issued_secrets else ""
                 raise StackConfigError(
-                    f"set the secret {stack_config.NAMESPACE}:{name}.{key} (pulumi config set --secret)"
+                    f"set the secret {stack_config.NAMESPACE}:{name}.{key} (pulumi config set --secret){issued}"
                 )
             values[name][key] = value or random.RandomPassword(f"{name}-{key}", length=40, special=False).result
         for key in server.needs.optional_secrets.values():

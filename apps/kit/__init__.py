@@ -14,7 +14,7 @@ from apps.kit.needs import Needs, OutsideHost, Volume
 from apps.kit.probes import Check, ReadinessSource
 from apps.kit.server import FocusedServer
 from apps.kit.telemetry import AlertCase, Chart, DashboardRow, ServerAlert, Telemetry
-from apps.kit.tools import CallerError, ServerError, ToolArgs
+from apps.kit.tools import CallerError, ServerError, ToolArgs, WithMeta
 
 __all__ = [
     "AlertCase",
@@ -33,6 +33,7 @@ __all__ = [
     "Telemetry",
     "ToolArgs",
     "Volume",
+    "WithMeta",
     "current_principal",
     "load_settings",
 ]

@@ -68,6 +68,9 @@ class Needs:
     # env var -> key of the stack's secrets for this app (`mcpfleet:<app>.<key>`): required in production,
     # generated on a dev stack (signing keys)
     secrets: dict[str, str] = field(default_factory=dict)
+    # keys of `secrets` issued by somebody else (an API token): never generated, on any stack; without one,
+    # `pulumi up` stops naming `mcpfleet:<app>.<key>`
+    issued_secrets: frozenset[str] = frozenset()
     # the same, but set only when the stack gives a value (credentials some configurations need)
     optional_secrets: dict[str, str] = field(default_factory=dict)
     # outside HTTP(S) hosts it always calls (an API's host), through the egress proxy
@@ -86,3 +89,5 @@ class Needs:
         envs += ["REDIS_URL"] if self.redis else []
         if len(set(envs)) != len(envs):
             raise ValueError(f"environment variables repeat: {envs}")
+        if stray := self.issued_secrets - set(self.secrets.values()):
+            raise ValueError(f"issued secrets {sorted(stray)} are not keys of `secrets`")

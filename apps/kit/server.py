@@ -43,6 +43,7 @@ class FocusedServer(Generic[StateT, SettingsT]):
         alerts: tuple[ServerAlert, ...] = (),
         version: str = __version__,
         read_only_when: Callable[[SettingsT], bool] | None = None,
+        offers: Callable[[SettingsT, str], bool] | None = None,
     ):
         self.name = name
         self.needs = needs or Needs()
@@ -55,6 +56,8 @@ class FocusedServer(Generic[StateT, SettingsT]):
         # Settings under which the server offers only its read-only tools: the others are not registered,
         # so no client can list or call them (a configuration switch, not a per-call check).
         self.read_only_when = read_only_when
+        # Which tools these settings offer, by name (toolsets a setting enables); the others are not registered.
+        self.offers = offers
         self.specs: dict[str, ToolSpec[StateT]] = {}
 
     def tool(
@@ -90,10 +93,14 @@ class FocusedServer(Generic[StateT, SettingsT]):
         return sorted({scope for spec in self.specs.values() for scope in spec.scopes})
 
     def offered(self, settings: SettingsT) -> dict[str, ToolSpec[StateT]]:
-        """The tools these settings register: all of them, or only the read-only ones in read-only mode."""
+        """The tools these settings register: all of them, or only the read-only ones in read-only mode, and of
+        those the ones `offers` keeps."""
+        specs = dict(self.specs)
         if self.read_only_when is not None and self.read_only_when(settings):
-            return {name: spec for name, spec in self.specs.items() if spec.hints.read_only}
-        return dict(self.specs)
+            specs = {name: spec for name, spec in specs.items() if spec.hints.read_only}
+        if self.offers is not None:
+            specs = {name: spec for name, spec in specs.items() if self.offers(settings, name)}
+        return specs
 
     def manifest(self, settings: SettingsT | None = None) -> dict[str, Any]:
         """Every tool's digest and definition, and the server's digest (see `apps.kit.manifest`); with

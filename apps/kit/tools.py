@@ -147,11 +147,22 @@ def spec_from_handler(handler: Handler[Any], scopes: set[str] | frozenset[str], 
     return ToolSpec(handler.__name__, description, args_model, frozenset(scopes), handler, hints)
 
 
+@dataclass(frozen=True)
+class WithMeta:
+    """A tool's answer and its MCP `_meta` (facts about the answer for the client, e.g. what to trust)."""
+
+    value: Any
+    meta: dict[str, Any]
+
+
 def to_result(value: Any) -> dict[str, Any]:
-    """JSON-safe handler output as both text and structured content."""
+    """JSON-safe handler output as both text and structured content (and `_meta`, when the tool gives one)."""
+    meta = value.meta if isinstance(value, WithMeta) else None
+    value = value.value if isinstance(value, WithMeta) else value
     structured = value if isinstance(value, dict) else {"result": value}
     text = dumps(structured).decode("utf-8", "surrogatepass")
-    return {"content": [{"type": "text", "text": text}], "structuredContent": structured, "isError": False}
+    result = {"content": [{"type": "text", "text": text}], "structuredContent": structured, "isError": False}
+    return result | ({"_meta": meta} if meta is not None else {})
 
 
 def error_result(message: str) -> dict[str, Any]:
