@@ -111,3 +111,16 @@ def test_the_database_server(make_settings, db_stack, tmp_path):
 
     roles = {"DB_READ_URL": db_stack.role_url("mcp_db_reader"), "DB_WRITE_URL": db_stack.role_url("mcp_db_writer")}
     run_suite(server, "db:read db:write", tmp_path, make_settings, **roles)
+
+
+@pytest.mark.redis
+def test_the_github_server(make_settings, redis_server, tmp_path):
+    from apps.github.server import server
+
+    settings = {
+        "REDIS_URL": redis_server.url,
+        "GITHUB_API_URL": "http://127.0.0.1:9",  # the suite's scenarios list tools; none calls GitHub
+        "GITHUB_TOKEN": "github_pat_conformance",
+        "GITHUB_REPOSITORIES": "octo/hello",
+    }
+    run_suite(server, "github:read github:write", tmp_path, make_settings, **settings)

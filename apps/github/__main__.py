@@ -1,0 +1,3 @@
+from apps.github.server import server
+
+server.serve()

@@ -1,0 +1,163 @@
+"""GitHub's REST API as this server uses it: its own credential, the allowlist before any call, one shared
+budget, conditional reads, and GitHub's answers mapped to the caller's or the server's fault.
+
+- **Allowlist first.** Every path names its owner and repository; `call` refuses one the settings do not list
+  before anything is sent.
+- **The budget is shared.** `X-RateLimit-Remaining/Reset` of every answer is kept in Redis per credential, so
+  every replica sees what the others spent. Under `github_budget_reserve` an unconditional call is refused with
+  the reset time; a secondary limit (403/429 with `Retry-After`) blocks every replica until it passes. Reads are
+  retried (and wait a `Retry-After` that fits the deadline); writes never are.
+- **Conditional reads.** A read's `ETag` and answer are cached in Redis under the credential and the request;
+  the next read sends `If-None-Match`, and a 304 (which GitHub does not count against the primary budget) is
+  answered from the cache. The key names the credential (by digest, never the token): the answer is what that
+  credential may see, and every caller of this server acts through the same credential and allowlist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from apps.github.config import GithubSettings
+from apps.kit import CallerError, ServerError
+from apps.kit.upstream import Answer, Upstream, retry_after_seconds
+
+PREFIX = "mcpfleet:github:"
+API_VERSION = "2022-11-28"
+CACHE_MAX_BYTES = 512 * 1024  # a larger answer is not cached
+
+
+class BudgetLow(CallerError):
+    """GitHub's budget for this server's credential is (nearly) spent: not the caller's mistake, nor a fault
+    of the server; the message says when to retry."""
+
+
+@dataclass(frozen=True)
+class Page:
+    body: Any
+    more: bool  # GitHub has a next page (`Link: rel="next"`) that was not fetched
+    cached: bool  # answered from the cache after a 304
+
+
+def _at(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%H:%M:%S UTC")
+
+
+class GitHubApi:
+    def __init__(self, settings: GithubSettings, redis: Redis, proxy: str | None, upstream: Upstream | None = None):
+        self.settings, self.redis = settings, redis
+        token = settings.github_token.get_secret_value()
+        self.credential = hashlib.sha256(token.encode()).hexdigest()[:16]
+        self.upstream = upstream or Upstream(
+            "GitHub",
+            str(settings.github_api_url),
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": API_VERSION,
+                "User-Agent": "mcpfleet-github",
+            },
+            timeout=settings.github_timeout_seconds,
+            max_bytes=settings.github_max_upstream_bytes,
+            read_retries=2,
+            proxy=proxy,
+            too_large_hint="ask for fewer items or a smaller file",
+        )
+
+    async def aclose(self) -> None:
+        await self.upstream.aclose()
+
+    def check_allowed(self, owner: str, repo: str) -> None:
+        if not self.settings.allows(owner, repo):
+            raise CallerError(
+                f"{owner}/{repo} is not a repository this server may use "
+                f"(allowed: {', '.join(self.settings.github_repositories)})"
+            )
+
+    async def read(self, owner: str, repo: str, path: str, params: dict[str, Any] | None = None) -> Page:
+        self.check_allowed(owner, repo)
+        url = f"/repos/{owner}/{repo}{path}"
+        key = self._cache_key(url, params)
+        cached = await self.redis.get(key)
+        entry = json.loads(cached) if cached else None
+        await self._check_budget(conditional=entry is not None)
+        headers = {"If-None-Match": entry["etag"]} if entry else None
+        answer = await self.upstream.request("GET", url, idempotent=True, params=params, headers=headers)
+        await self._record(answer)
+        if answer.status == 304 and entry is not None:
+            return Page(entry["body"], entry["more"], cached=True)
+        self._raise_for(answer, owner, repo)
+        more = 'rel="next"' in answer.headers.get("link", "")
+        etag = answer.headers.get("etag")
+        raw = json.dumps({"etag": etag, "body": answer.body, "more": more})
+        if etag and len(raw) <= CACHE_MAX_BYTES and self.settings.github_cache_seconds:
+            await self.redis.set(key, raw, ex=self.settings.github_cache_seconds)
+        return Page(answer.body, more, cached=False)
+
+    async def write(self, owner: str, repo: str, path: str, body: dict[str, Any]) -> Any:
+        self.check_allowed(owner, repo)
+        await self._check_budget(conditional=False)
+        answer = await self.upstream.request("POST", f"/repos/{owner}/{repo}{path}", idempotent=False, json_body=body)
+        await self._record(answer)
+        self._raise_for(answer, owner, repo)
+        return answer.body
+
+    def _cache_key(self, url: str, params: dict[str, Any] | None) -> str:
+        request = json.dumps([url, sorted((params or {}).items())], default=str)
+        return f"{PREFIX}etag:{self.credential}:{hashlib.sha256(request.encode()).hexdigest()}"
+
+    async def _check_budget(self, conditional: bool) -> None:
+        """Refuse while a secondary limit blocks the credential, or (unless the read is conditional, which a
+        304 makes free) while the hourly budget is under the reserve."""
+        now = time.time()
+        state = await self.redis.hgetall(f"{PREFIX}budget:{self.credential}")
+        blocked_until = float(state.get(b"blocked_until", 0))
+        if blocked_until > now:
+            raise BudgetLow(f"GitHub asked this server to slow down; retry after {_at(blocked_until)}")
+        remaining, reset = state.get(b"remaining"), float(state.get(b"reset", 0))
+        if not conditional and remaining is not None and reset > now:
+            if int(remaining) < self.settings.github_budget_reserve:
+                raise BudgetLow(
+                    f"GitHub budget low ({int(remaining)} calls left for this server); retry after {_at(reset)}"
+                )
+
+    async def _record(self, answer: Answer) -> None:
+        """Keep what GitHub says of the credential's budget, for every replica."""
+        key = f"{PREFIX}budget:{self.credential}"
+        remaining, reset = answer.headers.get("x-ratelimit-remaining"), answer.headers.get("x-ratelimit-reset")
+        update: dict[str, str] = {}
+        if remaining is not None and remaining.isdigit() and reset is not None and reset.isdigit():
+            update |= {"remaining": remaining, "reset": reset}
+        wait = retry_after_seconds(answer.headers.get("retry-after"))
+        if answer.status in (403, 429) and (wait is not None or remaining == "0"):
+            until = time.time() + wait if wait is not None else float(reset or time.time() + 60)
+            update["blocked_until"] = str(until)
+        if update:
+            await self.redis.hset(key, mapping=cast(Any, update))  # redis-py types keys invariantly
+            await self.redis.expire(key, 3600)
+
+    def _raise_for(self, answer: Answer, owner: str, repo: str) -> None:
+        status, message = answer.status, _message(answer.body)
+        if status < 300:
+            return
+        if status in (403, 429) and ("rate limit" in message.lower() or "retry-after" in answer.headers):
+            raise BudgetLow(f"GitHub's rate limit for this server: {message}")
+        if status == 401:
+            raise ServerError("GitHub refused this server's credential (401): the token is invalid or expired")
+        if status == 404:
+            raise CallerError(f"not found in {owner}/{repo} (or not visible to this server's credential)")
+        if status in (403, 410, 422, 409):
+            raise CallerError(f"GitHub refused it ({status}): {message}")
+        if status >= 500:
+            raise ServerError(f"GitHub answered HTTP {status}")
+        raise CallerError(f"GitHub answered HTTP {status}: {message}")
+
+
+def _message(body: Any) -> str:
+    return str(body.get("message", ""))[:300] if isinstance(body, dict) else ""

@@ -1,0 +1,68 @@
+"""GitHub server settings: the server's own credential, the repositories it may touch, the toolsets it offers,
+and the bounds on every upstream call. All of it is configuration; no argument a caller sends changes it."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
+
+from apps.kit.config import KitSettings
+from apps.kit.needs import OutsideHost
+
+Toolset = Literal["repos", "issues", "pulls"]
+TOOLSETS: tuple[Toolset, ...] = ("repos", "issues", "pulls")
+NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,99})"  # an owner or repository name as GitHub allows it
+REPOSITORY_PATTERN = re.compile(rf"^({NAME})/({NAME}|\*)$")
+
+
+class GithubSettings(KitSettings):
+    github_api_url: AnyHttpUrl = AnyHttpUrl("https://api.github.com")
+    # The server's own credential (a fine-grained token, or a GitHub App installation token): never the
+    # caller's, which is an MCP token for this server and is never forwarded.
+    github_token: SecretStr
+    # What it may touch: `owner/repo` or `owner/*`, comma separated. A call naming anything else is refused
+    # before GitHub is asked.
+    github_repositories: Annotated[list[str], NoDecode] = Field(min_length=1)
+    github_toolsets: Annotated[list[Toolset], NoDecode] = Field(default_factory=lambda: list(TOOLSETS))
+    github_read_only: bool = False  # only the read tools are registered
+    # Bodies written by authors without push access, in public repositories, are withheld; and a write after
+    # reading untrusted content is refused instead of previewed.
+    github_lockdown: bool = False
+    github_max_items: int = Field(default=30, ge=1, le=100)  # per list call (one page)
+    github_max_text_chars: int = Field(default=4000, ge=200, le=100_000)  # per body or file, then cut
+    github_timeout_seconds: float = Field(default=10, gt=0, le=60)  # one deadline per upstream call, retries in
+    github_max_upstream_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
+    # Calls are refused (with the reset time) while fewer than this many remain of the credential's hourly budget.
+    github_budget_reserve: int = Field(default=100, ge=0, le=10_000)
+    # A write by a principal who read untrusted content within this window needs a confirmed preview.
+    github_untrusted_window_seconds: int = Field(default=900, ge=0, le=86_400)
+    github_preview_seconds: int = Field(default=300, ge=30, le=3600)
+    github_cache_seconds: int = Field(default=3600, ge=0, le=86_400)  # how long an ETag and its answer are kept
+
+    @field_validator("github_repositories", "github_toolsets", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part for part in value.replace(",", " ").split() if part]
+        return value
+
+    @field_validator("github_repositories")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not REPOSITORY_PATTERN.fullmatch(entry):
+                raise ValueError(f"{entry!r} is not owner/repo or owner/*")
+        return [entry.lower() for entry in value]
+
+    def allows(self, owner: str, repo: str) -> bool:
+        """GitHub names are case-insensitive; `owner/*` allows every repository of that owner."""
+        owner, repo = owner.lower(), repo.lower()
+        return f"{owner}/{repo}" in self.github_repositories or f"{owner}/*" in self.github_repositories
+
+    def outside_hosts(self) -> list[OutsideHost]:
+        url = urlsplit(str(self.github_api_url))
+        return [OutsideHost((url.hostname or "").lower(), url.port or (443 if url.scheme == "https" else 80))]

@@ -1,0 +1,51 @@
+"""The GitHub server in a stack: its token is issued by GitHub, so `pulumi up` never generates one and stops
+naming the key without it; with it, the app reaches api.github.com by name through its own proxy port only,
+and gets Redis (its shared budget, cache and previews) and its token by reference."""
+
+from __future__ import annotations
+
+import json
+
+from infra.mocked import kubernetes_objects, stack_config
+from tests.infra.conftest import run_program
+from tests.infra.rendered_proxy import proxy_allowlists
+
+APPS = "mcp-apps"
+GITHUB = {
+    "module": "apps.github",
+    "resourceUrl": "http://mcp-github.mcp-apps.svc/mcp",
+    "settings": {"GITHUB_REPOSITORIES": "octo/hello"},
+}
+
+
+def with_github() -> dict:
+    return {"mcpfleet:apps": {**stack_config("dev")["mcpfleet:apps"], "mcp-github": GITHUB}}
+
+
+def test_without_its_token_pulumi_up_stops_naming_the_key_even_on_dev():
+    result = run_program("dev", with_github())
+    assert result.returncode != 0
+    assert "set the secret mcpfleet:mcp-github.token" in result.stderr and "never generated" in result.stderr
+
+
+def test_with_its_token_it_reaches_github_by_name_through_its_own_port():
+    result = run_program("dev", with_github() | {"mcpfleet:mcp-github.token": "github_pat_from_the_stack"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(result.stdout)
+    objects = kubernetes_objects(data["resources"])
+
+    class Stack:
+        def one(self, kind: str, name: str, namespace: str) -> dict:
+            [found] = [
+                o for o in objects
+                if o["kind"] == kind and o["metadata"]["name"] == name and o["metadata"].get("namespace") == namespace
+            ]  # fmt: skip
+            return found
+
+    assert proxy_allowlists(Stack())["mcp-github"] == {"api.github.com:443"}
+    [container] = Stack().one("Deployment", "mcp-github", APPS)["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["GITHUB_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "GITHUB_TOKEN"
+    assert "REDIS_URL" in env and env["MCP_EGRESS_PROXY"]["value"].startswith("http://egress-proxy.mcp-data.svc:")
+    egress = Stack().one("NetworkPolicy", "mcp-github", APPS)["spec"]["egress"]
+    assert not any("ipBlock" in peer for rule in egress for peer in rule["to"])

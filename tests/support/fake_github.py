@@ -1,0 +1,265 @@
+"""A fake GitHub built from GitHub's own OpenAPI description (npm `@octokit/openapi`, installed by
+`scripts/test` in tests/interop): on loopback, it answers the operations the GitHub server uses with GitHub's
+own example responses (curated per test: authors, bodies, visibility), and validates every request it
+receives and every response it sends against the description (openapi-core), recording each violation.
+
+It scripts what tests need of the real API: `X-RateLimit-*` headers counting down per credential (a 304 does
+not count, as on GitHub), `ETag`/`If-None-Match` where the description declares a 304, a secondary limit
+(403 with `Retry-After`), and pagination (`Link: rel="next"` when more items exist than a page holds).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from openapi_core import Config, OpenAPI
+from openapi_core.testing import MockRequest, MockResponse
+
+SPEC = Path(__file__).resolve().parents[1] / "interop/node_modules/@octokit/openapi/generated/api.github.com.json"
+HOST = "https://api.github.com"
+
+
+@cache
+def description() -> dict[str, Any]:
+    return json.loads(SPEC.read_text())  # type: ignore[no-any-return]
+
+
+@cache
+def validator() -> OpenAPI:
+    """GitHub's description as published (not re-validated: 15 s for a document we did not write)."""
+    return OpenAPI.from_dict(description(), config=Config(spec_validator_cls=None))
+
+
+def _resolve(node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        target: Any = description()
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def example(method: str, template: str, status: str = "", name: str = "") -> Any:
+    """GitHub's own example answer for an operation (its first success status, its first example)."""
+    responses = description()["paths"][template][method]["responses"]
+    status = status or next(code for code in responses if code.startswith("2"))
+    examples = _resolve(responses[status])["content"]["application/json"]["examples"]
+    chosen = _resolve(examples[name] if name else next(iter(examples.values())))["value"]
+    if isinstance(chosen, dict) and "$ref" in chosen:  # an example whose value is another example
+        chosen = _resolve(chosen)["value"]
+    return copy.deepcopy(chosen)
+
+
+def declares(method: str, template: str, status: int) -> bool:
+    return str(status) in description()["paths"][template][method]["responses"]
+
+
+ROUTES = [  # (method, description template, our regex)
+    ("get", "/repos/{owner}/{repo}", r"/repos/([^/]+)/([^/]+)"),
+    ("get", "/repos/{owner}/{repo}/issues", r"/repos/([^/]+)/([^/]+)/issues"),
+    ("post", "/repos/{owner}/{repo}/issues", r"/repos/([^/]+)/([^/]+)/issues"),
+    ("get", "/repos/{owner}/{repo}/issues/{issue_number}", r"/repos/([^/]+)/([^/]+)/issues/(\d+)"),
+    ("get", "/repos/{owner}/{repo}/issues/{issue_number}/comments", r"/repos/([^/]+)/([^/]+)/issues/(\d+)/comments"),
+    ("post", "/repos/{owner}/{repo}/issues/{issue_number}/comments", r"/repos/([^/]+)/([^/]+)/issues/(\d+)/comments"),
+    ("get", "/repos/{owner}/{repo}/pulls", r"/repos/([^/]+)/([^/]+)/pulls"),
+    ("get", "/repos/{owner}/{repo}/pulls/{pull_number}", r"/repos/([^/]+)/([^/]+)/pulls/(\d+)"),
+    ("get", "/repos/{owner}/{repo}/pulls/{pull_number}/files", r"/repos/([^/]+)/([^/]+)/pulls/(\d+)/files"),
+    ("get", "/repos/{owner}/{repo}/contents/{path}", r"/repos/([^/]+)/([^/]+)/contents/(.+)"),
+    ("get", "/repos/{owner}/{repo}/commits", r"/repos/([^/]+)/([^/]+)/commits"),
+]
+
+
+def issue(number: int, body: str, association: str, login: str = "someone") -> dict[str, Any]:
+    """GitHub's example issue, with this number, body and author."""
+    item = example("get", "/repos/{owner}/{repo}/issues/{issue_number}")
+    item.update(number=number, body=body, author_association=association, title=f"Issue {number}")
+    item.pop("pull_request", None)  # GitHub's example is an issue of a pull request; these are plain issues
+    item["user"]["login"] = login
+    return item
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    authorization: str
+    status: int
+
+
+@dataclass
+class FakeGitHub:
+    token: str
+    public: bool = True
+    issues: list[dict[str, Any]] = field(default_factory=list)
+    comments: list[dict[str, Any]] = field(default_factory=list)
+    budget: int = 5000  # X-RateLimit-Remaining before the first call
+    secondary_limit: int = 0  # answer this many calls with a 403 and Retry-After
+    # A test may break a response on purpose: applied to the answer body before it is sent and validated.
+    drift: Callable[[str, Any], Any] | None = None
+    seen: list[Seen] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    created: list[dict[str, Any]] = field(default_factory=list)
+    reset: int = field(default_factory=lambda: int(time.time()) + 3600)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @staticmethod
+    def spec_available() -> bool:
+        return SPEC.is_file()
+
+    def start(self) -> FakeGitHub:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                fake._serve(self, "get")
+
+            def do_POST(self) -> None:
+                fake._serve(self, "post")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        validator()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+
+    def calls(self, method: str = "", contains: str = "") -> list[Seen]:
+        return [s for s in self.seen if s.method.startswith(method.upper()) and contains in s.path]
+
+    def _serve(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        split = urlsplit(handler.path)
+        raw = handler.rfile.read(int(handler.headers.get("content-length") or 0))
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        route = next(
+            (
+                (m, t, re.fullmatch(rx, split.path))
+                for m, t, rx in ROUTES
+                if m == method and re.fullmatch(rx, split.path)
+            ),
+            None,
+        )
+        request = MockRequest(
+            HOST, method, split.path, args=dict(parse_qsl(split.query)), headers=headers, data=raw or None,
+            content_type=headers.get("content-type", "application/json") if raw else None,
+        )  # fmt: skip
+        if route is None:
+            self.violations.append(f"{method.upper()} {split.path}: no operation of the description is served here")
+            return self._send(handler, request, 404, {"message": "Not Found"}, {})
+        _, template, match = route
+        try:
+            validator().validate_request(request)
+        except Exception as error:
+            self.violations.append(f"request {method.upper()} {split.path}: {_why(error)}")
+        if headers.get("authorization") != f"Bearer {self.token}":
+            return self._send(handler, request, 401, {"message": "Bad credentials"}, {}, template)
+        with self._lock:
+            if self.secondary_limit > 0:
+                self.secondary_limit -= 1
+                body = {"message": "You have exceeded a secondary rate limit. Please wait a few minutes."}
+                return self._send(handler, request, 403, body, {"retry-after": "60"}, template)
+            status, body = self._answer(method, template, match, split.query, raw)
+            etag = '"' + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:20] + '"'
+            conditional = method == "get" and headers.get("if-none-match") == etag
+            if conditional and declares(method, template, 304):
+                return self._send(handler, request, 304, None, {"etag": etag, **self._limits()}, template)
+            self.budget -= 1
+            extra = {"etag": etag} if method == "get" else {}
+            if isinstance(body, list):
+                per_page = int(dict(parse_qsl(split.query)).get("per_page", 30))
+                if len(body) > per_page:
+                    body = body[:per_page]
+                    extra["link"] = f'<{HOST}{split.path}?page=2>; rel="next"'
+            self._send(handler, request, status, body, {**extra, **self._limits()}, template)
+
+    def _limits(self) -> dict[str, str]:
+        return {
+            "x-ratelimit-limit": "5000",
+            "x-ratelimit-remaining": str(max(self.budget, 0)),
+            "x-ratelimit-reset": str(self.reset),
+            "x-ratelimit-used": str(5000 - max(self.budget, 0)),
+        }
+
+    def _answer(self, method: str, template: str, match: re.Match[str], query: str, raw: bytes) -> tuple[int, Any]:
+        if template == "/repos/{owner}/{repo}":
+            repo = example("get", template)
+            for curated in (repo, repo.get("parent") or {}, repo.get("source") or {}):
+                curated.setdefault("language", None)  # GitHub's example omits a field its schema requires
+            repo.update(private=not self.public, visibility="public" if self.public else "private")
+            repo["owner"]["login"], repo["name"] = match.group(1), match.group(2)
+            return 200, repo
+        if template.endswith("/issues") and method == "get":
+            return 200, self.issues
+        if template.endswith("/issues") and method == "post":
+            created = example("post", template)
+            created.update(json.loads(raw))
+            self.created.append(created)
+            return 201, created
+        if template.endswith("{issue_number}"):
+            number = int(match.group(3))
+            found = [i for i in self.issues if i["number"] == number]
+            return (200, found[0]) if found else (404, {"message": "Not Found"})
+        if template.endswith("/comments") and method == "get":
+            return 200, self.comments
+        if template.endswith("/comments") and method == "post":
+            created = example("post", template)
+            created.update(json.loads(raw))
+            self.created.append(created)
+            return 201, created
+        answer = example("get", template)
+        if template.startswith("/repos/{owner}/{repo}/pulls") and not template.endswith("/files"):
+            for pull in answer if isinstance(answer, list) else [answer]:
+                for team in pull.get("requested_teams") or []:
+                    team.setdefault("type", "organization")  # GitHub's example omits a required field
+        return 200, answer
+
+    def _send(
+        self,
+        handler: BaseHTTPRequestHandler,
+        request: MockRequest,
+        status: int,
+        body: Any,
+        headers: dict[str, str],
+        template: str | None = None,
+    ) -> None:
+        if self.drift is not None and body is not None and template is not None:
+            body = self.drift(template, body)
+        data = b"" if body is None else json.dumps(body).encode()
+        if template is not None:
+            response = MockResponse(data, status_code=status, headers=headers, content_type="application/json")
+            try:
+                validator().validate_response(request, response)
+            except Exception as error:
+                self.violations.append(f"response {status} to {request.method.upper()} {request.path}: {_why(error)}")
+        self.seen.append(Seen(request.method.upper(), request.path, handler.headers.get("authorization", ""), status))
+        handler.send_response(status)
+        for name, value in {"content-type": "application/json", "content-length": str(len(data)), **headers}.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(data)
+
+
+def _why(error: Exception) -> str:
+    """The schema errors behind an openapi-core failure, with their paths (not the whole value)."""
+    cause = error.__cause__ or error
+    details = [f"{'/'.join(map(str, e.path))}: {e.message[:200]}" for e in getattr(cause, "schema_errors", [])[:5]]
+    return f"{type(cause).__name__}: " + ("; ".join(details) if details else str(cause)[:300])
