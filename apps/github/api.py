@@ -25,8 +25,9 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from apps.github.config import GithubSettings
+from apps.github.telemetry import GithubMetrics
 from apps.kit import CallerError, ServerError
-from apps.kit.upstream import Answer, Upstream, retry_after_seconds
+from apps.kit.upstream import Answer, Upstream, UpstreamUnavailable, retry_after_seconds
 
 PREFIX = "mcpfleet:github:"
 API_VERSION = "2022-11-28"
@@ -50,8 +51,15 @@ def _at(epoch: float) -> str:
 
 
 class GitHubApi:
-    def __init__(self, settings: GithubSettings, redis: Redis, proxy: str | None, upstream: Upstream | None = None):
-        self.settings, self.redis = settings, redis
+    def __init__(
+        self,
+        settings: GithubSettings,
+        redis: Redis,
+        proxy: str | None,
+        metrics: GithubMetrics,
+        upstream: Upstream | None = None,
+    ):
+        self.settings, self.redis, self.metrics = settings, redis, metrics
         token = settings.github_token.get_secret_value()
         self.credential = hashlib.sha256(token.encode()).hexdigest()[:16]
         self.upstream = upstream or Upstream(
@@ -88,8 +96,7 @@ class GitHubApi:
         entry = json.loads(cached) if cached else None
         await self._check_budget(conditional=entry is not None)
         headers = {"If-None-Match": entry["etag"]} if entry else None
-        answer = await self.upstream.request("GET", url, idempotent=True, params=params, headers=headers)
-        await self._record(answer)
+        answer = await self._call("GET", url, idempotent=True, params=params, headers=headers)
         if answer.status == 304 and entry is not None:
             return Page(entry["body"], entry["more"], cached=True)
         self._raise_for(answer, owner, repo)
@@ -103,10 +110,20 @@ class GitHubApi:
     async def write(self, owner: str, repo: str, path: str, body: dict[str, Any]) -> Any:
         self.check_allowed(owner, repo)
         await self._check_budget(conditional=False)
-        answer = await self.upstream.request("POST", f"/repos/{owner}/{repo}{path}", idempotent=False, json_body=body)
-        await self._record(answer)
+        answer = await self._call("POST", f"/repos/{owner}/{repo}{path}", idempotent=False, json_body=body)
         self._raise_for(answer, owner, repo)
         return answer.body
+
+    async def _call(self, method: str, url: str, **request: Any) -> Answer:
+        """One upstream call, counted by outcome, its budget headers kept for every replica."""
+        try:
+            answer = await self.upstream.request(method, url, **request)
+        except UpstreamUnavailable:
+            self.metrics.calls.labels(method, "failed").inc()
+            raise
+        self.metrics.calls.labels(method, _outcome(answer)).inc()
+        await self._record(answer)
+        return answer
 
     def _cache_key(self, url: str, params: dict[str, Any] | None) -> str:
         request = json.dumps([url, sorted((params or {}).items())], default=str)
@@ -134,6 +151,7 @@ class GitHubApi:
         update: dict[str, str] = {}
         if remaining is not None and remaining.isdigit() and reset is not None and reset.isdigit():
             update |= {"remaining": remaining, "reset": reset}
+            self.metrics.remaining.set(int(remaining))
         wait = retry_after_seconds(answer.headers.get("retry-after"))
         if answer.status in (403, 429) and (wait is not None or remaining == "0"):
             until = time.time() + wait if wait is not None else float(reset or time.time() + 60)
@@ -146,7 +164,7 @@ class GitHubApi:
         status, message = answer.status, _message(answer.body)
         if status < 300:
             return
-        if status in (403, 429) and ("rate limit" in message.lower() or "retry-after" in answer.headers):
+        if _throttled(answer):
             raise BudgetLow(f"GitHub's rate limit for this server: {message}")
         if status == 401:
             raise ServerError("GitHub refused this server's credential (401): the token is invalid or expired")
@@ -157,6 +175,25 @@ class GitHubApi:
         if status >= 500:
             raise ServerError(f"GitHub answered HTTP {status}")
         raise CallerError(f"GitHub answered HTTP {status}: {message}")
+
+
+def _throttled(answer: Answer) -> bool:
+    """GitHub's primary or secondary rate limit (403 or 429 saying so, or with Retry-After)."""
+    return answer.status in (403, 429) and (
+        "rate limit" in _message(answer.body).lower() or "retry-after" in answer.headers
+    )
+
+
+def _outcome(answer: Answer) -> str:
+    if answer.status == 304:
+        return "not_modified"
+    if answer.status < 300:
+        return "ok"
+    if answer.status == 401:
+        return "credential_refused"
+    if _throttled(answer):
+        return "throttled"
+    return "failed" if answer.status >= 500 else "caller_error"
 
 
 def _message(body: Any) -> str:

@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 
 from apps.github.api import GitHubApi
 from apps.github.config import NAME, GithubSettings
+from apps.github.telemetry import ALERTS, DASHBOARD, GithubMetrics
 from apps.github.trust import WITHHELD, Taint, label, trusted, withheld
 from apps.kit import CallerError, Check, FocusedServer, Needs, Telemetry, ToolArgs, WithMeta, current_principal
 
@@ -133,7 +134,7 @@ async def open_github(settings: GithubSettings, telemetry: Telemetry) -> AsyncIt
         redis = Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=2, socket_connect_timeout=2)
         stack.push_async_callback(redis.aclose)
         proxy = str(settings.mcp_egress_proxy) if settings.mcp_egress_proxy else None
-        api = GitHubApi(settings, redis, proxy)
+        api = GitHubApi(settings, redis, proxy, GithubMetrics(telemetry.registry))
         stack.push_async_callback(api.aclose)
         taint = Taint(redis, settings.github_untrusted_window_seconds, settings.github_preview_seconds)
         yield GitHub(settings, api, taint, redis)
@@ -152,6 +153,8 @@ server: FocusedServer[GitHub, GithubSettings] = FocusedServer(
         issued_secrets=frozenset({"token"}),
         outside_hosts_from=GithubSettings.outside_hosts,
     ),
+    dashboard=DASHBOARD,
+    alerts=ALERTS,
     read_only_when=lambda settings: settings.github_read_only,
     offers=lambda settings, tool: TOOLSETS[tool] in settings.github_toolsets,
 )

@@ -136,6 +136,11 @@ def test_a_304_answers_from_the_cache_and_spends_no_budget(start_github, fake):
     assert second == first
     assert [s.status for s in fake.calls("GET", "/issues/1") if not s.path.endswith("comments")] == [200, 304]
     assert fake.budget == budget - 1  # only the comments list (GitHub declares no 304 for it) was spent
+    registry = github.app.state.metrics.registry
+    counted = {o: registry.get_sample_value("mcp_github_upstream_calls_total", {"method": "GET", "outcome": o})
+               for o in ("ok", "not_modified", "failed")}  # fmt: skip
+    assert counted == {"ok": 4, "not_modified": 1, "failed": 0}  # repository, issue, comments; a 304, comments
+    assert registry.get_sample_value("mcp_github_budget_remaining") == fake.budget
 
 
 def test_the_budget_is_shared_by_replicas_and_refused_under_the_reserve(start_github, fake):
