@@ -118,7 +118,8 @@ class FakeGitHub:
     def spec_available() -> bool:
         return SPEC.is_file()
 
-    def start(self) -> FakeGitHub:
+    def start(self, host: str = "127.0.0.1") -> FakeGitHub:
+        """Serve on `host` (loopback; or a test network's gateway, for containers to reach it)."""
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -132,13 +133,14 @@ class FakeGitHub:
                 pass
 
         validator()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer((host, 0), Handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         return self
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
 
     def stop(self) -> None:
         self.httpd.shutdown()
