@@ -270,34 +270,30 @@ async def get_pull_request(args: NumberArgs, github: GitHub) -> WithMeta:
     return WithMeta({"pull_request": shown.value[0], "files": changed, "more_files": files.more}, shown.meta)
 
 
+async def write(github: GitHub, args: In, path: str, body: dict[str, Any], confirm: str | None) -> dict[str, Any]:
+    """One write: allowed repository, then the untrusted-read rule (a preview to confirm), then GitHub, once."""
+    github.api.check_allowed(args.owner, args.repo)
+    preview = {"path": f"/repos/{args.owner}/{args.repo}{path}", "body": body}
+    if (answer := await github.guarded_write(preview, confirm)) is not None:
+        return answer
+    created: dict[str, Any] = await github.api.write(args.owner, args.repo, path, body)
+    return created
+
+
 @server.tool(scopes={"github:write"}, read_only=False, open_world=True)
 async def create_issue(args: NewIssue, github: GitHub) -> dict[str, Any]:
     """Open an issue. After reading untrusted text, the first call answers a preview and a confirm id."""
-    write = {
-        "action": "create_issue",
-        "repository": f"{args.owner}/{args.repo}",
-        "title": args.title,
-        "body": args.body,
-    }
-    github.api.check_allowed(args.owner, args.repo)
-    if (preview := await github.guarded_write(write, args.confirm)) is not None:
-        return preview
     body = {"title": args.title} | ({"body": args.body} if args.body else {})
-    created = await github.api.write(args.owner, args.repo, "/issues", body)
+    created = await write(github, args, "/issues", body, args.confirm)
+    if created.get("status") == "confirm_required":
+        return created
     return {"status": "created", "number": created.get("number"), "url": created.get("html_url")}
 
 
 @server.tool(scopes={"github:write"}, read_only=False, open_world=True)
 async def add_issue_comment(args: NewComment, github: GitHub) -> dict[str, Any]:
     """Comment on an issue or pull request. After reading untrusted text, it answers a preview first."""
-    write = {
-        "action": "add_issue_comment",
-        "repository": f"{args.owner}/{args.repo}",
-        "number": args.number,
-        "body": args.body,
-    }
-    github.api.check_allowed(args.owner, args.repo)
-    if (preview := await github.guarded_write(write, args.confirm)) is not None:
-        return preview
-    created = await github.api.write(args.owner, args.repo, f"/issues/{args.number}/comments", {"body": args.body})
+    created = await write(github, args, f"/issues/{args.number}/comments", {"body": args.body}, args.confirm)
+    if created.get("status") == "confirm_required":
+        return created
     return {"status": "commented", "id": created.get("id"), "url": created.get("html_url")}

@@ -102,7 +102,7 @@ def test_a_write_after_an_untrusted_read_needs_a_confirmed_preview(start_github,
     assert call(github, "add_issue_comment", comment, WRITE)["structuredContent"]["status"] == "commented"
     call(github, "get_issue", {"owner": "octo", "repo": "hello", "number": 2}, WRITE)  # untrusted text read
     preview = call(github, "add_issue_comment", comment, WRITE)["structuredContent"]
-    assert preview["status"] == "confirm_required" and preview["preview"]["body"] == comment["body"]
+    assert preview["status"] == "confirm_required" and preview["preview"]["body"] == {"body": comment["body"]}
     assert len(fake.calls("POST")) == 1  # the preview wrote nothing
     # The confirm id is for that write only, and for that caller only.
     other = {**comment, "body": "Something else.", "confirm": preview["confirm"]}
