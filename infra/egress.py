@@ -15,7 +15,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from apps.kit import FocusedServer
 from apps.kit.egress_meter import LOG_PORT as METER_LOG_PORT
@@ -44,18 +43,14 @@ def allowlist(name: str, app: AppConfig, server: FocusedServer[Any, Any], stack:
     if server.needs.outside_hosts_from is not None:
         hosts |= set(server.needs.outside_hosts_from(fleet.app_settings(name, app, server)))
     if stack.jwks_url:
-        url = urlsplit(str(stack.jwks_url))
-        hosts.add(OutsideHost((url.hostname or "").lower(), url.port or 443))
+        hosts.add(OutsideHost.of_url(str(stack.jwks_url)))
     return sorted(hosts)
 
 
 def webhook_allowlist(stack: StackConfig) -> list[OutsideHost]:
     """Alertmanager's outside host: the webhook's, unless the receiver runs in the cluster."""
-    url = urlsplit(str(stack.observability.webhook_url))
-    host = (url.hostname or "").lower()
-    if in_cluster_host(host):  # reached directly, not through the proxy
-        return []
-    return [OutsideHost(host, url.port or (443 if url.scheme == "https" else 80))]
+    webhook = OutsideHost.of_url(str(stack.observability.webhook_url))
+    return [] if in_cluster_host(webhook.host) else [webhook]  # in the cluster: reached directly
 
 
 @dataclass(frozen=True)

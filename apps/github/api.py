@@ -43,7 +43,6 @@ class BudgetLow(CallerError):
 class Page:
     body: Any
     more: bool  # GitHub has a next page (`Link: rel="next"`) that was not fetched
-    cached: bool  # answered from the cache after a 304
 
 
 def _at(epoch: float) -> str:
@@ -98,14 +97,14 @@ class GitHubApi:
         headers = {"If-None-Match": entry["etag"]} if entry else None
         answer = await self._call("GET", url, idempotent=True, params=params, headers=headers)
         if answer.status == 304 and entry is not None:
-            return Page(entry["body"], entry["more"], cached=True)
+            return Page(entry["body"], entry["more"])
         self._raise_for(answer, owner, repo)
         more = 'rel="next"' in answer.headers.get("link", "")
         etag = answer.headers.get("etag")
         raw = json.dumps({"etag": etag, "body": answer.body, "more": more})
         if etag and len(raw) <= CACHE_MAX_BYTES and self.settings.github_cache_seconds:
             await self.redis.set(key, raw, ex=self.settings.github_cache_seconds)
-        return Page(answer.body, more, cached=False)
+        return Page(answer.body, more)
 
     async def write(self, owner: str, repo: str, path: str, body: dict[str, Any]) -> Any:
         self.check_allowed(owner, repo)
@@ -170,8 +169,6 @@ class GitHubApi:
             raise ServerError("GitHub refused this server's credential (401): the token is invalid or expired")
         if status == 404:
             raise CallerError(f"not found in {owner}/{repo} (or not visible to this server's credential)")
-        if status in (403, 410, 422, 409):
-            raise CallerError(f"GitHub refused it ({status}): {message}")
         if status >= 500:
             raise ServerError(f"GitHub answered HTTP {status}")
         raise CallerError(f"GitHub answered HTTP {status}: {message}")

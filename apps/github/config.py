@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from apps.kit.config import KitSettings
+from apps.kit.config import KitSettings, split_list
 from apps.kit.needs import OutsideHost
 
 Toolset = Literal["repos", "issues", "pulls"]
@@ -46,9 +45,7 @@ class GithubSettings(KitSettings):
     @field_validator("github_repositories", "github_toolsets", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part for part in value.replace(",", " ").split() if part]
-        return value
+        return split_list(value)
 
     @field_validator("github_repositories")
     @classmethod
@@ -64,5 +61,4 @@ class GithubSettings(KitSettings):
         return f"{owner}/{repo}" in self.github_repositories or f"{owner}/*" in self.github_repositories
 
     def outside_hosts(self) -> list[OutsideHost]:
-        url = urlsplit(str(self.github_api_url))
-        return [OutsideHost((url.hostname or "").lower(), url.port or (443 if url.scheme == "https" else 80))]
+        return [OutsideHost.of_url(str(self.github_api_url))]

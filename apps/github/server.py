@@ -106,8 +106,13 @@ class GitHub:
             await self.taint.mark(current_principal().rate_key)
         return WithMeta(shown, {"mcpfleet/trust": labels, "mcpfleet/untrusted_text": untrusted_text})
 
-    async def guarded_write(self, write: dict[str, Any], confirm: str | None) -> dict[str, Any] | None:
-        """None: go ahead. Else the preview to answer: a principal who read untrusted text confirms first."""
+    async def preview_unless_clear(
+        self, target: In, path: str, body: dict[str, Any], confirm: str | None
+    ) -> dict[str, Any] | None:
+        """Before a write: the repository must be allowed; then None (go ahead), or the preview to answer when
+        the principal read untrusted text recently (it confirms with the id; lockdown refuses)."""
+        self.api.check_allowed(target.owner, target.repo)
+        write = {"path": f"/repos/{target.owner}/{target.repo}{path}", "body": body}
         principal = current_principal().rate_key
         if not await self.taint.marked(principal):
             return None
@@ -270,30 +275,21 @@ async def get_pull_request(args: NumberArgs, github: GitHub) -> WithMeta:
     return WithMeta({"pull_request": shown.value[0], "files": changed, "more_files": files.more}, shown.meta)
 
 
-async def write(github: GitHub, args: In, path: str, body: dict[str, Any], confirm: str | None) -> dict[str, Any]:
-    """One write: allowed repository, then the untrusted-read rule (a preview to confirm), then GitHub, once."""
-    github.api.check_allowed(args.owner, args.repo)
-    preview = {"path": f"/repos/{args.owner}/{args.repo}{path}", "body": body}
-    if (answer := await github.guarded_write(preview, confirm)) is not None:
-        return answer
-    created: dict[str, Any] = await github.api.write(args.owner, args.repo, path, body)
-    return created
-
-
 @server.tool(scopes={"github:write"}, read_only=False, open_world=True)
 async def create_issue(args: NewIssue, github: GitHub) -> dict[str, Any]:
     """Open an issue. After reading untrusted text, the first call answers a preview and a confirm id."""
     body = {"title": args.title} | ({"body": args.body} if args.body else {})
-    created = await write(github, args, "/issues", body, args.confirm)
-    if created.get("status") == "confirm_required":
-        return created
+    if (preview := await github.preview_unless_clear(args, "/issues", body, args.confirm)) is not None:
+        return preview
+    created = await github.api.write(args.owner, args.repo, "/issues", body)
     return {"status": "created", "number": created.get("number"), "url": created.get("html_url")}
 
 
 @server.tool(scopes={"github:write"}, read_only=False, open_world=True)
 async def add_issue_comment(args: NewComment, github: GitHub) -> dict[str, Any]:
     """Comment on an issue or pull request. After reading untrusted text, it answers a preview first."""
-    created = await write(github, args, f"/issues/{args.number}/comments", {"body": args.body}, args.confirm)
-    if created.get("status") == "confirm_required":
-        return created
+    path, body = f"/issues/{args.number}/comments", {"body": args.body}
+    if (preview := await github.preview_unless_clear(args, path, body, args.confirm)) is not None:
+        return preview
+    created = await github.api.write(args.owner, args.repo, path, body)
     return {"status": "commented", "id": created.get("id"), "url": created.get("html_url")}

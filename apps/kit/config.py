@@ -35,6 +35,13 @@ class RedisFailureMode(StrEnum):
     CLOSED = "closed"  # refuse every call with 429 (and /ready fails)
 
 
+def split_list(value: Any) -> Any:
+    """A list setting from the environment: comma- or space-separated (a list passes as it is)."""
+    if isinstance(value, str):
+        return [part for part in value.replace(",", " ").split() if part]
+    return value
+
+
 class KitSettings(BaseSettings):
     """Settings every focused server shares; a server adds its own by subclassing."""
 
@@ -82,9 +89,7 @@ class KitSettings(BaseSettings):
     @field_validator("mcp_jwt_algorithms", "mcp_allowed_origins", mode="before")
     @classmethod
     def _split_list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part for part in value.replace(",", " ").split() if part]
-        return value
+        return split_list(value)
 
     @field_validator("mcp_jwt_algorithms")
     @classmethod

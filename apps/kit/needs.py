@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 PlatformService = Literal["prometheus", "alertmanager"]
 _HOST = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
@@ -52,6 +53,16 @@ class OutsideHost:
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @classmethod
+    def of_url(cls, url: str, internal: bool = False) -> OutsideHost:
+        """The host and port a URL names (its scheme's default port when it gives none)."""
+        return cls((urlsplit(url).hostname or "").lower(), url_port(url), internal)
+
+
+def url_port(url: str) -> int:
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator, model_validator
 
@@ -84,9 +83,7 @@ class NotifySettings(KitSettings):
         hosts = set()
         for target in self.notify_targets.values():
             if target.kind == "webhook" and target.url:
-                url = urlsplit(target.url)
-                port = url.port or (443 if url.scheme == "https" else 80)
-                hosts.add(OutsideHost((url.hostname or "").lower(), port, target.internal))
+                hosts.add(OutsideHost.of_url(target.url, target.internal))
             elif target.kind == "slack":
                 hosts.add(OutsideHost(SLACK_HOST))  # its URL is a secret; its host is always this one
         return sorted(hosts)

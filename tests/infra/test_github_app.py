@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from infra.mocked import kubernetes_objects, stack_config
-from tests.infra.conftest import run_program
+from tests.infra.conftest import Declared, run_program
 from tests.infra.rendered_proxy import proxy_allowlists
 
 APPS = "mcp-apps"
@@ -32,20 +32,11 @@ def test_with_its_token_it_reaches_github_by_name_through_its_own_port():
     result = run_program("dev", with_github() | {"mcpfleet:mcp-github.token": "github_pat_from_the_stack"})
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(result.stdout)
-    objects = kubernetes_objects(data["resources"])
-
-    class Stack:
-        def one(self, kind: str, name: str, namespace: str) -> dict:
-            [found] = [
-                o for o in objects
-                if o["kind"] == kind and o["metadata"]["name"] == name and o["metadata"].get("namespace") == namespace
-            ]  # fmt: skip
-            return found
-
-    assert proxy_allowlists(Stack())["mcp-github"] == {"api.github.com:443"}
-    [container] = Stack().one("Deployment", "mcp-github", APPS)["spec"]["template"]["spec"]["containers"]
+    stack = Declared("dev", data["resources"], kubernetes_objects(data["resources"]), data["outputs"])
+    assert proxy_allowlists(stack)["mcp-github"] == {"api.github.com:443"}
+    [container] = stack.one("Deployment", "mcp-github", APPS)["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e for e in container["env"]}
     assert env["GITHUB_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "GITHUB_TOKEN"
     assert "REDIS_URL" in env and env["MCP_EGRESS_PROXY"]["value"].startswith("http://egress-proxy.mcp-data.svc:")
-    egress = Stack().one("NetworkPolicy", "mcp-github", APPS)["spec"]["egress"]
+    egress = stack.one("NetworkPolicy", "mcp-github", APPS)["spec"]["egress"]
     assert not any("ipBlock" in peer for rule in egress for peer in rule["to"])

@@ -199,3 +199,13 @@ def test_the_fake_catches_a_response_that_drifts_from_githubs_description(fake):
     assert httpx.get(f"{fake.url}/repos/octo/hello/issues/1", headers=headers, timeout=5).status_code == 200
     assert len(fake.violations) == 1 and "number" in fake.violations[0]
     fake.violations.clear()
+
+
+def test_under_the_reserve_a_conditional_read_still_goes_and_an_unconditional_one_is_refused(start_github, fake):
+    github = start_github(GITHUB_BUDGET_RESERVE="100")
+    fake.budget = 102  # repository, issue and comments leave 99: under the reserve
+    read = {"owner": "octo", "repo": "hello", "number": 1}
+    first = call(github, "get_issue", read)["structuredContent"]
+    assert call(github, "get_issue", read)["structuredContent"] == first  # cached: sent with If-None-Match
+    assert [s.status for s in fake.calls("GET", "/issues/1") if not s.path.endswith("comments")] == [200, 304]
+    assert "GitHub budget low" in error(call(github, "list_commits", {"owner": "octo", "repo": "hello"}))

@@ -209,24 +209,19 @@ class FakeGitHub:
             repo.update(private=not self.public, visibility="public" if self.public else "private")
             repo["owner"]["login"], repo["name"] = match.group(1), match.group(2)
             return 200, repo
-        if template.endswith("/issues") and method == "get":
-            return 200, self.issues
-        if template.endswith("/issues") and method == "post":
+        if method == "post":  # an issue or a comment: GitHub's example of one, with what was sent
             created = example("post", template)
             created.update(json.loads(raw))
             self.created.append(created)
             return 201, created
+        if template.endswith("/issues"):
+            return 200, self.issues
         if template.endswith("{issue_number}"):
             number = int(match.group(3))
             found = [i for i in self.issues if i["number"] == number]
             return (200, found[0]) if found else (404, {"message": "Not Found"})
-        if template.endswith("/comments") and method == "get":
+        if template.endswith("/comments"):
             return 200, self.comments
-        if template.endswith("/comments") and method == "post":
-            created = example("post", template)
-            created.update(json.loads(raw))
-            self.created.append(created)
-            return 201, created
         answer = example("get", template)
         if template.startswith("/repos/{owner}/{repo}/pulls") and not template.endswith("/files"):
             for pull in answer if isinstance(answer, list) else [answer]:

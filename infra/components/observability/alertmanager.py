@@ -12,6 +12,7 @@ import yaml
 from alerts.params import AlertParams
 from alerts.render import TEMPLATES_DIR
 from alerts.routing import render_alertmanager
+from apps.kit.needs import url_port
 from infra.components.k8s import config_hash, http_probe, resources
 from infra.components.network import Reachable, namespace_peer, tcp
 from infra.components.observability.backend import Backend, read
@@ -81,7 +82,7 @@ class Alertmanager(Backend):
             self.allow("alertmanager-egress", {"policyTypes": ["Egress"], "egress": [proxy.egress()]})
             proxy.admit("alertmanager", namespace, {"app.kubernetes.io/name": "alertmanager"}, self, provider)
         elif (receiver_namespace := (webhook.hostname or "").split(".")[1]) != namespace:
-            port = webhook.port or (443 if webhook.scheme == "https" else 80)
+            port = url_port(str(stack.observability.webhook_url))
             rule = {"to": [namespace_peer(receiver_namespace)], "ports": tcp(port)}
             self.allow("alertmanager-egress", {"policyTypes": ["Egress"], "egress": [rule]})
         self.register_outputs({})
