@@ -40,7 +40,8 @@ from infra.components.observability.alertmanager import alertmanager_files
 from infra.config import DATA_NAMESPACE, NAMESPACE, AppConfig, StackConfig, parse
 from infra.images import PINNED, env_name
 from infra.mocked import stack_config
-from infra.wiring import METRICS_PORT, PORT, Wiring, wiring
+from infra.names import METRICS_PORT, PORT
+from infra.wiring import Wiring, wiring
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = "compose.yaml"

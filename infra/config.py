@@ -95,6 +95,9 @@ class ClusterConfig(Model):
     name: str = Field(default="mcpfleet", pattern=r"^[a-z0-9-]{1,40}$")
     context: str | None = None  # existing: a kubeconfig context (default: the current one)
     image: str | None = None  # existing: the apps image in a registry, pinned (no :latest)
+    # kind: the laptop port (on 127.0.0.1 only) that reaches the dev ingress controller's HTTPS entry point;
+    # routed resourceUrls name it unless it is 443
+    https_port: int = Field(default=443, ge=1, le=65535)
     # Where the API server's endpoints are (what Prometheus's discovery, kube-state-metrics and the collector's
     # k8sattributes reach, on 443 and 6443): in-network blocks only; narrow them to the control plane's.
     api_server_cidrs: list[IPv4Network | IPv6Network] = Field(
@@ -162,12 +165,23 @@ class RoutesConfig(Model):
     class_name: str = "nginx"  # the IngressClass; nginx also gets its body-size and streaming annotations
     cluster_issuer: str | None = None  # cert-manager issues `<app>-tls` for each host
     tls_secret: str | None = None  # or an existing certificate Secret in the apps namespace (a wildcard)
+    # or (kind only) the program issues one self-signed certificate for every routed host, exported as
+    # `dev_certificate` for clients to trust
+    self_signed: bool = False
 
     @model_validator(mode="after")
     def _one_tls_source(self) -> RoutesConfig:
-        if self.cluster_issuer and self.tls_secret:
-            raise ValueError("set clusterIssuer or tlsSecret, not both")
+        if sum(map(bool, (self.cluster_issuer, self.tls_secret, self.self_signed))) > 1:
+            raise ValueError("set one of clusterIssuer, tlsSecret and selfSigned")
         return self
+
+    @property
+    def secret_name(self) -> str | None:
+        """The one certificate Secret every route uses, unless cert-manager issues one per app."""
+        return SELF_SIGNED_SECRET if self.self_signed else self.tls_secret
+
+
+SELF_SIGNED_SECRET = "mcpfleet-self-signed-tls"  # noqa: S105 (a Secret's name)
 
 
 class StackConfig(Model):
@@ -204,11 +218,21 @@ class StackConfig(Model):
                     f"apps.{name}.resourceUrl {app.resource_url} is outside the cluster, so it is routed with TLS: "
                     "use https (or a Service name, name.namespace.svc, for an in-cluster app)"
                 )
-        if self.routed() and not (self.routes.cluster_issuer or self.routes.tls_secret):
+        if self.routed() and not (self.routes.cluster_issuer or self.routes.secret_name):
             raise ValueError(
                 f"apps {sorted(self.routed())} are routed from outside the cluster: set routes.clusterIssuer "
-                "(cert-manager) or routes.tlsSecret (a certificate Secret in the apps namespace)"
+                "(cert-manager), routes.tlsSecret (a certificate Secret in the apps namespace) or, on kind, "
+                "routes.selfSigned"
             )
+        if self.cluster.mode == "kind":
+            for name, app in self.routed().items():
+                if (urlsplit(str(app.resource_url)).port or 443) != self.cluster.https_port:
+                    raise ValueError(
+                        f"apps.{name}.resourceUrl {app.resource_url} must name cluster.httpsPort "
+                        f"{self.cluster.https_port}: kind serves the routes on that laptop port"
+                    )
+        if self.routes.self_signed and self.cluster.mode != "kind":
+            raise ValueError("routes.selfSigned is for a kind cluster on a laptop: use clusterIssuer or tlsSecret")
         return self
 
     @model_validator(mode="after")

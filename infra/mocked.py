@@ -124,8 +124,8 @@ def kubernetes_objects(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
     objects = []
     for resource in resources:
         kind = resource["type"].rsplit(":", 1)[-1]
-        if not resource["type"].startswith("kubernetes:"):
-            continue
+        if not resource["type"].startswith("kubernetes:") or resource["type"].startswith("kubernetes:helm.sh/"):
+            continue  # a Helm release is not an API object: what it creates is its chart's
         manifest = _normalise(resource["inputs"])
         objects.append(
             {

@@ -1,4 +1,4 @@
-"""Names every part of the platform agrees on: namespaces, and the Prometheus job of the MCP apps.
+"""Names every part of the platform agrees on: namespaces, the apps' ports, and the Prometheus jobs.
 
 One source: the Pulumi program, the alert rules, the dashboards and the runbooks read these;
 `infra/observability/prometheus.yml` is data, and a test holds it to them.
@@ -12,3 +12,5 @@ OBSERVABILITY_NAMESPACE = "mcp-observability"
 AGENTS_NAMESPACE = "mcp-node-agents"
 SCRAPE_JOB = "mcp-apps"  # the Prometheus job of every MCP app; rules and dashboards select `job="mcp-apps"`
 EGRESS_JOB = "egress-proxy"  # the Prometheus job of the egress proxy's meter (denied egress, by app)
+PORT = 8080  # every app's MCP port (and its probes)
+METRICS_PORT = 9464  # /metrics alone, admitted from Prometheus only (the OpenTelemetry Prometheus exporter's port)

@@ -17,6 +17,7 @@ from infra import config as stack_config
 from infra import fleet
 from infra.components.baseline import Baseline
 from infra.components.cluster import Cluster
+from infra.components.dev_edge import DevEdge, routed_hosts
 from infra.components.egress_proxy import EgressProxy
 from infra.components.mcp_app import McpApp, Platform
 from infra.components.observability import Observability
@@ -88,6 +89,12 @@ def main() -> None:
         jwt_secret = (
             secrets.get_secret("jwtSecret") or random.RandomPassword("jwt-secret", length=48, special=False).result
         )
+    if stack.cluster.mode == "kind" and stack.routed():
+        edge = DevEdge("dev-edge", stack, cluster.provider, opts=after_baseline)
+        if edge.certificate_pem is not None:
+            pulumi.export("dev_certificate", edge.certificate_pem)  # the CA a laptop's clients trust
+        # RFC 6761 names *.localhost loopback; a resolver that does not (macOS's, glibc without systemd) needs these
+        pulumi.export("dev_hosts_entries", [f"127.0.0.1 {host}" for host in routed_hosts(stack)])
     if egress.ports:
         EgressProxy("egress-proxy", egress, cluster.image, cluster.provider, opts=after_baseline)
     platform = Platform(

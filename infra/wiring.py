@@ -16,9 +16,8 @@ from apps.kit import FocusedServer
 from infra import fleet
 from infra.components.observability.collector import otlp_endpoint, sampling_env
 from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, AppConfig, StackConfig
+from infra.names import METRICS_PORT, PORT
 
-PORT = 8080
-METRICS_PORT = 9464  # /metrics alone, admitted from Prometheus only (the OpenTelemetry Prometheus exporter's port)
 SHUTDOWN_GRACE_SECONDS = 25  # the app drains this long after SIGTERM
 JWKS_ALGORITHMS = "RS256 ES256"
 

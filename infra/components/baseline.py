@@ -30,36 +30,44 @@ DNS_EGRESS = {
 }
 
 
+def guarded_namespace(
+    namespace: str, level: str, parent: pulumi.Resource, provider: k8s.Provider
+) -> k8s.core.v1.Namespace:
+    """A namespace at a Pod Security level, where nothing may talk to anything (but DNS) until a policy says so."""
+    created = k8s.core.v1.Namespace(
+        namespace,
+        metadata={
+            "name": namespace,
+            "labels": {
+                "pod-security.kubernetes.io/enforce": level,
+                "pod-security.kubernetes.io/enforce-version": "latest",
+                "pod-security.kubernetes.io/warn": level,
+                "app.kubernetes.io/part-of": "mcpfleet",
+            },
+        },
+        opts=child_opts(parent, provider),
+    )
+    k8s.networking.v1.NetworkPolicy(
+        f"{namespace}-default-deny",
+        metadata={"name": "default-deny", "namespace": namespace},
+        spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+        opts=child_opts(parent, provider, depends_on=[created]),
+    )
+    k8s.networking.v1.NetworkPolicy(
+        f"{namespace}-allow-dns",
+        metadata={"name": "allow-dns", "namespace": namespace},
+        spec={"podSelector": {}, "policyTypes": ["Egress"], "egress": [DNS_EGRESS]},
+        opts=child_opts(parent, provider, depends_on=[created]),
+    )
+    return created
+
+
 class Baseline(pulumi.ComponentResource):
     namespaces: dict[str, k8s.core.v1.Namespace]
 
     def __init__(self, name: str, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None):
         super().__init__("mcpfleet:index:Baseline", name, None, opts)
-        self.namespaces = {}
-        for namespace, level in POD_SECURITY.items():
-            self.namespaces[namespace] = k8s.core.v1.Namespace(
-                namespace,
-                metadata={
-                    "name": namespace,
-                    "labels": {
-                        "pod-security.kubernetes.io/enforce": level,
-                        "pod-security.kubernetes.io/enforce-version": "latest",
-                        "pod-security.kubernetes.io/warn": level,
-                        "app.kubernetes.io/part-of": "mcpfleet",
-                    },
-                },
-                opts=child_opts(self, provider),
-            )
-            k8s.networking.v1.NetworkPolicy(
-                f"{namespace}-default-deny",
-                metadata={"name": "default-deny", "namespace": namespace},
-                spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
-                opts=child_opts(self, provider, depends_on=[self.namespaces[namespace]]),
-            )
-            k8s.networking.v1.NetworkPolicy(
-                f"{namespace}-allow-dns",
-                metadata={"name": "allow-dns", "namespace": namespace},
-                spec={"podSelector": {}, "policyTypes": ["Egress"], "egress": [DNS_EGRESS]},
-                opts=child_opts(self, provider, depends_on=[self.namespaces[namespace]]),
-            )
+        self.namespaces = {
+            namespace: guarded_namespace(namespace, level, self, provider) for namespace, level in POD_SECURITY.items()
+        }
         self.register_outputs({})

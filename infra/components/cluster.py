@@ -1,8 +1,9 @@
 """Cluster: a local kind cluster (dev) or an existing cluster (prod); yields the Kubernetes provider.
 
 With kind, the program also builds the apps image from the repo's Dockerfile and loads it
-into the cluster (no registry needed); with an existing cluster the image comes from a
-registry reference in config.
+into the cluster (no registry needed), and maps one laptop port (127.0.0.1 only) to the dev ingress
+controller's HTTPS node port (`infra.components.dev_edge`); with an existing cluster the image comes
+from a registry reference in config.
 """
 
 from __future__ import annotations
@@ -13,11 +14,29 @@ from pathlib import Path
 import pulumi
 import pulumi_command as command
 import pulumi_kubernetes as k8s
+import yaml
 
 from infra.config import ClusterConfig
 from infra.images import app_image_digest, build_command
 
 REPO = Path(__file__).resolve().parents[2]
+HTTPS_NODE_PORT = 30443  # kind: the dev ingress controller's HTTPS node port, mapped to the laptop's httpsPort
+
+
+def kind_config(config: ClusterConfig) -> str:
+    """kind's cluster file: one node whose HTTPS node port is the laptop's `httpsPort` on loopback only."""
+    node = {
+        "role": "control-plane",
+        "extraPortMappings": [
+            {
+                "containerPort": HTTPS_NODE_PORT,
+                "hostPort": config.https_port,
+                "listenAddress": "127.0.0.1",
+                "protocol": "TCP",
+            }
+        ],
+    }
+    return yaml.safe_dump({"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4", "nodes": [node]})
 
 
 class Cluster(pulumi.ComponentResource):
@@ -30,7 +49,8 @@ class Cluster(pulumi.ComponentResource):
         if config.mode == "kind":
             kind = command.local.Command(
                 f"{name}-kind",
-                create=f"kind create cluster --name {config.name} --wait 120s >/dev/null && "
+                create=f"printf %s {shlex.quote(kind_config(config))} | "
+                f"kind create cluster --name {config.name} --config=- --wait 120s >/dev/null && "
                 f"kind get kubeconfig --name {config.name}",
                 delete=f"kind delete cluster --name {config.name}",
                 opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["stdout"]),

@@ -34,7 +34,8 @@ from infra.components.redis import Redis
 from infra.components.route import ingress_spec
 from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, OBSERVABILITY_NAMESPACE, AppConfig, StackConfig
 from infra.egress import EgressPlan
-from infra.wiring import METRICS_PORT, PORT, SHUTDOWN_GRACE_SECONDS, wiring
+from infra.names import METRICS_PORT, PORT
+from infra.wiring import SHUTDOWN_GRACE_SECONDS, wiring
 
 APP_UID = 10001
 PRE_STOP_SECONDS = 5  # endpoints are removed before the app stops accepting

@@ -33,12 +33,14 @@ def ingress_spec(app: str, resource_url: str, routes: RoutesConfig, max_body_byt
             "nginx.ingress.kubernetes.io/proxy-buffering": "off",  # a streamed (SSE) reply is not held back
             "nginx.ingress.kubernetes.io/proxy-read-timeout": "60",
         }
+    if routes.class_name == "traefik":  # Traefik streams and sets no body cap by default; HTTPS entry point only
+        annotations["traefik.ingress.kubernetes.io/router.entrypoints"] = "websecure"
     backend = {"service": {"name": app, "port": {"name": "http"}}}
     return {
         "annotations": annotations,
         "spec": {
             "ingressClassName": routes.class_name,
-            "tls": [{"hosts": [host], "secretName": routes.tls_secret or f"{app}-tls"}],
+            "tls": [{"hosts": [host], "secretName": routes.secret_name or f"{app}-tls"}],
             "rules": [
                 {
                     "host": host,

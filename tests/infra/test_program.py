@@ -14,7 +14,8 @@ def test_inventory(stack):
     components = stack.components()
     for component in ("Cluster", "Baseline", "Postgres", "Redis", "Observability", "McpApp"):
         assert f"mcpfleet:index:{component}" in components
-    assert {n["metadata"]["name"] for n in stack.of_kind("Namespace")} == {APPS, DATA, OBS, AGENTS}
+    edge = {"mcp-ingress"} if stack.stack == "dev" else set()  # kind's ingress controller (infra.components.dev_edge)
+    assert {n["metadata"]["name"] for n in stack.of_kind("Namespace")} == {APPS, DATA, OBS, AGENTS} | edge
     for kind in (
         "ServiceAccount",
         "Deployment",
@@ -46,7 +47,7 @@ def test_inventory(stack):
 
 def test_dev_builds_a_kind_cluster_and_runs_postgres_in_it(dev):
     commands = [r["inputs"]["create"] for r in dev.resources if r["type"] == "command:local:Command"]
-    assert any(c.startswith("kind create cluster --name mcpfleet-dev") for c in commands)
+    assert any("| kind create cluster --name mcpfleet-dev --config=-" in c for c in commands)
     assert any("docker build" in c and "kind load docker-image" in c for c in commands)
     assert dev.one("StatefulSet", "postgres", DATA)["spec"]["volumeClaimTemplates"][0]["spec"]["resources"] == {
         "requests": {"storage": "2Gi"}
@@ -151,7 +152,7 @@ def test_prod_overrides_the_defaults(prod):
 
 def test_stack_outputs(stack):
     outputs = stack.outputs
-    domain = {"dev": "http://{}.mcp-apps.svc/mcp", "prod": "https://{}.example.com/mcp"}[stack.stack]  # prod: routed
+    domain = {"dev": "https://{}.localhost/mcp", "prod": "https://{}.example.com/mcp"}[stack.stack]  # both routed
     assert outputs["app_urls"]["mcp-db"] == domain.format("mcp-db")
     assert outputs["app_urls"]["mcp-files"] == domain.format("mcp-files")
     assert outputs["grafana_url"] == "http://grafana.mcp-observability.svc:3000"

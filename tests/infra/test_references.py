@@ -116,6 +116,12 @@ def test_workload_selectors_match_their_own_template(stack):
 
 def test_network_policies_select_real_pods(stack):
     pods = [(w["metadata"]["namespace"], t["metadata"]["labels"]) for w, t in pod_specs(stack)]
+    # A pinned chart's pods carry its selector labels (`app.kubernetes.io/name: <chart>`)
+    pods += [
+        (r["inputs"]["namespace"], {"app.kubernetes.io/name": r["inputs"]["chart"]})
+        for r in stack.resources
+        if r["type"] == "kubernetes:helm.sh/v3:Release"
+    ]
     for policy in stack.of_kind("NetworkPolicy"):
         wanted = policy["spec"]["podSelector"].get("matchLabels", {})
         namespace = policy["metadata"]["namespace"]
@@ -135,7 +141,7 @@ def test_app_network_policy_allows_exactly_the_needed_ports(dev):
         for rule in spec["ingress"]
         for peer in rule["from"]
     }
-    assert ingress == {("ingress-nginx", None): [8080], (OBS, "prometheus"): [9464]}  # /metrics: its own port
+    assert ingress == {("mcp-ingress", None): [8080], (OBS, "prometheus"): [9464]}  # /metrics: its own port
     egress = {
         (
             rule["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],

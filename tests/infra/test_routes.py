@@ -4,18 +4,27 @@ metrics and probes are in no route; the policy pack refuses a route that exposes
 
 from __future__ import annotations
 
-import copy
+import json
+import shlex
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
-from infra.config import StackConfigError, parse
-from infra.mocked import stack_config
+from infra.config import SELF_SIGNED_SECRET, StackConfigError, parse
+from infra.mocked import kubernetes_objects, stack_config
 from infra.policy.checks import check_resource
+from tests.infra.conftest import run_program
 
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+RELEASE = "kubernetes:helm.sh/v3:Release"
 APPS = "mcp-apps"
 PATHS = ["/mcp", "/.well-known/oauth-protected-resource/mcp"]
+
+
+def dev_apps() -> dict[str, dict[str, Any]]:
+    return dict(stack_config("dev")["mcpfleet:apps"])
 
 
 def resource_urls(stack_name: str) -> dict[str, str]:
@@ -53,28 +62,83 @@ def test_the_body_cap_at_the_ingress_lets_through_what_the_app_accepts(prod):
     assert int(sizes["mcp-files"].removesuffix("m")) * 1024 * 1024 >= body
 
 
-def test_in_cluster_apps_get_no_route(dev):
-    assert all(urlsplit(url).hostname.endswith(".svc") for url in resource_urls("dev").values())
-    assert dev.of_kind("Ingress") == []
+def test_in_cluster_apps_get_no_route_and_kind_no_edge():
+    apps = {name: {**app, "resourceUrl": f"http://{name}.mcp-apps.svc/mcp"} for name, app in dev_apps().items()}
+    result = run_program("dev", {"mcpfleet:apps": apps, "mcpfleet:routes": {}})
+    assert result.returncode == 0, result.stderr
+    resources = json.loads(result.stdout)["resources"]
+    assert not [o for o in kubernetes_objects(resources) if o["kind"] == "Ingress"]
+    assert not [r for r in resources if r["type"] in ("mcpfleet:index:DevEdge", RELEASE)]
+
+
+def test_the_dev_stack_serves_prods_routes_from_kinds_traefik(dev):
+    """The same two Exact paths under TLS as prod, for `<app>.localhost`, served by a pinned Traefik whose HTTPS
+    node port is the one kind maps the laptop's port to (loopback only), with a certificate for every host."""
+    hosts = sorted(urlsplit(url).hostname for url in resource_urls("dev").values())
+    routes = {ingress["metadata"]["name"]: ingress for ingress in dev.of_kind("Ingress")}
+    assert set(routes) == set(resource_urls("dev"))
+    for name, url in resource_urls("dev").items():
+        ingress = routes[name]
+        assert ingress["spec"]["ingressClassName"] == "traefik"
+        assert ingress["metadata"]["annotations"] == {"traefik.ingress.kubernetes.io/router.entrypoints": "websecure"}
+        assert ingress["spec"]["tls"] == [{"hosts": [urlsplit(url).hostname], "secretName": SELF_SIGNED_SECRET}]
+        [rule] = ingress["spec"]["rules"]
+        assert [p["path"] for p in rule["http"]["paths"]] == PATHS
+        assert check_resource(INGRESS, ingress) == []
+
+    [release] = [r["inputs"] for r in dev.resources if r["type"] == RELEASE]
+    assert (release["chart"], release["version"], release["namespace"]) == ("traefik", "41.3.0", "mcp-ingress")
+    values = release["values"]
+    assert values["ingressClass"] == {"enabled": True, "isDefaultClass": False, "name": "traefik"}
+    assert values["providers"]["kubernetesIngress"]["namespaces"] == [APPS]
+    assert values["service"]["spec"]["type"] == "NodePort"
+    assert values["ports"]["web"]["expose"] == {"default": False}  # HTTPS only
+
+    [create] = [r["inputs"]["create"] for r in dev.resources if "kind create cluster" in r["inputs"].get("create", "")]
+    printf, fmt, kind_file, pipe, *_ = shlex.split(create)
+    assert (printf, fmt, pipe) == ("printf", "%s", "|")
+    [node] = yaml.safe_load(kind_file)["nodes"]
+    assert node["extraPortMappings"] == [
+        {
+            "containerPort": values["ports"]["websecure"]["nodePort"],
+            "hostPort": 443,
+            "listenAddress": "127.0.0.1",
+            "protocol": "TCP",
+        }
+    ]
+
+    [request] = [r["inputs"] for r in dev.resources if r["type"] == "tls:index/certRequest:CertRequest"]
+    assert request["dnsNames"] == hosts  # one name per host: TLS libraries refuse a wildcard under `localhost`
+    [ca] = [r["inputs"] for r in dev.resources if r["type"] == "tls:index/selfSignedCert:SelfSignedCert"]
+    assert ca["isCaCertificate"] is True and "cert_signing" in ca["allowedUses"]
+    assert dev.one("Secret", SELF_SIGNED_SECRET, APPS)["type"] == "kubernetes.io/tls"
+    assert "dev_certificate" in dev.outputs
+    assert dev.outputs["dev_hosts_entries"] == [f"127.0.0.1 {host}" for host in hosts]
+
+    policy = dev.one("NetworkPolicy", "traefik", "mcp-ingress")
+    assert policy["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8443}]}]
+    assert [rule["ports"] for rule in policy["spec"]["egress"]] == [
+        [{"protocol": "TCP", "port": 8080}],  # the apps' MCP port
+        [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}],  # the API server
+    ]
+    assert check_resource("kubernetes:networking.k8s.io/v1:NetworkPolicy", policy) == []
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda r: r["http"]["paths"].append({**r["http"]["paths"][0], "path": "/metrics"}), "/metrics exposes"),
-        (lambda r: r["http"]["paths"].append({**r["http"]["paths"][0], "path": "/health"}), "/health exposes"),
-        (lambda r: r["http"]["paths"][0].update(pathType="Prefix"), "Prefix /mcp exposes"),
-        (lambda r: r["http"]["paths"][0].update(path="/"), "/ exposes"),
-        (lambda r: r["http"]["paths"].append({**r["http"]["paths"][0], "path": "/other/mcp"}), "/other/mcp exposes"),
-        (lambda r: r["http"]["paths"][0]["backend"]["service"].update(port={"name": "metrics"}), "not the MCP port"),
-        (lambda r: r.update(host="other.example.com"), "routed without TLS"),
+        ({"mcpfleet:cluster": {"mode": "kind", "httpsPort": 8443}}, "must name cluster.httpsPort 8443"),
+        (
+            {"mcpfleet:cluster": {"mode": "existing", "image": "ghcr.io/x/apps:1"}},
+            "routes.selfSigned is for a kind cluster",
+        ),
+        ({"mcpfleet:routes": {"selfSigned": True, "tlsSecret": "wild"}}, "set one of clusterIssuer, tlsSecret"),
     ],
 )
-def test_the_policy_pack_refuses_a_route_that_exposes_more(prod, change, message):
-    ingress = copy.deepcopy(prod.one("Ingress", "mcp-db", APPS))
-    change(ingress["spec"]["rules"][0])
-    problems = check_resource(INGRESS, ingress)
-    assert any(message in p for p in problems), problems
+def test_the_dev_edge_refuses_what_cannot_work(change, message):
+    values = {key.removeprefix("mcpfleet:"): value for key, value in (stack_config("dev") | change).items()}
+    with pytest.raises(StackConfigError, match=message):
+        parse(values)
 
 
 def test_a_public_app_needs_https_and_a_certificate_source():
@@ -82,7 +146,7 @@ def test_a_public_app_needs_https_and_a_certificate_source():
     with pytest.raises(StackConfigError, match="is outside the cluster, so it is routed with TLS: use https"):
         parse({"issuer": "https://issuer.test", "apps": {"mcp-db": app}})
     app["resourceUrl"] = "https://mcp-db.example.com/mcp"
-    with pytest.raises(StackConfigError, match=r"set routes.clusterIssuer \(cert-manager\) or routes.tlsSecret"):
+    with pytest.raises(StackConfigError, match=r"set routes.clusterIssuer \(cert-manager\), routes.tlsSecret"):
         parse({"issuer": "https://issuer.test", "apps": {"mcp-db": app}})
     with_secret = parse({"issuer": "https://issuer.test", "apps": {"mcp-db": app}, "routes": {"tlsSecret": "wild"}})
     assert with_secret.routes.tls_secret == "wild"

@@ -16,7 +16,7 @@ from infra.components.observability.collector import SPANMETRICS
 from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, DATA_NAMESPACE, StackConfig
 from infra.egress import PROXY_NAME, EgressPlan
 from infra.images import image
-from infra.wiring import METRICS_PORT as APP_METRICS_PORT
+from infra.names import METRICS_PORT as APP_METRICS_PORT
 
 PORT = 9090
 
