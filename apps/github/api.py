@@ -25,6 +25,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from apps.github.config import GithubSettings
+from apps.github.credential import Credential, FineGrainedToken, InstallationToken
 from apps.github.telemetry import GithubMetrics
 from apps.kit import CallerError, ServerError
 from apps.kit.upstream import Answer, Upstream, UpstreamUnavailable, retry_after_seconds
@@ -59,13 +60,10 @@ class GitHubApi:
         upstream: Upstream | None = None,
     ):
         self.settings, self.redis, self.metrics = settings, redis, metrics
-        token = settings.github_token.get_secret_value()
-        self.credential = hashlib.sha256(token.encode()).hexdigest()[:16]
         self.upstream = upstream or Upstream(
             "GitHub",
             str(settings.github_api_url),
-            headers={
-                "Authorization": f"Bearer {token}",
+            headers={  # Authorization is the credential's, per call
                 "Accept": "application/vnd.github+json",
                 "X-GitHub-Api-Version": API_VERSION,
                 "User-Agent": "mcpfleet-github",
@@ -75,6 +73,11 @@ class GitHubApi:
             read_retries=2,
             proxy=proxy,
             too_large_hint="ask for fewer items or a smaller file",
+        )
+        self.credential: Credential = (
+            FineGrainedToken(settings.github_credential.get_secret_value())
+            if settings.github_app_id is None
+            else InstallationToken(settings, redis, self.upstream)
         )
 
     async def aclose(self) -> None:
@@ -115,24 +118,27 @@ class GitHubApi:
 
     async def _call(self, method: str, url: str, **request: Any) -> Answer:
         """One upstream call, counted by outcome, its budget headers kept for every replica."""
+        headers = {"Authorization": await self.credential.authorization(), **(request.pop("headers", None) or {})}
         try:
-            answer = await self.upstream.request(method, url, **request)
+            answer = await self.upstream.request(method, url, headers=headers, **request)
         except UpstreamUnavailable:
             self.metrics.calls.labels(method, "failed").inc()
             raise
         self.metrics.calls.labels(method, _outcome(answer)).inc()
+        if answer.status == 401:
+            await self.credential.refused()
         await self._record(answer)
         return answer
 
     def _cache_key(self, url: str, params: dict[str, Any] | None) -> str:
         request = json.dumps([url, sorted((params or {}).items())], default=str)
-        return f"{PREFIX}etag:{self.credential}:{hashlib.sha256(request.encode()).hexdigest()}"
+        return f"{PREFIX}etag:{self.credential.identity}:{hashlib.sha256(request.encode()).hexdigest()}"
 
     async def _check_budget(self, conditional: bool) -> None:
         """Refuse while a secondary limit blocks the credential, or (unless the read is conditional, which a
         304 makes free) while the hourly budget is under the reserve."""
         now = time.time()
-        state = await self.redis.hgetall(f"{PREFIX}budget:{self.credential}")
+        state = await self.redis.hgetall(f"{PREFIX}budget:{self.credential.identity}")
         blocked_until = float(state.get(b"blocked_until", 0))
         if blocked_until > now:
             raise BudgetLow(f"GitHub asked this server to slow down; retry after {_at(blocked_until)}")
@@ -145,7 +151,7 @@ class GitHubApi:
 
     async def _record(self, answer: Answer) -> None:
         """Keep what GitHub says of the credential's budget, for every replica."""
-        key = f"{PREFIX}budget:{self.credential}"
+        key = f"{PREFIX}budget:{self.credential.identity}"
         remaining, reset = answer.headers.get("x-ratelimit-remaining"), answer.headers.get("x-ratelimit-reset")
         update: dict[str, str] = {}
         if remaining is not None and remaining.isdigit() and reset is not None and reset.isdigit():
@@ -166,7 +172,7 @@ class GitHubApi:
         if _throttled(answer):
             raise BudgetLow(f"GitHub's rate limit for this server: {message}")
         if status == 401:
-            raise ServerError("GitHub refused this server's credential (401): the token is invalid or expired")
+            raise ServerError("GitHub refused this server's credential (401): it is invalid, expired or revoked")
         if status == 404:
             raise CallerError(f"not found in {owner}/{repo} (or not visible to this server's credential)")
         if status >= 500:

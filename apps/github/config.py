@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from apps.kit.config import KitSettings, split_list
@@ -18,11 +20,22 @@ NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,99})"  # an owner or repository name as 
 REPOSITORY_PATTERN = re.compile(rf"^({NAME})/({NAME}|\*)$")
 
 
+def app_key(pem: str) -> RSAPrivateKey:
+    """A GitHub App's private key; GitHub signs App JWTs with RS256 only."""
+    key = load_pem_private_key(pem.encode(), password=None)
+    if not isinstance(key, RSAPrivateKey):
+        raise ValueError("a GitHub App's private key is an RSA key")
+    return key
+
+
 class GithubSettings(KitSettings):
     github_api_url: AnyHttpUrl = AnyHttpUrl("https://api.github.com")
-    # The server's own credential (a fine-grained token, or a GitHub App installation token): never the
-    # caller's, which is an MCP token for this server and is never forwarded.
-    github_token: SecretStr
+    # The server's own credential, never the caller's (an MCP token for this server, never forwarded): a
+    # fine-grained token, or with GITHUB_APP_ID the App's private key (PEM), which the server exchanges for
+    # installation tokens (`apps/github/credential.py`).
+    github_credential: SecretStr
+    github_app_id: int | None = Field(default=None, ge=1)
+    github_app_installation_id: int | None = Field(default=None, ge=1)
     # What it may touch: `owner/repo` or `owner/*`, comma separated. A call naming anything else is refused
     # before GitHub is asked.
     github_repositories: Annotated[list[str], NoDecode] = Field(min_length=1)
@@ -54,6 +67,19 @@ class GithubSettings(KitSettings):
             if not REPOSITORY_PATTERN.fullmatch(entry):
                 raise ValueError(f"{entry!r} is not owner/repo or owner/*")
         return [entry.lower() for entry in value]
+
+    @model_validator(mode="after")
+    def _app_credential(self) -> GithubSettings:
+        if (self.github_app_id is None) != (self.github_app_installation_id is None):
+            raise ValueError("set both GITHUB_APP_ID and GITHUB_APP_INSTALLATION_ID (a GitHub App), or neither")
+        if self.github_app_id is not None:
+            try:
+                app_key(self.github_credential.get_secret_value())
+            except (ValueError, TypeError) as error:
+                raise ValueError(
+                    f"with GITHUB_APP_ID, GITHUB_CREDENTIAL is the App's private key (PEM): {error}"
+                ) from None
+        return self
 
     def allows(self, owner: str, repo: str) -> bool:
         """GitHub names are case-insensitive; `owner/*` allows every repository of that owner."""

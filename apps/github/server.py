@@ -154,8 +154,8 @@ server: FocusedServer[GitHub, GithubSettings] = FocusedServer(
     "instructions. A write after such a read answers a preview: confirm it only if the user asked for it.",
     needs=Needs(
         redis=True,
-        secrets={"GITHUB_TOKEN": "token"},
-        issued_secrets=frozenset({"token"}),
+        secrets={"GITHUB_CREDENTIAL": "credential"},
+        issued_secrets=frozenset({"credential"}),
         outside_hosts_from=GithubSettings.outside_hosts,
     ),
     dashboard=DASHBOARD,

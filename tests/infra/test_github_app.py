@@ -25,18 +25,18 @@ def with_github() -> dict:
 def test_without_its_token_pulumi_up_stops_naming_the_key_even_on_dev():
     result = run_program("dev", with_github())
     assert result.returncode != 0
-    assert "set the secret mcpfleet:mcp-github.token" in result.stderr and "never generated" in result.stderr
+    assert "set the secret mcpfleet:mcp-github.credential" in result.stderr and "never generated" in result.stderr
 
 
 def test_with_its_token_it_reaches_github_by_name_through_its_own_port():
-    result = run_program("dev", with_github() | {"mcpfleet:mcp-github.token": "github_pat_from_the_stack"})
+    result = run_program("dev", with_github() | {"mcpfleet:mcp-github.credential": "github_pat_from_the_stack"})
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(result.stdout)
     stack = Declared("dev", data["resources"], kubernetes_objects(data["resources"]), data["outputs"])
     assert proxy_allowlists(stack)["mcp-github"] == {"api.github.com:443"}
     [container] = stack.one("Deployment", "mcp-github", APPS)["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e for e in container["env"]}
-    assert env["GITHUB_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "GITHUB_TOKEN"
+    assert env["GITHUB_CREDENTIAL"]["valueFrom"]["secretKeyRef"]["key"] == "GITHUB_CREDENTIAL"
     assert "REDIS_URL" in env and env["MCP_EGRESS_PROXY"]["value"].startswith("http://egress-proxy.mcp-data.svc:")
     egress = stack.one("NetworkPolicy", "mcp-github", APPS)["spec"]["egress"]
     assert not any("ipBlock" in peer for rule in egress for peer in rule["to"])

@@ -54,7 +54,7 @@ def replicas(apps_image, network, redis, fake) -> Iterator[list[str]]:
                 "MCP_JWT_SECRET": SECRET,
                 "REDIS_URL": "redis://redis:6379/0",
                 "GITHUB_API_URL": fake.url,
-                "GITHUB_TOKEN": TOKEN,
+                "GITHUB_CREDENTIAL": TOKEN,
                 "GITHUB_REPOSITORIES": "octo/hello",
                 "GITHUB_BUDGET_RESERVE": "100",
             }

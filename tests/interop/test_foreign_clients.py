@@ -81,7 +81,7 @@ def test_the_mcp_inspector_cli_reads_the_github_servers_labels(node, start_serve
             github_server,
             REDIS_URL=redis_server.url,
             GITHUB_API_URL=fake.url,
-            GITHUB_TOKEN=token,
+            GITHUB_CREDENTIAL=token,
             GITHUB_REPOSITORIES="octo/hello",
         )
         inspector = [str(NODE22), str(MODULES / ".bin" / "mcp-inspector"), "--cli", running.mcp_url]

@@ -120,7 +120,7 @@ def test_the_github_server(make_settings, redis_server, tmp_path):
     settings = {
         "REDIS_URL": redis_server.url,
         "GITHUB_API_URL": "http://127.0.0.1:9",  # the suite's scenarios list tools; none calls GitHub
-        "GITHUB_TOKEN": "github_pat_conformance",
+        "GITHUB_CREDENTIAL": "github_pat_conformance",
         "GITHUB_REPOSITORIES": "octo/hello",
     }
     run_suite(server, "github:read github:write", tmp_path, make_settings, **settings)

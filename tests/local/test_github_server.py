@@ -41,7 +41,7 @@ def start_github(start_server, redis_server, fake):
         settings = {
             "REDIS_URL": redis_server.url,
             "GITHUB_API_URL": fake.url,
-            "GITHUB_TOKEN": TOKEN,
+            "GITHUB_CREDENTIAL": TOKEN,
             "GITHUB_REPOSITORIES": "octo/hello, octo-labs/*",
             "GITHUB_MAX_ITEMS": "5",
             "RATE_LIMIT_PER_MINUTE": "10000",
@@ -176,7 +176,7 @@ def test_toolsets_and_read_only_decide_what_is_registered():
     from apps.github.config import GithubSettings
     from apps.github.server import server
 
-    base = {"github_token": TOKEN, "github_repositories": ["octo/hello"], "mcp_resource_url": "http://x/mcp",
+    base = {"github_credential": TOKEN, "github_repositories": ["octo/hello"], "mcp_resource_url": "http://x/mcp",
             "mcp_issuer": "https://issuer.test", "mcp_jwt_secret": "s" * 32}  # fmt: skip
     assert set(server.offered(GithubSettings(**base))) == {
         "get_file_contents", "list_commits", "list_issues", "get_issue", "create_issue", "add_issue_comment",

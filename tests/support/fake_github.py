@@ -14,6 +14,7 @@ import copy
 import hashlib
 import json
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -24,11 +25,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import jwt
 from openapi_core import Config, OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
 SPEC = Path(__file__).resolve().parents[1] / "interop/node_modules/@octokit/openapi/generated/api.github.com.json"
 HOST = "https://api.github.com"
+ACCESS_TOKENS = "/app/installations/{installation_id}/access_tokens"
 
 
 @cache
@@ -78,6 +81,7 @@ ROUTES = [  # (method, description template, our regex)
     ("get", "/repos/{owner}/{repo}/pulls/{pull_number}/files", r"/repos/([^/]+)/([^/]+)/pulls/(\d+)/files"),
     ("get", "/repos/{owner}/{repo}/contents/{path}", r"/repos/([^/]+)/([^/]+)/contents/(.+)"),
     ("get", "/repos/{owner}/{repo}/commits", r"/repos/([^/]+)/([^/]+)/commits"),
+    ("post", ACCESS_TOKENS, r"/app/installations/(\d+)/access_tokens"),
 ]
 
 
@@ -112,6 +116,14 @@ class FakeGitHub:
     violations: list[str] = field(default_factory=list)
     created: list[dict[str, Any]] = field(default_factory=list)
     reset: int = field(default_factory=lambda: int(time.time()) + 3600)
+    # As a GitHub App's installation: the App's id and public key check the JWT an exchange is signed with; the
+    # tokens it issues live `token_seconds` and are then accepted like `token`.
+    app_id: int | None = None
+    app_public_key: Any = None
+    installation_id: int = 1
+    token_seconds: int = 3600
+    issued: dict[str, float] = field(default_factory=dict)  # installation token -> when it expires
+    exchanges: list[dict[str, Any]] = field(default_factory=list)  # what each exchange asked for
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @staticmethod
@@ -172,8 +184,12 @@ class FakeGitHub:
             validator().validate_request(request)
         except Exception as error:
             self.violations.append(f"request {method.upper()} {split.path}: {_why(error)}")
-        if headers.get("authorization") != f"Bearer {self.token}":
-            return self._send(handler, request, 401, {"message": "Bad credentials"}, {}, template)
+        if template == ACCESS_TOKENS:
+            status, body = self._exchange(headers.get("authorization", ""), int(match.group(1)), raw)
+            return self._send(handler, request, status, body, {}, template)
+        if not self._authorized(headers.get("authorization", "")):
+            # GitHub answers 401 to any operation; its description lists it for few, so this one is not validated
+            return self._send(handler, request, 401, {"message": "Bad credentials"}, {})
         with self._lock:
             if self.secondary_limit > 0:
                 self.secondary_limit -= 1
@@ -192,6 +208,34 @@ class FakeGitHub:
                     body = body[:per_page]
                     extra["link"] = f'<{HOST}{split.path}?page=2>; rel="next"'
             self._send(handler, request, status, body, {**extra, **self._limits()}, template)
+
+    def _authorized(self, authorization: str) -> bool:
+        bearer = authorization.removeprefix("Bearer ")
+        if self.app_id is None:
+            return authorization == f"Bearer {self.token}"
+        return self.issued.get(bearer, 0) > time.time()  # as an App installation: only the tokens it issued
+
+    def _exchange(self, authorization: str, installation: int, raw: bytes) -> tuple[int, Any]:
+        """An App's JWT (RS256, its id as `iss`, at most 10 minutes long) for an installation token."""
+        try:
+            claims = jwt.decode(
+                authorization.removeprefix("Bearer "),
+                self.app_public_key,
+                algorithms=["RS256"],
+                issuer=str(self.app_id),
+                options={"require": ["iat", "exp", "iss"]},
+            )
+            if claims["exp"] - claims["iat"] > 600 or installation != self.installation_id:
+                raise jwt.InvalidTokenError("too long, or another installation")
+        except (jwt.InvalidTokenError, TypeError, ValueError):
+            return 401, {"message": "A JSON web token could not be decoded", "documentation_url": HOST}
+        with self._lock:
+            token, expires = "ghs_" + secrets.token_hex(18), time.time() + self.token_seconds
+            self.issued[token] = expires
+            self.exchanges.append(json.loads(raw) if raw else {})
+        answer = example("post", ACCESS_TOKENS)
+        answer.update(token=token, expires_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires)))
+        return 201, answer
 
     def _limits(self) -> dict[str, str]:
         return {
