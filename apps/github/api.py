@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from redis.asyncio import Redis
 
@@ -33,6 +34,7 @@ from apps.kit.upstream import Answer, Upstream, UpstreamUnavailable, retry_after
 PREFIX = "mcpfleet:github:"
 API_VERSION = "2022-11-28"
 CACHE_MAX_BYTES = 512 * 1024  # a larger answer is not cached
+WIDENING = re.compile(r"(?i)(^|[\s(-])(repo|org|user|owner):")
 
 
 class BudgetLow(CallerError):
@@ -91,12 +93,22 @@ class GitHubApi:
             )
 
     async def read(self, owner: str, repo: str, path: str, params: dict[str, Any] | None = None) -> Page:
+        return await self._read(owner, repo, f"/repos/{owner}/{repo}{path}", params, "core")
+
+    async def search(self, owner: str, repo: str, kind: Literal["code", "issues"], query: str, per_page: int) -> Page:
+        """GitHub's search, always narrowed to one allowed repository: a qualifier that names another scope
+        (`repo:`, `org:`, `user:`) is refused, since GitHub would widen the search to it."""
+        if WIDENING.search(query):
+            raise CallerError("the query may not name a repository, organization or user: give owner and repo")
+        params = {"q": f"{query} repo:{owner}/{repo}", "per_page": per_page}
+        return await self._read(owner, repo, f"/search/{kind}", params, "code_search" if kind == "code" else "search")
+
+    async def _read(self, owner: str, repo: str, url: str, params: dict[str, Any] | None, resource: str) -> Page:
         self.check_allowed(owner, repo)
-        url = f"/repos/{owner}/{repo}{path}"
         key = self._cache_key(url, params)
         cached = await self.redis.get(key)
         entry = json.loads(cached) if cached else None
-        await self._check_budget(conditional=entry is not None)
+        await self._check_budget(conditional=entry is not None, resource=resource)
         headers = {"If-None-Match": entry["etag"]} if entry else None
         answer = await self._call("GET", url, idempotent=True, params=params, headers=headers)
         if answer.status == 304 and entry is not None:
@@ -111,7 +123,7 @@ class GitHubApi:
 
     async def write(self, owner: str, repo: str, path: str, body: dict[str, Any]) -> Any:
         self.check_allowed(owner, repo)
-        await self._check_budget(conditional=False)
+        await self._check_budget(conditional=False, resource="core")
         answer = await self._call("POST", f"/repos/{owner}/{repo}{path}", idempotent=False, json_body=body)
         self._raise_for(answer, owner, repo)
         return answer.body
@@ -134,36 +146,47 @@ class GitHubApi:
         request = json.dumps([url, sorted((params or {}).items())], default=str)
         return f"{PREFIX}etag:{self.credential.identity}:{hashlib.sha256(request.encode()).hexdigest()}"
 
-    async def _check_budget(self, conditional: bool) -> None:
+    async def _check_budget(self, conditional: bool, resource: str) -> None:
         """Refuse while a secondary limit blocks the credential, or (unless the read is conditional, which a
-        304 makes free) while the hourly budget is under the reserve."""
-        now = time.time()
-        state = await self.redis.hgetall(f"{PREFIX}budget:{self.credential.identity}")
-        blocked_until = float(state.get(b"blocked_until", 0))
+        304 makes free) while the budget of the call's resource (GitHub's `core`, `search`, `code_search`: each
+        counted apart) is under the reserve, or spent for the small search budgets."""
+        now, base = time.time(), self._budget_key()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(f"{base}:{resource}")
+            pipe.get(f"{base}:secondary")
+            state, secondary = await pipe.execute()
+        blocked_until = max(float(state.get(b"blocked_until", 0)), float(secondary or 0))
         if blocked_until > now:
             raise BudgetLow(f"GitHub asked this server to slow down; retry after {_at(blocked_until)}")
         remaining, reset = state.get(b"remaining"), float(state.get(b"reset", 0))
         if not conditional and remaining is not None and reset > now:
-            if int(remaining) < self.settings.github_budget_reserve:
+            if int(remaining) < (self.settings.github_budget_reserve if resource == "core" else 1):
                 raise BudgetLow(
                     f"GitHub budget low ({int(remaining)} calls left for this server); retry after {_at(reset)}"
                 )
 
     async def _record(self, answer: Answer) -> None:
-        """Keep what GitHub says of the credential's budget, for every replica."""
-        key = f"{PREFIX}budget:{self.credential.identity}"
+        """Keep what GitHub says of the credential's budget (per resource), for every replica; a secondary limit
+        blocks the credential whatever the resource."""
+        resource = answer.headers.get("x-ratelimit-resource", "core")
+        key = f"{self._budget_key()}:{resource}"
         remaining, reset = answer.headers.get("x-ratelimit-remaining"), answer.headers.get("x-ratelimit-reset")
         update: dict[str, str] = {}
         if remaining is not None and remaining.isdigit() and reset is not None and reset.isdigit():
             update |= {"remaining": remaining, "reset": reset}
-            self.metrics.remaining.set(int(remaining))
+            if resource == "core":
+                self.metrics.remaining.set(int(remaining))
         wait = retry_after_seconds(answer.headers.get("retry-after"))
-        if answer.status in (403, 429) and (wait is not None or remaining == "0"):
-            until = time.time() + wait if wait is not None else float(reset or time.time() + 60)
-            update["blocked_until"] = str(until)
+        if answer.status in (403, 429) and wait is not None:  # a secondary limit: the whole credential waits
+            await self.redis.set(f"{self._budget_key()}:secondary", str(time.time() + wait), ex=int(wait) + 1)
+        elif answer.status in (403, 429) and remaining == "0":  # this resource's budget is spent until its reset
+            update["blocked_until"] = reset if reset and reset.isdigit() else str(time.time() + 60)
         if update:
             await self.redis.hset(key, mapping=cast(Any, update))  # redis-py types keys invariantly
             await self.redis.expire(key, 3600)
+
+    def _budget_key(self) -> str:
+        return f"{PREFIX}budget:{self.credential.identity}"
 
     def _raise_for(self, answer: Answer, owner: str, repo: str) -> None:
         status, message = answer.status, _message(answer.body)

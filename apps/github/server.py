@@ -1,10 +1,11 @@
 """The focused GitHub MCP server: reads and a few writes on the repositories its settings list, with its own
 credential (never the caller's token), one shared upstream budget, and untrusted content labelled.
 
-Toolsets (`GITHUB_TOOLSETS`): `repos` (file contents, commits), `issues` (list, get with comments, create,
-comment), `pulls` (list, get with changed files). `GITHUB_READ_ONLY` registers only the reads. Every read
-answers one page of at most `GITHUB_MAX_ITEMS` and says whether more exist; every text is cut at
-`GITHUB_MAX_TEXT_CHARS`, saying so. Trust and lockdown: `apps/github/trust.py`; the API: `apps/github/api.py`.
+Toolsets (`GITHUB_TOOLSETS`): `repos` (file contents, commits, code search), `issues` (list, get with
+comments, search, create, comment), `pulls` (list, get with changed files, review comments).
+`GITHUB_READ_ONLY` registers only the reads. Every read answers one page of at most `GITHUB_MAX_ITEMS` and
+says whether more exist; every text is cut at `GITHUB_MAX_TEXT_CHARS`, saying so. Trust and lockdown:
+`apps/github/trust.py`; the API: `apps/github/api.py`; the credential: `apps/github/credential.py`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ FilePath = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f?#]{1,1000
 GitRef = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._/-]{1,250}$")]
 Title = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=65_536, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]+$")]
+Query = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
 ConfirmId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 
 VISIBILITY_SECONDS = 300
@@ -48,12 +50,15 @@ VISIBILITY_ENTRIES = 1000
 TOOLSETS = {
     "get_file_contents": "repos",
     "list_commits": "repos",
+    "search_code": "repos",
     "list_issues": "issues",
     "get_issue": "issues",
+    "search_issues": "issues",
     "create_issue": "issues",
     "add_issue_comment": "issues",
     "list_pull_requests": "pulls",
     "get_pull_request": "pulls",
+    "list_review_comments": "pulls",
 }
 
 
@@ -187,6 +192,14 @@ class NumberArgs(In):
     number: Number
 
 
+class SearchArgs(In):
+    query: Query
+
+
+class IssueSearchArgs(SearchArgs):
+    kind: Literal["issue", "pull-request"] = "issue"
+
+
 class NewIssue(In):
     title: Title
     body: Text | None = None
@@ -237,6 +250,32 @@ async def list_commits(args: CommitArgs, github: GitHub) -> dict[str, Any]:
 
 
 @server.tool(scopes={"github:read"}, read_only=True, open_world=True)
+async def search_code(args: SearchArgs, github: GitHub) -> dict[str, Any]:
+    """GitHub code search inside one repository: the matching files (path, sha), one page. Qualifiers that
+    name another repository, organization or user are refused."""
+    page = await github.api.search(args.owner, args.repo, "code", args.query, github.settings.github_max_items)
+    found = page.body.get("items") or []
+    files = [{"path": f.get("path"), "sha": f.get("sha"), "url": f.get("html_url")} for f in found]
+    return {
+        "files": files,
+        "total": page.body.get("total_count"),
+        "incomplete": bool(page.body.get("incomplete_results")),
+        "more": page.more,
+    }
+
+
+@server.tool(scopes={"github:read"}, read_only=True, open_world=True)
+async def search_issues(args: IssueSearchArgs, github: GitHub) -> WithMeta:
+    """Issues (or pull requests, `kind`) of one repository matching the query, one page, with their bodies;
+    `_meta` says which authors are trusted."""
+    query = f"{args.query} is:{args.kind}"
+    page = await github.api.search(args.owner, args.repo, "issues", query, github.settings.github_max_items)
+    found = page.body.get("items") or []
+    listed = await github.items(args.owner, args.repo, found, ("number", "title", "state", "body"))
+    return WithMeta({"results": listed.value, "total": page.body.get("total_count"), "more": page.more}, listed.meta)
+
+
+@server.tool(scopes={"github:read"}, read_only=True, open_world=True)
 async def list_issues(args: ListArgs, github: GitHub) -> WithMeta:
     """Issues (not pull requests), one page, with their bodies; `_meta` says which authors are trusted."""
     page = await github.api.read(args.owner, args.repo, "/issues", _per_page(github) | {"state": args.state})
@@ -273,6 +312,14 @@ async def get_pull_request(args: NumberArgs, github: GitHub) -> WithMeta:
     shown = await github.items(args.owner, args.repo, [pull.body], ("number", "title", "state", "body"))
     changed = [{k: f.get(k) for k in ("filename", "status", "additions", "deletions")} for f in files.body]
     return WithMeta({"pull_request": shown.value[0], "files": changed, "more_files": files.more}, shown.meta)
+
+
+@server.tool(scopes={"github:read"}, read_only=True, open_world=True)
+async def list_review_comments(args: NumberArgs, github: GitHub) -> WithMeta:
+    """A pull request's review comments (one page): the file, the line and the text; `_meta` labels each author."""
+    page = await github.api.read(args.owner, args.repo, f"/pulls/{args.number}/comments", _per_page(github))
+    listed = await github.items(args.owner, args.repo, page.body, ("path", "line", "body"))
+    return WithMeta({"comments": listed.value, "more": page.more}, listed.meta)
 
 
 @server.tool(scopes={"github:write"}, read_only=False, open_world=True)

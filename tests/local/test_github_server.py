@@ -179,14 +179,15 @@ def test_toolsets_and_read_only_decide_what_is_registered():
     base = {"github_credential": TOKEN, "github_repositories": ["octo/hello"], "mcp_resource_url": "http://x/mcp",
             "mcp_issuer": "https://issuer.test", "mcp_jwt_secret": "s" * 32}  # fmt: skip
     assert set(server.offered(GithubSettings(**base))) == {
-        "get_file_contents", "list_commits", "list_issues", "get_issue", "create_issue", "add_issue_comment",
-        "list_pull_requests", "get_pull_request",
+        "get_file_contents", "list_commits", "search_code", "list_issues", "get_issue", "search_issues",
+        "create_issue", "add_issue_comment", "list_pull_requests", "get_pull_request", "list_review_comments",
     }  # fmt: skip
     assert set(server.offered(GithubSettings(**base, github_read_only=True))) == {
-        "get_file_contents", "list_commits", "list_issues", "get_issue", "list_pull_requests", "get_pull_request",
+        "get_file_contents", "list_commits", "search_code", "list_issues", "get_issue", "search_issues",
+        "list_pull_requests", "get_pull_request", "list_review_comments",
     }  # fmt: skip
     assert set(server.offered(GithubSettings(**base, github_toolsets=["issues"], github_read_only=True))) == {
-        "list_issues", "get_issue",
+        "list_issues", "get_issue", "search_issues",
     }  # fmt: skip
 
 
@@ -209,3 +210,40 @@ def test_under_the_reserve_a_conditional_read_still_goes_and_an_unconditional_on
     assert call(github, "get_issue", read)["structuredContent"] == first  # cached: sent with If-None-Match
     assert [s.status for s in fake.calls("GET", "/issues/1") if not s.path.endswith("comments")] == [200, 304]
     assert "GitHub budget low" in error(call(github, "list_commits", {"owner": "octo", "repo": "hello"}))
+
+
+def test_searches_stay_inside_one_allowed_repository_and_spend_their_own_budget(start_github, fake):
+    github = start_github()
+    result = call(github, "search_issues", {"owner": "octo", "repo": "hello", "query": "crash"})
+    assert [(r["number"], r["author"]) for r in result["structuredContent"]["results"]] == [
+        (1, "maintainer"),
+        (2, "drive-by"),
+    ]
+    assert [t["author_trusted"] for t in result["_meta"]["mcpfleet/trust"]] == [True, False]
+    code = call(github, "search_code", {"owner": "octo-labs", "repo": "tools", "query": "addClass"})
+    assert code["structuredContent"]["files"] and all(f["path"] for f in code["structuredContent"]["files"])
+    assert fake.searches == ["crash is:issue repo:octo/hello", "addClass repo:octo-labs/tools"]
+    # A qualifier naming another scope would widen GitHub's search: refused, GitHub never asked.
+    for query in ("token repo:octo/secret", "x org:elsewhere", "(y OR user:someone)", "z -repo:octo/hello"):
+        refused = error(call(github, "search_code", {"owner": "octo", "repo": "hello", "query": query}))
+        assert "may not name a repository, organization or user" in refused
+    refused = error(call(github, "search_issues", {"owner": "elsewhere", "repo": "x", "query": "a"}))
+    assert "elsewhere/x is not a repository this server may use" in refused
+    assert len(fake.searches) == 2
+    # Search has its own small budget (GitHub counts it apart): spending it does not touch the core one.
+    core = fake.budget
+    fake.search_budget = 1
+    call(github, "search_issues", {"owner": "octo", "repo": "hello", "query": "again"})  # leaves 0
+    assert "GitHub budget low (0 calls left" in error(
+        call(github, "search_issues", {"owner": "octo", "repo": "hello", "query": "once more"})
+    )
+    assert len(fake.searches) == 3 and fake.budget == core
+    assert not call(github, "list_commits", {"owner": "octo", "repo": "hello"}).get("isError")
+
+
+def test_review_comments_are_labelled_like_every_other_read(start_github, fake):
+    github = start_github()
+    result = call(github, "list_review_comments", {"owner": "octo", "repo": "hello", "number": 1})
+    comments = result["structuredContent"]["comments"]
+    assert comments and all({"path", "line", "body", "author"} <= set(c) for c in comments)
+    assert len(result["_meta"]["mcpfleet/trust"]) == len(comments)

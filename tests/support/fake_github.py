@@ -82,6 +82,9 @@ ROUTES = [  # (method, description template, our regex)
     ("get", "/repos/{owner}/{repo}/contents/{path}", r"/repos/([^/]+)/([^/]+)/contents/(.+)"),
     ("get", "/repos/{owner}/{repo}/commits", r"/repos/([^/]+)/([^/]+)/commits"),
     ("post", ACCESS_TOKENS, r"/app/installations/(\d+)/access_tokens"),
+    ("get", "/search/code", r"/search/code"),
+    ("get", "/search/issues", r"/search/issues"),
+    ("get", "/repos/{owner}/{repo}/pulls/{pull_number}/comments", r"/repos/([^/]+)/([^/]+)/pulls/(\d+)/comments"),
 ]
 
 
@@ -109,6 +112,8 @@ class FakeGitHub:
     issues: list[dict[str, Any]] = field(default_factory=list)
     comments: list[dict[str, Any]] = field(default_factory=list)
     budget: int = 5000  # X-RateLimit-Remaining before the first call
+    search_budget: int = 10  # the search resources' (GitHub: 10 or 30 a minute)
+    searches: list[str] = field(default_factory=list)  # the `q` of each search received
     secondary_limit: int = 0  # answer this many calls with a 403 and Retry-After
     # A test may break a response on purpose: applied to the answer body before it is sent and validated.
     drift: Callable[[str, Any], Any] | None = None
@@ -199,15 +204,18 @@ class FakeGitHub:
             etag = '"' + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:20] + '"'
             conditional = method == "get" and headers.get("if-none-match") == etag
             if conditional and declares(method, template, 304):
-                return self._send(handler, request, 304, None, {"etag": etag, **self._limits()}, template)
-            self.budget -= 1
+                return self._send(handler, request, 304, None, {"etag": etag, **self._limits(template)}, template)
+            if template.startswith("/search/"):
+                self.search_budget -= 1
+            else:
+                self.budget -= 1
             extra = {"etag": etag} if method == "get" else {}
             if isinstance(body, list):
                 per_page = int(dict(parse_qsl(split.query)).get("per_page", 30))
                 if len(body) > per_page:
                     body = body[:per_page]
                     extra["link"] = f'<{HOST}{split.path}?page=2>; rel="next"'
-            self._send(handler, request, status, body, {**extra, **self._limits()}, template)
+            self._send(handler, request, status, body, {**extra, **self._limits(template)}, template)
 
     def _authorized(self, authorization: str) -> bool:
         bearer = authorization.removeprefix("Bearer ")
@@ -237,12 +245,17 @@ class FakeGitHub:
         answer.update(token=token, expires_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires)))
         return 201, answer
 
-    def _limits(self) -> dict[str, str]:
+    def _limits(self, template: str) -> dict[str, str]:
+        """The budget of the operation's resource: search has its own, small one (as on GitHub)."""
+        resource, limit, left = "core", 5000, self.budget
+        if template.startswith("/search/"):
+            resource, limit, left = ("code_search" if template == "/search/code" else "search"), 10, self.search_budget
         return {
-            "x-ratelimit-limit": "5000",
-            "x-ratelimit-remaining": str(max(self.budget, 0)),
+            "x-ratelimit-limit": str(limit),
+            "x-ratelimit-remaining": str(max(left, 0)),
             "x-ratelimit-reset": str(self.reset),
-            "x-ratelimit-used": str(5000 - max(self.budget, 0)),
+            "x-ratelimit-used": str(limit - max(left, 0)),
+            "x-ratelimit-resource": resource,
         }
 
     def _answer(self, method: str, template: str, match: re.Match[str], query: str, raw: bytes) -> tuple[int, Any]:
@@ -258,13 +271,25 @@ class FakeGitHub:
             created.update(json.loads(raw))
             self.created.append(created)
             return 201, created
+        if template == "/search/issues":
+            self.searches.append(dict(parse_qsl(query))["q"])
+            items = [issue_item | {"score": 1.0} for issue_item in self.issues]
+            return 200, {
+                "total_count": len(items),
+                "incomplete_results": False,
+                "items": items,
+                "search_type": "lexical",
+            }
+        if template == "/search/code":
+            self.searches.append(dict(parse_qsl(query))["q"])
+            return 200, example("get", template)
         if template.endswith("/issues"):
             return 200, self.issues
         if template.endswith("{issue_number}"):
             number = int(match.group(3))
             found = [i for i in self.issues if i["number"] == number]
             return (200, found[0]) if found else (404, {"message": "Not Found"})
-        if template.endswith("/comments"):
+        if template.endswith("/issues/{issue_number}/comments"):
             return 200, self.comments
         answer = example("get", template)
         if template.startswith("/repos/{owner}/{repo}/pulls") and not template.endswith("/files"):
