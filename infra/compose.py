@@ -84,11 +84,14 @@ class LocalApp:
 
 
 def local_apps(stack: StackConfig) -> list[LocalApp]:
-    """The stack's apps, each checked against its declaration, with its published port (in stack order)."""
+    """The stack's apps, each checked against its declaration, with its published port (in stack order); an
+    app that needs a credential another party issues (the GitHub server) is left out."""
     found = []
     for index, (name, config) in enumerate(stack.apps.items()):
         server = fleet.load_server(config.module)
         fleet.check(name, config, server)
+        if server.needs.issued_secrets:  # somebody else's API credential: the one-machine stack has none
+            continue
         found.append(LocalApp(name, _with_sink(config, server), server, FIRST_APP_PORT + index))
     return found
 
@@ -175,7 +178,8 @@ def render(stack_name: str = "dev") -> dict[str, str]:
     """Every generated file, by path relative to the repository: compose.yaml and compose/*."""
     stack = load_stack(stack_name)
     apps = local_apps(stack)
-    fleet.check_connections(stack, {app.name: app.server for app in apps})
+    composed = stack.model_copy(update={"apps": {app.name: stack.apps[app.name] for app in apps}})
+    fleet.check_connections(composed, {app.name: app.server for app in apps})
     volumes: dict[str, Any] = {"postgres-data": {}, "prometheus-data": {}, "alertmanager-data": {}, "grafana-data": {}}
     volumes |= {f"{app.name}-{v.name}": {} for app in apps for v in app.server.needs.volumes}
     services: dict[str, Any] = {

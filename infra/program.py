@@ -49,6 +49,30 @@ def app_secrets(
     return values
 
 
+def without_uncredentialed(
+    stack: StackConfig, servers: dict[str, FocusedServer[Any, Any]], config: pulumi.Config
+) -> StackConfig:
+    """On a kind (dev) stack, an app whose issued credential is not set is left out, saying which secret brings
+    it in: a laptop stands up without somebody else's API token. An existing cluster stops instead."""
+    if stack.cluster.mode != "kind":
+        return stack
+    kept = {}
+    for name, app in stack.apps.items():
+        issued = sorted(servers[name].needs.issued_secrets)
+        missing = [key for key in issued if config.get_secret(f"{name}.{key}") is None]
+        if missing:
+            pulumi.log.warn(
+                f"{stack_config.NAMESPACE}:apps.{name} is left out of this dev stack: set "
+                + ", ".join(f"{stack_config.NAMESPACE}:{name}.{key}" for key in missing)
+                + " (pulumi config set --secret; issued by the API's owner, never generated) to deploy it"
+            )
+        else:
+            kept[name] = app
+    if not kept:
+        raise StackConfigError("every app of this stack is left out for want of its credential")
+    return stack.model_copy(update={"apps": kept})
+
+
 def main() -> None:
     stack = stack_config.load()
     secrets = pulumi.Config(stack_config.NAMESPACE)
@@ -61,6 +85,8 @@ def main() -> None:
             )
     for name, app in stack.apps.items():
         fleet.check(name, app, servers[name])
+    stack = without_uncredentialed(stack, servers, secrets)
+    servers = {name: servers[name] for name in stack.apps}
     fleet.check_connections(stack, servers)
 
     cluster = Cluster("cluster", stack.cluster)

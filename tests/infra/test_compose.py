@@ -96,7 +96,8 @@ def test_the_apps_scrape_job_lists_every_app(rendered):
     scrape = yaml.safe_load(rendered["compose/prometheus.yml"])
     [job] = [job for job in scrape["scrape_configs"] if job["job_name"] == "mcp-apps"]
     names = {entry["labels"]["app"] for entry in job["static_configs"]}
-    assert names == set(compose.load_stack("dev").apps)
+    assert names == {app.name for app in compose.local_apps(compose.load_stack("dev"))}
+    assert "mcp-github" in compose.load_stack("dev").apps and "mcp-github" not in names  # no GitHub credential here
 
 
 def test_a_stack_app_declared_in_a_module_is_composed_by_its_folder_and_stack_entry_alone():

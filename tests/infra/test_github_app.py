@@ -18,12 +18,22 @@ GITHUB = {
 }
 
 
-def with_github() -> dict:
-    return {"mcpfleet:apps": {**stack_config("dev")["mcpfleet:apps"], "mcp-github": GITHUB}}
+def with_github(stack: str = "dev") -> dict:
+    return {"mcpfleet:apps": {**stack_config(stack)["mcpfleet:apps"], "mcp-github": GITHUB}}
 
 
-def test_without_its_token_pulumi_up_stops_naming_the_key_even_on_dev():
-    result = run_program("dev", with_github())
+def test_the_dev_stack_declares_it_and_leaves_it_out_until_its_credential_is_set(dev):
+    assert stack_config("dev")["mcpfleet:apps"]["mcp-github"]["module"] == "apps.github"
+    assert not [d for d in dev.of_kind("Deployment", APPS) if d["metadata"]["name"] == "mcp-github"]
+    result = run_program("dev")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "mcpfleet:apps.mcp-github is left out of this dev stack: set mcpfleet:mcp-github.credential" in (
+        result.stderr + result.stdout
+    )
+
+
+def test_without_its_credential_an_existing_cluster_stops_naming_the_key():
+    result = run_program("prod", with_github("prod") | {"mcpfleet:apps": {"mcp-github": GITHUB}})
     assert result.returncode != 0
     assert "set the secret mcpfleet:mcp-github.credential" in result.stderr and "never generated" in result.stderr
 
