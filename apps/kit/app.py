@@ -150,8 +150,9 @@ class Runtime:
             self.readiness.started = True
             await self.readiness.report_at_start()
             settle_garbage_collector()
-            refresher = asyncio.create_task(self.readiness.keep_fresh())
-            stack.callback(refresher.cancel)
+            if not self.settings.mcp_serverless:  # a frozen CPU runs no refresher: /ready checks when asked
+                refresher = asyncio.create_task(self.readiness.keep_fresh())
+                stack.callback(refresher.cancel)
             log_event("server_started", server=name, port=self.settings.port, tools=sorted(self.specs))
             yield
             log_event("server_stopping", server=name)

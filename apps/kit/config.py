@@ -82,6 +82,9 @@ class KitSettings(BaseSettings):
     # (the platform sets it, and admits only Prometheus there, so a route to /mcp can never expose metrics).
     mcp_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     shutdown_grace_seconds: float = Field(default=25.0, ge=0, le=600)
+    # Serverless (Cloud Run, Lambda): the platform may freeze the CPU between requests, so nothing is left to
+    # run between them: readiness is checked when /ready is asked, not kept fresh by a background task.
+    mcp_serverless: bool = False
 
     otel_service_name: str | None = None
     otel_exporter_otlp_endpoint: str | None = None

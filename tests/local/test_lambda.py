@@ -1,0 +1,116 @@
+"""The db server on AWS Lambda's own runtime client (`awslambdaric`, the one the container image runs), driven by
+a loopback Runtime API with API Gateway HTTP API events (checked against AWS Lambda Powertools' event model):
+warm invocations answer a tool call, a refused token and readiness on one sandbox whose lifespan (and so its
+database pools) was entered once, and SIGTERM closes the pools."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from apps.kit.token import mint
+from tests.conftest import ISSUER, SECRET
+from tests.local.conftest import READER_PASSWORD, WRITER_PASSWORD
+from tests.support.lambda_runtime import DOMAIN, RuntimeApi, http_api_event
+from tests.support.raw import BASE_HEADERS, tool_call
+
+pytestmark = pytest.mark.postgres
+REPO = Path(__file__).resolve().parents[2]
+RESOURCE = f"https://{DOMAIN}/mcp"  # the HTTP API's URL: the audience tokens name
+
+
+@pytest.fixture
+def sandbox(pg, tmp_path) -> Iterator[tuple[RuntimeApi, subprocess.Popen[bytes], Path]]:
+    api = RuntimeApi()
+    log = tmp_path / "sandbox.log"
+    env = {
+        **os.environ,
+        "AWS_LAMBDA_RUNTIME_API": api.address,
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",  # the runtime client polls on a thread: SIGTERM is heard
+        "LAMBDA_TASK_ROOT": str(REPO),
+        "MCP_SERVER": "apps.db",
+        "MCP_RESOURCE_URL": RESOURCE,
+        "MCP_ISSUER": ISSUER,
+        "MCP_JWT_SECRET": SECRET,
+        "DB_READ_URL": pg.url("mcp_db_reader", READER_PASSWORD),
+        "DB_WRITE_URL": pg.url("mcp_db_writer", WRITER_PASSWORD),
+        "RATE_LIMIT_PER_MINUTE": "1000",
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "awslambdaric", "apps.kit.lambda_main.handler"],
+            env=env,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        yield api, process, log
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    api.stop()
+
+
+def app_backends(pg) -> set[int]:
+    async def query() -> set[int]:
+        connection = await asyncpg.connect(pg.admin_url)
+        try:
+            rows = await connection.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE usename IN ('mcp_db_reader', 'mcp_db_writer')"
+            )
+        finally:
+            await connection.close()
+        return {row["pid"] for row in rows}
+
+    return asyncio.run(query())
+
+
+def invoke(api: RuntimeApi, method: str, path: str, body: Any = None, token: str | None = None) -> dict[str, Any]:
+    headers = dict(BASE_HEADERS) | ({"Authorization": f"Bearer {token}"} if token else {})
+    kind, answer = api.invoke(http_api_event(method, path, headers, None if body is None else json.dumps(body)))
+    assert kind == "response", answer
+    return answer
+
+
+def test_warm_invocations_share_one_lifespan_and_sigterm_closes_it(sandbox, pg):
+    api, process, log = sandbox
+    token = mint(SECRET, issuer=ISSUER, audience=RESOURCE, subject="alice", scopes="db:read")
+
+    listed = invoke(api, "POST", "/mcp", tool_call("list_tables"), token)
+    assert listed["statusCode"] == 200, listed
+    result = json.loads(listed["body"])["result"]
+    assert result["structuredContent"]["tables"] == ["customers", "order_items", "orders", "products"]
+    pools = app_backends(pg)
+    assert pools, "the pools are open"
+
+    forged = invoke(api, "POST", "/mcp", tool_call("list_tables"), token[:-4] + "AAAA")
+    assert forged["statusCode"] == 401
+    assert "resource_metadata" in {k.lower(): v for k, v in forged["headers"].items()}["www-authenticate"]
+
+    ready = invoke(api, "GET", "/ready")
+    assert ready["statusCode"] == 200 and json.loads(ready["body"])["status"] == "ready"
+
+    again = invoke(api, "POST", "/mcp", tool_call("describe_table", {"table": "orders"}, 2), token)
+    assert again["statusCode"] == 200 and json.loads(again["body"])["result"]["structuredContent"]["primary_key"] == [
+        "id"
+    ]
+    assert app_backends(pg) == pools  # the same connections: the pools were opened once, not per invocation
+    assert api.init_errors == []
+
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(10) == 0
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    events = [line.get("event") for line in lines]
+    assert events.count("server_started") == 1 and events.count("server_stopped") == 1
+    assert next(line for line in lines if line.get("event") == "sandbox_stopped")["invocations"] == 4
+    assert app_backends(pg) == set()  # the pools were closed
