@@ -1,5 +1,7 @@
 # One image for every focused MCP server; the app is chosen by command:
 #   docker run IMAGE apps.db
+# and the same image runs on AWS Lambda with the runtime client as its command:
+#   awslambdaric apps.kit.lambda_main.handler   (with MCP_SERVER=apps.db)
 # BASE_IMAGE defaults to the pinned official slim Python image (infra/images.py, the one pin; a test holds
 # this line to it); the offline build passes a local Debian base.
 ARG BASE_IMAGE=python:3.11.11-slim-bookworm
@@ -22,6 +24,9 @@ WORKDIR /app
 COPY --from=build /app/.venv /app/.venv
 COPY apps/ /app/apps/
 COPY runbooks/ /app/runbooks/
+# The apps' bytecode, compiled once here: the root filesystem is read-only at run time (and
+# PYTHONDONTWRITEBYTECODE), so without it every start (every serverless cold start) compiles them again.
+RUN python -m compileall -q -j 0 /app/apps
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PORT=8080
 USER 10001:10001
 EXPOSE 8080

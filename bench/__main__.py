@@ -197,7 +197,7 @@ def start(variant: Variant, logs: Path) -> None:
     )
 
 
-def verify(variant: Variant) -> None:
+def verify(variant: Variant, poll_seconds: float = 0.3) -> None:
     """The answer must be right before it is timed: a benchmark of errors is worthless."""
     deadline = time.monotonic() + 60
     headers = {
@@ -217,8 +217,36 @@ def verify(variant: Variant) -> None:
             last = response.text[:300]
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
             last = error
-        time.sleep(0.3)
+        time.sleep(poll_seconds)
     raise SystemExit(f"{variant.name} does not answer correctly: {last!r}")
+
+
+def cold_start(variant: Variant, logs: Path) -> float:
+    """Seconds from the process's start to its first answered `tools/call` (a new instance's first request,
+    as serverless platforms measure it); the process is stopped afterwards."""
+    started = time.monotonic()
+    start(variant, logs)
+    try:
+        verify(variant, poll_seconds=0.005)
+        return time.monotonic() - started
+    finally:
+        assert variant.process is not None
+        variant.process.kill()
+        variant.process.wait(timeout=30)
+        variant.process = None
+
+
+def measure_cold_starts(chosen: list[Variant], logs: Path, times: int) -> dict[str, float]:
+    """The median cold start of each variant, interleaved."""
+    seconds: dict[str, list[float]] = {v.name: [] for v in chosen}
+    for _ in range(times):
+        for variant in chosen:
+            seconds[variant.name].append(cold_start(variant, logs))
+    say("\ncold start (process start to the first answered tools/call), median of " + str(times))
+    for name, values in seconds.items():
+        low, mid, high = (round(x * 1000) for x in (min(values), statistics.median(values), max(values)))
+        say(f"  {name:16s} {mid:7d} ms  (min {low}, max {high})")
+    return {name: statistics.median(values) for name, values in seconds.items()}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -296,7 +324,27 @@ def median(runs: list[Run], attribute: str) -> float:
     return float(statistics.median(getattr(r, attribute) for r in runs))
 
 
-def report(runs: list[Run], names: list[str], concurrencies: tuple[int, ...]) -> int:
+COLD_VARIANTS = ("before", "mcpfleet", "starlette")
+
+
+def cold_start_targets(cold: dict[str, float]) -> list[tuple[str, bool]]:
+    """Serverless (issue 22): the cold start at least 30 % below the previous checkout's (`--before`)."""
+    if "before" not in cold or "mcpfleet" not in cold:
+        return []
+    ours, before = cold["mcpfleet"], cold["before"]
+    floor = cold.get("starlette", ours)
+    say(f"  cold start: mcpfleet / before {ours / before:.2f}x; mcpfleet / starlette {ours / floor:.2f}x")
+    return [(f"cold start {ours * 1000:.0f} ms <= 0.7x before's {before * 1000:.0f} ms", ours <= 0.7 * before)]
+
+
+def report_targets(verdicts: list[tuple[str, bool]]) -> int:
+    say("\ntargets")
+    for text, ok in verdicts:
+        say(f"  [{'pass' if ok else 'FAIL'}] {text}")
+    return 0 if all(ok for _, ok in verdicts) else 1
+
+
+def report(runs: list[Run], names: list[str], concurrencies: tuple[int, ...], verdicts: list[tuple[str, bool]]) -> int:
     def of(name: str, c: int) -> list[Run]:
         return [r for r in runs if r.variant == name and r.connections == c]
 
@@ -315,7 +363,6 @@ def report(runs: list[Run], names: list[str], concurrencies: tuple[int, ...]) ->
                 f"{sum(r.failed for r in group):6d} {median(group, 'cpu_ms_per_call'):8.2f} "
                 f"{max(r.rss_mib for r in group):7.0f}"
             )
-    verdicts: list[tuple[str, bool]] = []
 
     def rps(name: str, c: int) -> float:
         return median(of(name, c), "rps")
@@ -356,10 +403,7 @@ def report(runs: list[Run], names: list[str], concurrencies: tuple[int, ...]) ->
                 if variant in have:
                     ratio = rps(variant, c) / rps("mcpfleet", c)
                     verdicts.append((f"{cost} costs <= 5 % at {c} ({(1 - ratio) * 100:.1f} %)", ratio >= 0.95))
-    say("\ntargets")
-    for text, ok in verdicts:
-        say(f"  [{'pass' if ok else 'FAIL'}] {text}")
-    return 0 if all(ok for _, ok in verdicts) else 1
+    return report_targets(verdicts)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -368,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repetitions", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--only", nargs="*", help="run only these variants")
+    parser.add_argument("--cold-starts", type=int, default=7, help="cold starts measured per variant (0: none)")
+    parser.add_argument("--cold-only", action="store_true", help="measure the cold starts only")
     parser.add_argument(
         "--before",
         type=Path,
@@ -378,8 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     concurrencies = (1, 16, 64) if args.smoke else (1, 16, 64, 100, 256)
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("needs two cores: one for the servers, one for the load")
-    ensure_tools()
-    fastmcp_python = ensure_fastmcp()
+    if not args.cold_only:  # wrk and FastMCP's virtualenv are for the load runs
+        ensure_tools()
+    fastmcp_python = FASTMCP_VENV / "bin" / "python" if args.cold_only else ensure_fastmcp()
     logs = Path(tempfile.mkdtemp(prefix="mcpfleet-bench-"))
     # The server core runs only the server measured: this process (and the OTLP sink, a thread of it), and
     # PostgreSQL and Redis (its children), share the load core with wrk. Left to float, they took turns on
@@ -397,6 +444,12 @@ def main(argv: list[str] | None = None) -> int:
             chosen.insert(
                 0, Variant("before", [python, "-m", "apps.db"], "query", before.env, root=args.before.resolve())
             )
+        verdicts: list[tuple[str, bool]] = []
+        if args.cold_starts:
+            cold = measure_cold_starts([v for v in chosen if v.name in COLD_VARIANTS], logs, args.cold_starts)
+            verdicts += cold_start_targets(cold)
+            if args.cold_only:
+                return report_targets(verdicts)
         for variant in chosen:
             start(variant, logs)
         for variant in chosen:
@@ -416,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"p50 {run.p50_ms:6.1f} p99 {run.p99_ms:7.1f} ms failed {run.failed} "
                         f"cpu/call {run.cpu_ms_per_call:.2f} ms"
                     )
-        return report(runs, [v.name for v in chosen], concurrencies)
+        return report(runs, [v.name for v in chosen], concurrencies, verdicts)
     finally:
         for variant in chosen:
             if variant.process is not None:

@@ -76,10 +76,29 @@ class AppConfig(Model):
     # The app's own settings (its settings class, as environment variables), e.g. FILES_ROOTS; checked
     # against that class before anything is deployed. Platform settings and secrets are not set here.
     settings: dict[str, str] = Field(default_factory=dict)
+    # Where it runs: the cluster, or serverless (`infra/components/cloud_run.py`, `lambda_app.py`) for a
+    # low-traffic server; its declaration (Needs, settings, secrets) is the same. Serverless: `maxReplicas` is
+    # the most instances, `minInstances` the fewest (0: scale to zero), `concurrency` the requests one instance
+    # takes at once (Lambda: always 1 per sandbox).
+    target: Literal["kubernetes", "cloudrun", "lambda"] = "kubernetes"
+    min_instances: int = Field(default=0, ge=0, le=100)
+    concurrency: int = Field(default=40, ge=1, le=1000)
+
+    @property
+    def serverless(self) -> bool:
+        return self.target != "kubernetes"
+
+    @model_validator(mode="after")
+    def _serverless_has_no_volume(self) -> AppConfig:
+        if self.serverless and self.volumes:
+            raise ValueError(f"target {self.target} has no volumes: run an app with volumes on kubernetes")
+        if self.serverless and self.min_instances > self.max_replicas:
+            raise ValueError("minInstances must be <= maxReplicas")
+        return self
 
     @model_validator(mode="after")
     def _max_covers_min(self) -> AppConfig:
-        if self.max_replicas < self.replicas:
+        if self.max_replicas < self.replicas and not self.serverless:  # serverless: minInstances instead
             raise ValueError("maxReplicas must be >= replicas")
         single_node = [name for name, v in self.volumes.items() if v.access_mode == "ReadWriteOnce"]
         if single_node and self.max_replicas > 1:
@@ -184,6 +203,32 @@ class RoutesConfig(Model):
 SELF_SIGNED_SECRET = "mcpfleet-self-signed-tls"  # noqa: S105 (a Secret's name)
 
 
+class GcpConfig(Model):
+    """Where Cloud Run apps run: a project and region, and the VPC their traffic goes through (Direct VPC
+    egress, all traffic: the database, Redis and any outside host are reached under the VPC's own rules)."""
+
+    project: str = Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+    region: str = Field(pattern=r"^[a-z]+-[a-z]+[0-9]$")
+    network: str
+    subnetwork: str
+
+
+class AwsConfig(Model):
+    """Where Lambda apps run: a region, and the VPC subnets and security groups their traffic goes through."""
+
+    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
+    subnet_ids: list[str] = Field(min_length=1)
+    security_group_ids: list[str] = Field(min_length=1)
+
+
+class ServerlessConfig(Model):
+    gcp: GcpConfig | None = None
+    aws: AwsConfig | None = None
+    # Where serverless apps send spans (OTLP/HTTP): a collector they can reach through the VPC, or the cloud's
+    # own endpoint; nothing scrapes an instance that may not exist, so their telemetry leaves by push only.
+    otlp_endpoint: HttpUrl | None = None
+
+
 class StackConfig(Model):
     cluster: ClusterConfig = ClusterConfig()
     issuer: str  # compared verbatim with the tokens' `iss`, so kept exactly as written
@@ -201,12 +246,28 @@ class StackConfig(Model):
     ingress_namespace: str = "ingress-nginx"
     routes: RoutesConfig = RoutesConfig()
     redis_failure_mode: Literal["local", "open", "closed"] = "local"
+    serverless: ServerlessConfig = ServerlessConfig()
+
+    def on_cluster(self) -> dict[str, AppConfig]:
+        return {name: app for name, app in self.apps.items() if not app.serverless}
+
+    @model_validator(mode="after")
+    def _serverless_targets_have_a_place(self) -> StackConfig:
+        for name, app in self.apps.items():
+            cloud = {"cloudrun": self.serverless.gcp, "lambda": self.serverless.aws}.get(app.target, True)
+            if cloud is None:
+                where = "serverless.gcp" if app.target == "cloudrun" else "serverless.aws"
+                raise ValueError(f"apps.{name} targets {app.target}: set {where}")
+            if app.serverless and urlsplit(str(app.resource_url)).scheme != "https":
+                raise ValueError(f"apps.{name}.resourceUrl must be https: {app.target} serves it publicly")
+        return self
 
     def routed(self) -> dict[str, AppConfig]:
-        """The apps reached from outside the cluster: their resourceUrl's host is not a Service name."""
+        """The cluster's apps reached from outside it: their resourceUrl's host is not a Service name. (A
+        serverless app is reached at its platform's own endpoint.)"""
         return {
             name: app
-            for name, app in self.apps.items()
+            for name, app in self.on_cluster().items()
             if not in_cluster_host((urlsplit(str(app.resource_url)).hostname or "").lower())
         }
 

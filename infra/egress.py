@@ -76,7 +76,7 @@ class EgressPlan:
 def plan(stack: StackConfig, servers: Mapping[str, FocusedServer[Any, Any]]) -> EgressPlan:
     if ALERTMANAGER in stack.apps:
         raise ValueError(f"an app may not be named {ALERTMANAGER!r}: the egress proxy knows Alertmanager by it")
-    apps = {name: allowlist(name, app, servers[name], stack) for name, app in stack.apps.items()}
+    apps = {name: allowlist(name, app, servers[name], stack) for name, app in stack.on_cluster().items()}
     return EgressPlan({**apps, ALERTMANAGER: webhook_allowlist(stack)})
 
 

@@ -29,6 +29,12 @@ MOCK_SECRETS = {
         "mcp-notify.targetSecrets": '{"team-chat": {"url": "https://hooks.slack.com/services/T0/B0/mock"}}',
         "mcp-notify.smtpPassword": "mock-smtp-password",
     },
+    "serverless": {
+        "postgresAdminUrl": "postgresql://admin:mock-admin-password@db.internal:5432/mcpfleet",
+        "grafanaAdminPassword": "mock-grafana-password",
+        "mcp-notify.signingKey": "mock-signing-key-0123456789abcdef0123456789",
+        "serverlessRedisUrl": "rediss://:mock-redis-password@redis.internal:6379/0",
+    },
 }
 
 

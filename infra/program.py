@@ -15,10 +15,13 @@ from apps import fleet as apps_fleet
 from apps.kit import FocusedServer
 from infra import config as stack_config
 from infra import fleet
+from infra.components import serverless
 from infra.components.baseline import Baseline
+from infra.components.cloud_run import CloudRunApp
 from infra.components.cluster import Cluster
 from infra.components.dev_edge import DevEdge, routed_hosts
 from infra.components.egress_proxy import EgressProxy
+from infra.components.lambda_app import LambdaApp
 from infra.components.mcp_app import McpApp, Platform
 from infra.components.observability import Observability
 from infra.components.postgres import Postgres
@@ -87,6 +90,12 @@ def main() -> None:
         fleet.check(name, app, servers[name])
     stack = without_uncredentialed(stack, servers, secrets)
     servers = {name: servers[name] for name in stack.apps}
+    sized = {name: serverless.sized_for_instance(app, servers[name]) for name, app in stack.apps.items()}
+    stack = stack.model_copy(update={"apps": sized})
+    serverless_redis = secrets.get_secret("serverlessRedisUrl")
+    for name, app in stack.apps.items():
+        if app.serverless:
+            serverless.check(name, app, servers[name], stack, has_redis=serverless_redis is not None)
     fleet.check_connections(stack, servers)
 
     cluster = Cluster("cluster", stack.cluster)
@@ -123,6 +132,7 @@ def main() -> None:
         pulumi.export("dev_hosts_entries", [f"127.0.0.1 {host}" for host in routed_hosts(stack)])
     if egress.ports:
         EgressProxy("egress-proxy", egress, cluster.image, cluster.provider, opts=after_baseline)
+    declared_secrets = app_secrets(stack, servers, secrets)
     platform = Platform(
         stack=stack,
         image=cluster.image,
@@ -132,11 +142,20 @@ def main() -> None:
         services=observability.services,
         jwt_secret=jwt_secret,
         egress=egress,
-        app_secrets=app_secrets(stack, servers, secrets),
+        app_secrets=declared_secrets,
     )
-    urls = {
-        name: McpApp(name, app, servers[name], platform, opts=after_baseline).url for name, app in stack.apps.items()
+    urls: dict[str, pulumi.Input[str]] = {
+        name: McpApp(name, app, servers[name], platform, opts=after_baseline).url
+        for name, app in stack.on_cluster().items()
     }
+    elsewhere = serverless.ServerlessPlatform(
+        stack, cluster.image, postgres, jwt_secret, serverless_redis, declared_secrets
+    )
+    for name, app in stack.apps.items():
+        if app.target == "cloudrun":
+            urls[name] = CloudRunApp(name, app, servers[name], elsewhere).url
+        elif app.target == "lambda":
+            urls[name] = LambdaApp(name, app, servers[name], elsewhere).url
 
     pulumi.export("app_urls", urls)
     pulumi.export("grafana_url", observability.grafana_url)

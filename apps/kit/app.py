@@ -20,7 +20,6 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -33,12 +32,14 @@ from apps.kit.logs import configure_logging, log_event
 from apps.kit.manifest import MANIFEST_PATH
 from apps.kit.metrics import KitMetrics
 from apps.kit.probes import Readiness, ReadinessSource
-from apps.kit.ratelimit import Limiter, MemoryLimiter, RedisLimiter
+from apps.kit.ratelimit import Limiter, MemoryLimiter
 from apps.kit.telemetry import Telemetry
 from apps.kit.tracing import flush_traces, setup_tracing
 from apps.kit.volumes import VolumeCollector, volume_paths
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
     from apps.kit.server import FocusedServer
 
 
@@ -50,6 +51,10 @@ def resource_metadata_path(resource_url: str) -> str:
 def _limiter(settings: KitSettings, metrics: KitMetrics, server: str) -> tuple[Limiter, Redis | None]:
     if settings.redis_url is None:
         return MemoryLimiter(settings.rate_limit_per_minute), None
+    from redis.asyncio import Redis  # only with REDIS_URL: a server without Redis does not import its client
+
+    from apps.kit.ratelimit_redis import RedisLimiter
+
     redis = Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=1.0, socket_connect_timeout=1.0)
     # One window per principal per server: servers sharing a Redis do not spend each other's limits.
     prefix = f"mcpfleet:ratelimit:{server}:"

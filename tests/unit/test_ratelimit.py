@@ -12,7 +12,8 @@ from redis.asyncio import Redis
 
 from apps.kit.config import RedisFailureMode
 from apps.kit.metrics import KitMetrics
-from apps.kit.ratelimit import MemoryLimiter, RedisLimiter
+from apps.kit.ratelimit import MemoryLimiter
+from apps.kit.ratelimit_redis import RedisLimiter
 from tests.support.mcp_client import mcp_client
 from tests.support.raw import post, tool_call
 

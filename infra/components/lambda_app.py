@@ -1,0 +1,120 @@
+"""A focused server on AWS Lambda: the same container image, run by the Lambda runtime client
+(`apps.kit.lambda_main`: its lifespan entered once per sandbox), behind an API Gateway HTTP API.
+
+The HTTP API routes exactly the two paths an Ingress would (`POST /mcp` and the RFC 9728 metadata), so
+probes and metrics are not public. A function URL would change the URL tokens name as their audience; the
+API's own URL (or a custom domain) is the resourceUrl. One sandbox serves one request at a time, so
+`maxReplicas` is the function's reserved concurrency (its most sandboxes), and the pools hold one connection
+each. The function runs in the VPC's subnets and security groups (the database, Redis and outside hosts
+under the VPC's rules). Secret values are environment variables of the function, encrypted at rest by
+Lambda's KMS key and kept secret in Pulumi's state.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from apps.kit import FocusedServer
+from apps.kit.app import resource_metadata_path
+from infra.components.serverless import ServerlessPlatform, secret_values, serverless_wiring
+from infra.config import AppConfig
+
+HANDLER = ["awslambdaric", "apps.kit.lambda_main.handler"]  # after the image's `python -m`
+ASSUME_LAMBDA = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+)
+VPC_ACCESS_POLICY = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+
+
+def memory_mib(limit: str) -> int:
+    """A Kubernetes memory limit (`512Mi`, `1Gi`) as Lambda's megabytes (at least 128)."""
+    units = {"Mi": 1, "Gi": 1024}
+    return max(128, int(float(limit[:-2]) * units[limit[-2:]]))
+
+
+class LambdaApp(pulumi.ComponentResource):
+    url: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        app: AppConfig,
+        server: FocusedServer[Any, Any],
+        platform: ServerlessPlatform,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("mcpfleet:index:LambdaApp", name, None, opts)
+        aws_config = platform.stack.serverless.aws
+        assert aws_config is not None  # StackConfig refuses a lambda app without it
+        child = pulumi.ResourceOptions(parent=self)
+        wired = serverless_wiring(name, app, server, platform.stack)
+        role = aws.iam.Role(f"{name}-role", assume_role_policy=ASSUME_LAMBDA, opts=child)
+        aws.iam.RolePolicyAttachment(f"{name}-vpc", role=role.name, policy_arn=VPC_ACCESS_POLICY, opts=child)
+        variables: dict[str, pulumi.Input[str]] = {k: v for k, v in wired.env.items() if k not in ("PORT", "HOST")}
+        variables |= {"MCP_SERVER": app.module}
+        variables |= secret_values(name, app, server, platform)
+        function = aws.lambda_.Function(
+            f"{name}-function",
+            name=name,
+            package_type="Image",
+            image_uri=platform.image,
+            image_config={"commands": HANDLER},
+            role=role.arn,
+            memory_size=memory_mib(app.resources.memory_limit),
+            timeout=60,
+            reserved_concurrent_executions=app.max_replicas,
+            environment={"variables": pulumi.Output.secret(variables)},
+            vpc_config={"subnet_ids": aws_config.subnet_ids, "security_group_ids": aws_config.security_group_ids},
+            region=aws_config.region,
+            opts=child,
+        )
+        api = aws.apigatewayv2.Api(f"{name}-api", name=name, protocol_type="HTTP", region=aws_config.region, opts=child)
+        integration = aws.apigatewayv2.Integration(
+            f"{name}-integration",
+            api_id=api.id,
+            integration_type="AWS_PROXY",
+            integration_uri=function.invoke_arn,
+            payload_format_version="2.0",
+            timeout_milliseconds=30_000,
+            region=aws_config.region,
+            opts=child,
+        )
+        for route in routes(str(app.resource_url)):
+            aws.apigatewayv2.Route(
+                f"{name}-route-{route.split()[0].lower()}",
+                api_id=api.id,
+                route_key=route,
+                target=integration.id.apply(lambda integration_id: f"integrations/{integration_id}"),
+                region=aws_config.region,
+                opts=child,
+            )
+        aws.apigatewayv2.Stage(
+            f"{name}-stage", api_id=api.id, name="$default", auto_deploy=True, region=aws_config.region, opts=child
+        )
+        aws.lambda_.Permission(
+            f"{name}-invoke",
+            action="lambda:InvokeFunction",
+            function=function.name,
+            principal="apigateway.amazonaws.com",
+            source_arn=api.execution_arn.apply(lambda arn: f"{arn}/*/*"),
+            region=aws_config.region,
+            opts=child,
+        )
+        self.url = pulumi.Output.from_input(str(app.resource_url))
+        self.register_outputs({"url": self.url, "api_endpoint": api.api_endpoint})
+
+
+def routes(resource_url: str) -> list[str]:
+    """The HTTP API's routes: the MCP endpoint and its RFC 9728 metadata, nothing else (as an Ingress)."""
+    from urllib.parse import urlsplit
+
+    return [f"POST {urlsplit(resource_url).path}", f"GET {resource_metadata_path(resource_url)}"]
