@@ -211,6 +211,7 @@ class GcpConfig(Model):
     region: str = Field(pattern=r"^[a-z]+-[a-z]+[0-9]$")
     network: str
     subnetwork: str
+    notification_channels: list[str] = Field(default_factory=list)  # Cloud Monitoring channels its alerts page
 
 
 class AwsConfig(Model):
@@ -219,6 +220,7 @@ class AwsConfig(Model):
     region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
     subnet_ids: list[str] = Field(min_length=1)
     security_group_ids: list[str] = Field(min_length=1)
+    alarm_topic_arn: str | None = None  # the SNS topic its CloudWatch alarms notify
 
 
 class ServerlessConfig(Model):

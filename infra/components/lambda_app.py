@@ -18,6 +18,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from alerts.serverless import SATURATED, SERVER_ERROR_RATE, SERVER_ERRORS, ServerlessAlert
 from apps.kit import FocusedServer
 from apps.kit.app import resource_metadata_path
 from infra.components.serverless import ServerlessPlatform, secret_values, serverless_wiring
@@ -42,6 +43,17 @@ def memory_mib(limit: str) -> int:
 
 
 class LambdaApp(pulumi.ComponentResource):
+    def _alarms(self, name: str, app: AppConfig, api: Any, region: str, topic: str | None) -> None:
+        """CloudWatch's view (`alerts/serverless.py`): 5xx from the HTTP API and failed invocations; throttles,
+        which mean every sandbox the reserved concurrency allows is busy."""
+        per_minute = SERVER_ERROR_RATE * 60
+        api_5xx = {"namespace": "AWS/ApiGateway", "metric_name": "5xx", "dimensions": {"ApiId": api.id}}
+        errors = {"namespace": "AWS/Lambda", "metric_name": "Errors", "dimensions": {"FunctionName": name}}
+        throttles = {"namespace": "AWS/Lambda", "metric_name": "Throttles", "dimensions": {"FunctionName": name}}
+        _alarm(name, SERVER_ERRORS, api_5xx, per_minute, region, topic, self)
+        _alarm(name, SERVER_ERRORS, errors, per_minute, region, topic, self)
+        _alarm(name, SATURATED, throttles, 0, region, topic, self)
+
     url: pulumi.Output[str]
 
     def __init__(
@@ -109,8 +121,36 @@ class LambdaApp(pulumi.ComponentResource):
             region=aws_config.region,
             opts=child,
         )
+        self._alarms(name, app, api, aws_config.region, aws_config.alarm_topic_arn)
         self.url = pulumi.Output.from_input(str(app.resource_url))
         self.register_outputs({"url": self.url, "api_endpoint": api.api_endpoint})
+
+
+def _alarm(
+    name: str,
+    alert: ServerlessAlert,
+    metric: dict[str, Any],
+    threshold: float,
+    region: str,
+    topic: str | None,
+    parent: pulumi.Resource,
+) -> None:
+    aws.cloudwatch.MetricAlarm(
+        f"{name}-{alert.name}-{metric['metric_name'].lower()}",
+        alarm_description=alert.description(name),
+        comparison_operator="GreaterThanThreshold",
+        threshold=threshold,
+        period=60,
+        evaluation_periods=alert.for_seconds // 60,
+        datapoints_to_alarm=alert.for_seconds // 60,
+        statistic="Sum",
+        treat_missing_data="notBreaching",  # no traffic is not an error
+        alarm_actions=[topic] if topic else [],
+        ok_actions=[topic] if topic else [],
+        region=region,
+        opts=pulumi.ResourceOptions(parent=parent),
+        **metric,
+    )  # fmt: skip
 
 
 def routes(resource_url: str) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from infra.mocked import MOCK_SECRETS, kubernetes_objects, stack_config
 from tests.infra.conftest import Declared, run_program
 
 APPS = "mcp-apps"
+REPO = Path(__file__).resolve().parents[2]
 SIGNING_KEY = MOCK_SECRETS["serverless"]["mcp-notify.signingKey"]
 
 
@@ -143,3 +145,21 @@ def test_the_dry_run_prints_every_resource_of_every_target_and_no_secret():
     assert lines[-1].startswith(f"{len(lines) - 1} resources: ")
     for value in MOCK_SECRETS["serverless"].values():
         assert value not in result.stdout
+
+
+def test_each_serverless_app_alerts_from_what_its_platform_exports_with_a_runbook(declared):
+    policies = {p["displayName"]: p for p in inputs(declared, "gcp:monitoring/alertPolicy:AlertPolicy")}
+    assert set(policies) == {"McpServerlessServerErrors mcp-notify", "McpServerlessSaturated mcp-notify"}
+    errors = policies["McpServerlessServerErrors mcp-notify"]["conditions"][0]["conditionThreshold"]
+    assert 'response_code_class = "5xx"' in errors["filter"] and 'service_name = "mcp-notify"' in errors["filter"]
+    saturated = policies["McpServerlessSaturated mcp-notify"]["conditions"][0]["conditionThreshold"]
+    assert saturated["thresholdValue"] == 4.5  # maxReplicas 5: at the most instances
+    alarms = {(a["namespace"], a["metricName"]): a for a in inputs(declared, "aws:cloudwatch/metricAlarm:MetricAlarm")}
+    assert set(alarms) == {("AWS/ApiGateway", "5xx"), ("AWS/Lambda", "Errors"), ("AWS/Lambda", "Throttles")}
+    assert alarms[("AWS/Lambda", "Throttles")]["dimensions"] == {"FunctionName": "mcp-db"}
+    assert all(a["treatMissingData"] == "notBreaching" for a in alarms.values())  # no traffic is no error
+    for text in [p["documentation"]["content"] for p in policies.values()] + [
+        a["alarmDescription"] for a in alarms.values()
+    ]:
+        page = text.rsplit("/runbooks/", 1)[1]
+        assert (REPO / "runbooks" / page).is_file(), page
