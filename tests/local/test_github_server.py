@@ -247,3 +247,43 @@ def test_review_comments_are_labelled_like_every_other_read(start_github, fake):
     comments = result["structuredContent"]["comments"]
     assert comments and all({"path", "line", "body", "author"} <= set(c) for c in comments)
     assert len(result["_meta"]["mcpfleet/trust"]) == len(comments)
+
+
+def test_what_a_typical_session_costs_upstream(start_github, fake):
+    """A triage session: list the issues, read two, search, list pull requests, read one and its review
+    comments, comment once; then the same reads again (a second look). Counted as GitHub sees them: the first
+    pass spends the hourly budget once per GitHub request; the second is answered with 304s, which spend
+    nothing, except for lists GitHub declares no 304 for."""
+    github = start_github()
+    repo = {"owner": "octo", "repo": "hello"}
+    reads = [
+        ("list_issues", repo),
+        ("get_issue", repo | {"number": 1}),
+        ("get_issue", repo | {"number": 2}),
+        ("search_issues", repo | {"query": "crash"}),
+        ("list_pull_requests", repo),
+        ("get_pull_request", repo | {"number": 1}),
+        ("list_review_comments", repo | {"number": 1}),
+    ]
+    start = fake.budget
+    for tool, arguments in reads:
+        assert not call(github, tool, arguments).get("isError")
+    first_pass = start - fake.budget
+    requests_first = len(fake.seen)
+    preview = call(github, "add_issue_comment", repo | {"number": 1, "body": "Looking into it."}, WRITE)
+    confirm = preview["structuredContent"]["confirm"]  # issue 2 is by an untrusted author: a preview first
+    assert call(github, "add_issue_comment", repo | {"number": 1, "body": "Looking into it.", "confirm": confirm},
+                WRITE)["structuredContent"]["status"] == "commented"  # fmt: skip
+    before_second = fake.budget
+    for tool, arguments in reads:
+        assert not call(github, tool, arguments).get("isError")
+    second_pass = before_second - fake.budget
+    not_modified = sum(1 for s in fake.seen[requests_first:] if s.status == 304)
+    # First pass: the repository's visibility once, then one request per list or item (an issue with its
+    # comments is two); the search spends the separate search budget, not this one.
+    assert (requests_first, first_pass) == (11, 10)
+    assert fake.search_budget == 9
+    # Second pass: every item and list GitHub declares a 304 for is answered from the cache for nothing.
+    assert (second_pass, not_modified) == (5, 5)
+    print(f"typical session: first pass {requests_first} requests ({first_pass} core, 1 search), one write, "
+          f"second pass {second_pass} core ({not_modified} answered 304)")  # fmt: skip
