@@ -14,7 +14,7 @@ import argparse
 import json
 from typing import Any
 
-from infra.mocked import SECRET_SIGNATURE, collect
+from infra.mocked import SECRET_SIGNATURE, collect, normalise
 
 # The properties that say what a resource is, by name wherever they occur in its inputs (first found, depth first).
 KEY_PROPERTIES = (
@@ -56,21 +56,10 @@ def _find(value: Any, key: str) -> Any:
     return None
 
 
-def _whole(value: Any) -> Any:
-    """The mock monitor returns numbers as floats (protobuf Struct): 50.0 -> 50."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _whole(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_whole(v) for v in value]
-    return value
-
-
 def _shown(value: Any) -> str:
     if isinstance(value, dict) and SECRET_SIGNATURE in value:
         return "[secret]"
-    value = _whole(value)
+    value = normalise(value, unwrap_secrets=False)
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), default=str)
     text = text.replace("\n", " ")
     return text if len(text) <= MAX_VALUE else text[: MAX_VALUE - 1] + "…"

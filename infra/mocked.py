@@ -106,16 +106,17 @@ def collect(stack: str, overrides: dict[str, Any] | None = None) -> dict[str, An
 SECRET_SIGNATURE = "4dabf18193072939515e22adb298388d"  # noqa: S105 - Pulumi's marker for a secret value, not one
 
 
-def _normalise(value: Any) -> Any:
-    """Unwrap secret markers, and turn the mock monitor's floats (protobuf Struct) back into integers."""
+def normalise(value: Any, unwrap_secrets: bool = True) -> Any:
+    """Turn the mock monitor's floats (protobuf Struct) back into integers, and unwrap secret markers (or keep
+    them, for a listing that must not show secret values)."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict) and SECRET_SIGNATURE in value:
-        return _normalise(value.get("value"))
+        return normalise(value.get("value")) if unwrap_secrets else value
     if isinstance(value, dict):
-        return {k: _normalise(v) for k, v in value.items()}
+        return {k: normalise(v, unwrap_secrets) for k, v in value.items()}
     if isinstance(value, list):
-        return [_normalise(v) for v in value]
+        return [normalise(v, unwrap_secrets) for v in value]
     return value
 
 
@@ -132,7 +133,7 @@ def kubernetes_objects(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
         kind = resource["type"].rsplit(":", 1)[-1]
         if not resource["type"].startswith("kubernetes:") or resource["type"].startswith("kubernetes:helm.sh/"):
             continue  # a Helm release is not an API object: what it creates is its chart's
-        manifest = _normalise(resource["inputs"])
+        manifest = normalise(resource["inputs"])
         objects.append(
             {
                 "apiVersion": api_version(resource["type"]),

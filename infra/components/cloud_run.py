@@ -47,40 +47,6 @@ def cloud_run_cpu(limit: str, concurrency: int) -> str:
 
 
 class CloudRunApp(pulumi.ComponentResource):
-    def _alerts(self, name: str, app: AppConfig, project: str, channels: list[str]) -> None:
-        """Cloud Monitoring's view of the service (`alerts/serverless.py`): 5xx answers, and instances at the most."""
-        service = f'resource.type = "cloud_run_revision" AND resource.labels.service_name = "{name}"'
-        conditions = {
-            SERVER_ERRORS: _condition(
-                "5xx answers per second",
-                f'{service} AND metric.type = "run.googleapis.com/request_count" '
-                'AND metric.labels.response_code_class = "5xx"',
-                SERVER_ERROR_RATE,
-                SERVER_ERRORS.for_seconds,
-                "ALIGN_RATE",
-                "REDUCE_SUM",
-            ),
-            SATURATED: _condition(
-                "instances at maxReplicas",
-                f'{service} AND metric.type = "run.googleapis.com/container/instance_count"',
-                app.max_replicas - 0.5,  # at the most instances
-                SATURATED.for_seconds,
-                "ALIGN_MAX",
-                "REDUCE_SUM",
-            ),
-        }
-        for alert, condition in conditions.items():
-            gcp.monitoring.AlertPolicy(
-                f"{name}-{alert.name}",
-                display_name=f"{alert.name} {name}",
-                combiner="OR",
-                conditions=[condition],
-                documentation={"content": alert.description(name), "mime_type": "text/markdown"},
-                notification_channels=channels,
-                project=project,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-
     url: pulumi.Output[str]
 
     def __init__(
@@ -178,3 +144,37 @@ class CloudRunApp(pulumi.ComponentResource):
         self._alerts(name, app, gcp_config.project, gcp_config.notification_channels)
         self.url = pulumi.Output.from_input(str(app.resource_url))
         self.register_outputs({"url": self.url, "service_uri": service.uri})
+
+    def _alerts(self, name: str, app: AppConfig, project: str, channels: list[str]) -> None:
+        """Cloud Monitoring's view of the service (`alerts/serverless.py`): 5xx answers, and instances at the most."""
+        service = f'resource.type = "cloud_run_revision" AND resource.labels.service_name = "{name}"'
+        conditions = {
+            SERVER_ERRORS: _condition(
+                "5xx answers per second",
+                f'{service} AND metric.type = "run.googleapis.com/request_count" '
+                'AND metric.labels.response_code_class = "5xx"',
+                SERVER_ERROR_RATE,
+                SERVER_ERRORS.for_seconds,
+                "ALIGN_RATE",
+                "REDUCE_SUM",
+            ),
+            SATURATED: _condition(
+                "instances at maxReplicas",
+                f'{service} AND metric.type = "run.googleapis.com/container/instance_count"',
+                app.max_replicas - 0.5,  # at the most instances
+                SATURATED.for_seconds,
+                "ALIGN_MAX",
+                "REDUCE_SUM",
+            ),
+        }
+        for alert, condition in conditions.items():
+            gcp.monitoring.AlertPolicy(
+                f"{name}-{alert.name}",
+                display_name=f"{alert.name} {name}",
+                combiner="OR",
+                conditions=[condition],
+                documentation={"content": alert.description(name), "mime_type": "text/markdown"},
+                notification_channels=channels,
+                project=project,
+                opts=pulumi.ResourceOptions(parent=self),
+            )

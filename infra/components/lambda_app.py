@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_aws as aws
@@ -43,17 +44,6 @@ def memory_mib(limit: str) -> int:
 
 
 class LambdaApp(pulumi.ComponentResource):
-    def _alarms(self, name: str, app: AppConfig, api: Any, region: str, topic: str | None) -> None:
-        """CloudWatch's view (`alerts/serverless.py`): 5xx from the HTTP API and failed invocations; throttles,
-        which mean every sandbox the reserved concurrency allows is busy."""
-        per_minute = SERVER_ERROR_RATE * 60
-        api_5xx = {"namespace": "AWS/ApiGateway", "metric_name": "5xx", "dimensions": {"ApiId": api.id}}
-        errors = {"namespace": "AWS/Lambda", "metric_name": "Errors", "dimensions": {"FunctionName": name}}
-        throttles = {"namespace": "AWS/Lambda", "metric_name": "Throttles", "dimensions": {"FunctionName": name}}
-        _alarm(name, SERVER_ERRORS, api_5xx, per_minute, region, topic, self)
-        _alarm(name, SERVER_ERRORS, errors, per_minute, region, topic, self)
-        _alarm(name, SATURATED, throttles, 0, region, topic, self)
-
     url: pulumi.Output[str]
 
     def __init__(
@@ -125,6 +115,17 @@ class LambdaApp(pulumi.ComponentResource):
         self.url = pulumi.Output.from_input(str(app.resource_url))
         self.register_outputs({"url": self.url, "api_endpoint": api.api_endpoint})
 
+    def _alarms(self, name: str, app: AppConfig, api: Any, region: str, topic: str | None) -> None:
+        """CloudWatch's view (`alerts/serverless.py`): 5xx from the HTTP API and failed invocations; throttles,
+        which mean every sandbox the reserved concurrency allows is busy."""
+        per_minute = SERVER_ERROR_RATE * 60
+        api_5xx = {"namespace": "AWS/ApiGateway", "metric_name": "5xx", "dimensions": {"ApiId": api.id}}
+        errors = {"namespace": "AWS/Lambda", "metric_name": "Errors", "dimensions": {"FunctionName": name}}
+        throttles = {"namespace": "AWS/Lambda", "metric_name": "Throttles", "dimensions": {"FunctionName": name}}
+        _alarm(name, SERVER_ERRORS, api_5xx, per_minute, region, topic, self)
+        _alarm(name, SERVER_ERRORS, errors, per_minute, region, topic, self)
+        _alarm(name, SATURATED, throttles, 0, region, topic, self)
+
 
 def _alarm(
     name: str,
@@ -155,6 +156,4 @@ def _alarm(
 
 def routes(resource_url: str) -> list[str]:
     """The HTTP API's routes: the MCP endpoint and its RFC 9728 metadata, nothing else (as an Ingress)."""
-    from urllib.parse import urlsplit
-
     return [f"POST {urlsplit(resource_url).path}", f"GET {resource_metadata_path(resource_url)}"]
