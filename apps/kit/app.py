@@ -31,6 +31,7 @@ from apps.kit.endpoint import McpEndpoint
 from apps.kit.logs import configure_logging, log_event
 from apps.kit.manifest import MANIFEST_PATH
 from apps.kit.metrics import KitMetrics
+from apps.kit.metrics_push import push_registry, stop_metrics
 from apps.kit.probes import Readiness, ReadinessSource
 from apps.kit.ratelimit import Limiter, MemoryLimiter
 from apps.kit.telemetry import Telemetry
@@ -147,6 +148,9 @@ class Runtime:
             if isinstance(state, ReadinessSource):
                 for check_name, check in state.readiness_checks().items():
                     self.readiness.add(check_name, check)
+            # Serverless: the registry (the server's own series included, now registered) is pushed over OTLP.
+            if push_registry(self.metrics.registry, self.settings, self.server.name) is not None:
+                stack.push_async_callback(asyncio.to_thread, stop_metrics)
             if self.redis is not None:
                 stack.push_async_callback(self.redis.aclose)
             stack.push_async_callback(self.limiter.close)  # before Redis closes: lent slots go back

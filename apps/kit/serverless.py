@@ -5,9 +5,10 @@ The usual adapter runs the ASGI lifespan around every invocation, so a warm sand
 reopen) the server's pools on each request. Here the sandbox's init phase builds the app, opens its state in
 one event loop that lives as long as the sandbox, and Mangum (with its lifespan off) translates each event
 into a request on that loop. Between invocations the CPU is frozen, so the settings are forced into the
-serverless profile (no background refresher; `/ready` checks when asked), and buffered spans are flushed
-before an invocation returns, within a small budget. On SIGTERM (which Lambda sends when an extension is
-registered) the lifespan closes: pools closed, last spans flushed.
+serverless profile (no background refresher; `/ready` checks when asked), and buffered spans and the pushed
+metrics (`apps.kit.metrics_push`) are flushed before an invocation returns, within a small budget. On
+SIGTERM (which Lambda sends when an extension is registered) the lifespan closes: pools closed, last spans
+flushed.
 
 `python -m awslambdaric apps.kit.lambda_main.handler` with `MCP_SERVER=apps.db` runs it in the container image.
 """
@@ -23,6 +24,7 @@ from mangum import Mangum
 
 from apps.kit.config import KitSettings, load_settings
 from apps.kit.logs import log_event
+from apps.kit.metrics_push import flush_metrics
 from apps.kit.server import FocusedServer, load_server
 from apps.kit.tracing import flush_traces
 
@@ -48,6 +50,7 @@ class LambdaApp:
             return self.adapter(event, context)
         finally:
             flush_traces(FLUSH_SECONDS)
+            flush_metrics(FLUSH_SECONDS)
 
     def close(self) -> None:
         """Close the server's state once (pools, Redis, the limiter's lent slots) and flush the last spans."""

@@ -93,6 +93,8 @@ async def test_an_instance_starts_drains_within_the_notice_and_flushes_its_spans
     assert exited < CLOUD_RUN_NOTICE_SECONDS, exited
     assert status["StatusCode"] in (0, 143)
     assert any(path == "/v1/traces" for path, _ in receiver.bodies)  # flushed at shutdown
+    counts = receiver.gauges()["mcp_server_operation_duration_seconds_count"]  # metrics pushed, not scraped
+    assert any(labels.get("gen_ai_tool_name") == "query" and value >= 2 for labels, value in counts)
     assert any(b"tools/call" in body or b"query" in body for path, body in receiver.bodies if path == "/v1/traces")
     measured(
         f"cloud run contract: ready {ready_after:.1f}s after start; drained and exited {exited:.1f}s after SIGTERM"

@@ -22,6 +22,7 @@ from apps.kit.token import mint
 from tests.conftest import ISSUER, SECRET
 from tests.local.conftest import READER_PASSWORD, WRITER_PASSWORD
 from tests.support.lambda_runtime import DOMAIN, RuntimeApi, http_api_event
+from tests.support.otlp import OtlpReceiver
 from tests.support.raw import BASE_HEADERS, tool_call
 
 pytestmark = pytest.mark.postgres
@@ -30,7 +31,14 @@ RESOURCE = f"https://{DOMAIN}/mcp"  # the HTTP API's URL: the audience tokens na
 
 
 @pytest.fixture
-def sandbox(pg, tmp_path) -> Iterator[tuple[RuntimeApi, subprocess.Popen[bytes], Path]]:
+def otlp() -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver()
+    yield receiver
+    receiver.server.shutdown()
+
+
+@pytest.fixture
+def sandbox(pg, otlp, tmp_path) -> Iterator[tuple[RuntimeApi, subprocess.Popen[bytes], Path]]:
     api = RuntimeApi()
     log = tmp_path / "sandbox.log"
     env = {
@@ -45,6 +53,7 @@ def sandbox(pg, tmp_path) -> Iterator[tuple[RuntimeApi, subprocess.Popen[bytes],
         "DB_READ_URL": pg.url("mcp_db_reader", READER_PASSWORD),
         "DB_WRITE_URL": pg.url("mcp_db_writer", WRITER_PASSWORD),
         "RATE_LIMIT_PER_MINUTE": "1000",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url,  # nothing scrapes a sandbox: its metrics are pushed
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -82,7 +91,7 @@ def invoke(api: RuntimeApi, method: str, path: str, body: Any = None, token: str
     return answer
 
 
-def test_warm_invocations_share_one_lifespan_and_sigterm_closes_it(sandbox, pg):
+def test_warm_invocations_share_one_lifespan_and_sigterm_closes_it(sandbox, pg, otlp):
     api, process, log = sandbox
     token = mint(SECRET, issuer=ISSUER, audience=RESOURCE, subject="alice", scopes="db:read")
 
@@ -92,6 +101,9 @@ def test_warm_invocations_share_one_lifespan_and_sigterm_closes_it(sandbox, pg):
     assert result["structuredContent"]["tables"] == ["customers", "order_items", "orders", "products"]
     pools = app_backends(pg)
     assert pools, "the pools are open"
+    # Pushed before the invocation returned: the kit's own series, as Prometheus would have scraped them.
+    counts = otlp.gauges()["mcp_server_operation_duration_seconds_count"]
+    assert any(labels.get("gen_ai_tool_name") == "list_tables" and value == 1 for labels, value in counts)
 
     forged = invoke(api, "POST", "/mcp", tool_call("list_tables"), token[:-4] + "AAAA")
     assert forged["statusCode"] == 401

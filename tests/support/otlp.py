@@ -27,3 +27,19 @@ class OtlpReceiver:
         self.server = ThreadingHTTPServer((host, 0), Handler)
         self.url = f"http://{host}:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def gauges(self) -> dict[str, list[tuple[dict[str, str], float]]]:
+        """The gauge points of every metrics export received, by metric name (as `apps.kit.metrics_push` sends)."""
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+        points: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for path, body in list(self.bodies):
+            if path != "/v1/metrics":
+                continue
+            for resource in ExportMetricsServiceRequest.FromString(body).resource_metrics:
+                for scope in resource.scope_metrics:
+                    for metric in scope.metrics:
+                        for point in metric.gauge.data_points:
+                            labels = {a.key: a.value.string_value for a in point.attributes}
+                            points.setdefault(metric.name, []).append((labels, point.as_double))
+        return points
