@@ -63,7 +63,11 @@ class CloudRunApp(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         wired = serverless_wiring(name, app, server, platform.stack)
         account = gcp.serviceaccount.Account(
-            f"{name}-sa", account_id=name, display_name=f"mcpfleet {name}", opts=child, project=gcp_config.project
+            f"{name}-sa",
+            account_id=f"mcpfleet-{name}"[:30],  # GCP asks for 6 to 30 characters
+            display_name=f"mcpfleet {name}",
+            opts=child,
+            project=gcp_config.project,
         )
         member = account.email.apply(lambda email: f"serviceAccount:{email}")
         secret_env = []

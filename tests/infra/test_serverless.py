@@ -79,6 +79,8 @@ def test_the_cloud_run_app_scales_to_zero_reads_secrets_from_secret_manager_and_
     assert SIGNING_KEY not in json.dumps(container)
     readers = inputs(declared, "gcp:secretmanager/secretIamMember:SecretIamMember")
     assert {r["role"] for r in readers} == {"roles/secretmanager.secretAccessor"} and len(readers) == 2
+    [account] = inputs(declared, "gcp:serviceaccount/account:Account")
+    assert account["accountId"] == "mcpfleet-mcp-notify" and 6 <= len(account["accountId"]) <= 30
     [invoker] = inputs(declared, "gcp:cloudrunv2/serviceIamMember:ServiceIamMember")
     assert (invoker["role"], invoker["member"]) == ("roles/run.invoker", "allUsers")  # the app checks tokens
 
