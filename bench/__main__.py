@@ -31,9 +31,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -57,9 +59,21 @@ ARGUMENTS = {"table": "products", "limit": 10}
 SERVER_CORE, LOAD_CORE = "0", "1"
 
 
-def body(tool: str) -> str:
-    message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": ARGUMENTS}}
-    return json.dumps(message, separators=(",", ":"))
+FILE_TEXT = "mcpfleet bench line\n" * 200  # a 4 KiB text file, read whole
+FILE_ARGUMENTS: dict[str, object] = {"path": "bench.txt"}
+
+
+def body(tool: str, arguments: dict[str, object] | None = None) -> str:
+    params = {"name": tool, "arguments": ARGUMENTS if arguments is None else arguments}
+    return json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}, separators=(",", ":"))
+
+
+def ten_rows(result: dict[str, Any]) -> bool:
+    return bool(result["structuredContent"]["count"] == 10)
+
+
+def the_file(result: dict[str, Any]) -> bool:
+    return bool(result["structuredContent"]["text"] == FILE_TEXT)
 
 
 @dataclass
@@ -69,6 +83,9 @@ class Variant:
     tool: str
     env: dict[str, str] = field(default_factory=dict)
     auth: bool = True
+    arguments: dict[str, object] | None = None  # the tool's arguments (default: the db query's)
+    expect: Callable[[dict[str, Any]], bool] = ten_rows  # the answer is right
+    scopes: str = "db:read"
     root: Path = ROOT  # the checkout it runs from (`--before` runs another one)
     container: str | None = None  # a container's name, when the command is `docker run`: removed after
     port: int = 0
@@ -79,7 +96,7 @@ class Variant:
         return f"http://127.0.0.1:{self.port}/mcp"
 
     def token(self) -> str:
-        return mint(SECRET, issuer=ISSUER, audience=self.url, subject="bench", scopes="db:read") if self.auth else ""
+        return mint(SECRET, issuer=ISSUER, audience=self.url, subject="bench", scopes=self.scopes) if self.auth else ""
 
 
 @dataclass
@@ -156,7 +173,17 @@ async def prepare_database(pg: LocalPostgres) -> str:
     return pg.url("mcp_db_reader", "bench-reader")
 
 
-def variants(dsn: str, redis_url: str, sink: str, fastmcp_python: Path) -> list[Variant]:
+def files_root() -> Path:
+    """The files server's volume: one root, `workspace`, holding the file every read returns."""
+    root = Path(tempfile.mkdtemp(prefix="mcpfleet-bench-files-"))
+    (root / "workspace").mkdir()
+    (root / "workspace" / "bench.txt").write_text(FILE_TEXT)
+    return root
+
+
+def variants(
+    dsn: str, redis_url: str, sink: str, fastmcp_python: Path, files_root: Path = Path("/nonexistent")
+) -> list[Variant]:
     app_env = {
         **sampling_env(ObservabilityConfig().trace_sample_ratio),  # tracing sampled as shipped
         "MCP_ISSUER": ISSUER,
@@ -175,6 +202,24 @@ def variants(dsn: str, redis_url: str, sink: str, fastmcp_python: Path) -> list[
         Variant("bare-sdk", [python, str(BENCH / "peers/bare_sdk.py")], "query_rows", peer_env, auth=False),
         Variant("fastmcp", [str(fastmcp_python), str(BENCH / "peers/fastmcp_jwt.py")], "query_rows", peer_env),
         Variant("starlette", [python, str(BENCH / "peers/raw_starlette.py")], "query_rows", peer_env, auth=False),
+        Variant(
+            "files",
+            [python, "-m", "apps.files"],
+            "read_file",
+            {**app_env, "FILES_PATH": str(files_root), "FILES_ROOTS": '{"workspace": "ro"}'},
+            arguments=FILE_ARGUMENTS,
+            expect=the_file,
+            scopes="files:read",
+        ),
+        Variant(
+            "files-floor",
+            [python, str(BENCH / "peers/raw_files.py")],
+            "read_file",
+            {"BENCH_FILES_ROOT": str(files_root / "workspace")},
+            auth=False,
+            arguments=FILE_ARGUMENTS,
+            expect=the_file,
+        ),
     ]
 
 
@@ -211,9 +256,11 @@ def verify(variant: Variant, poll_seconds: float = 0.3) -> None:
     last: object = None
     while time.monotonic() < deadline:
         try:
-            response = httpx.post(variant.url, content=body(variant.tool), headers=headers, timeout=5)
+            response = httpx.post(
+                variant.url, content=body(variant.tool, variant.arguments), headers=headers, timeout=5
+            )
             result = response.json()["result"]
-            if response.status_code == 200 and result["structuredContent"]["count"] == 10 and not result["isError"]:
+            if response.status_code == 200 and not result["isError"] and variant.expect(result):
                 return
             last = response.text[:300]
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
@@ -292,7 +339,7 @@ def rss_mib(pid: int) -> float:
 def wrk(variant: Variant, connections: int, seconds: float) -> dict[str, int]:
     env = {
         **os.environ,
-        "BENCH_BODY": body(variant.tool),
+        "BENCH_BODY": body(variant.tool, variant.arguments),
         "BENCH_TOKEN": variant.token(),
         "BENCH_PROTOCOL_VERSION": PROTOCOL_VERSION,
     }
@@ -415,6 +462,14 @@ def report(runs: list[Run], names: list[str], concurrencies: tuple[int, ...], ve
         if c in (1, 16, 64):
             ours_p99, bare_p99 = median(of("mcpfleet", c), "p99_ms"), median(of("bare-sdk", c), "p99_ms")
             verdicts.append((f"p99 {ours_p99:.1f} ms <= bare SDK's {bare_p99:.1f} ms at {c}", ours_p99 <= bare_p99))
+    say("\neach server against a raw floor doing the same work (same run)")
+    floors = (("mcpfleet", "starlette", 0.9), ("files", "files-floor", 0.8))
+    for server, floor, target in floors:
+        for c in concurrencies if {server, floor} <= have else ():
+            ratio = rps(server, c) / rps(floor, c)
+            say(f"  {c:3d} conns: {server} / {floor} {ratio:.2f}x")
+            if c in (16, 64):
+                verdicts.append((f"{server} >= {target}x its floor {floor} at {c} ({ratio:.2f}x)", ratio >= target))
     for c in concurrencies if "mcpfleet" in have else ():
         if c in (64, 100, 256):
             failed = sum(r.failed for r in of("mcpfleet", c))
@@ -459,7 +514,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("needs two cores: one for the servers, one for the load")
     if not args.cold_only:  # wrk and FastMCP's virtualenv are for the load runs
         ensure_tools()
-    fastmcp_python = FASTMCP_VENV / "bin" / "python" if args.cold_only else ensure_fastmcp()
+    needs_fastmcp = not args.cold_only and (not args.only or "fastmcp" in args.only)
+    fastmcp_python = ensure_fastmcp() if needs_fastmcp else FASTMCP_VENV / "bin" / "python"
     logs = Path(tempfile.mkdtemp(prefix="mcpfleet-bench-"))
     # The server core runs only the server measured: this process (and the OTLP sink, a thread of it), and
     # PostgreSQL and Redis (its children), share the load core with wrk. Left to float, they took turns on
@@ -470,9 +526,12 @@ def main(argv: list[str] | None = None) -> int:
     chosen: list[Variant] = []
     try:
         dsn = asyncio.run(prepare_database(pg))
-        chosen = [v for v in variants(dsn, redis.url, sink.url, fastmcp_python) if not args.only or v.name in args.only]
+        files = files_root()
+        every = variants(dsn, redis.url, sink.url, fastmcp_python, files)
+        shipped = next(v for v in every if v.name == "mcpfleet")
+        chosen = [v for v in every if not args.only or v.name in args.only]
         if args.before:
-            before = next(v for v in variants(dsn, redis.url, sink.url, fastmcp_python) if v.name == "mcpfleet")
+            before = shipped
             python = str(args.before.resolve() / ".venv" / "bin" / "python")
             chosen.insert(
                 0, Variant("before", [python, "-m", "apps.db"], "query", before.env, root=args.before.resolve())
@@ -481,8 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cold_starts:
             cold_variants = [v for v in chosen if v.name in COLD_VARIANTS]
             if args.images:
-                mcpfleet = next(v for v in variants(dsn, redis.url, sink.url, fastmcp_python) if v.name == "mcpfleet")
-                cold_variants += image_variants(mcpfleet.env, args.before.resolve() if args.before else None)
+                cold_variants += image_variants(shipped.env, args.before.resolve() if args.before else None)
             cold = measure_cold_starts(cold_variants, logs, args.cold_starts)
             verdicts += cold_start_targets(cold)
             if args.cold_only:
