@@ -8,7 +8,7 @@ Kubernetes Secret, a git-ignored file).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,27 @@ from infra.names import METRICS_PORT, PORT
 
 SHUTDOWN_GRACE_SECONDS = 25  # the app drains this long after SIGTERM
 JWKS_ALGORITHMS = "RS256 ES256"
+
+
+def secret_values(
+    app: AppConfig,
+    server: FocusedServer[Any, Any],
+    dsn: Callable[[str], Any],
+    redis_url: Any,
+    jwt_secret: Any,
+    provided: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The values of `secret_env`, for every target: its DSNs (`dsn(role)`), the Redis URL, the token secret
+    when tokens are HS256, and the declared secrets the stack provides (`provided`: key -> value)."""
+    needs = server.needs
+    values: dict[str, Any] = {env: dsn(role) for env, role in needs.postgres.items()}
+    if fleet.uses_redis(app, server) and redis_url is not None:
+        values["REDIS_URL"] = redis_url
+    if jwt_secret is not None:
+        values["MCP_JWT_SECRET"] = jwt_secret
+    values |= {env: provided[key] for env, key in needs.secrets.items()}
+    values |= {env: provided[key] for env, key in needs.optional_secrets.items() if key in provided}
+    return values
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,6 @@ class InstallationToken:
         self._aead = AESGCM(sealing.derive(pem.encode()))
         self._held: Issued | None = None
         self._refreshing = asyncio.Lock()  # one refresh at a time in this process
-        self.exchanges = 0
 
     async def authorization(self) -> str:
         return f"Bearer {(await self._current()).token}"
@@ -156,7 +155,6 @@ class InstallationToken:
             json_body=self.scope,
             headers={"Authorization": f"Bearer {signed}"},
         )
-        self.exchanges += 1
         body = answer.body if isinstance(answer.body, dict) else {}
         if answer.status != 201 or not isinstance(body.get("token"), str):
             message = str(body.get("message", ""))[:200]

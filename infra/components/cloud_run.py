@@ -18,7 +18,7 @@ import pulumi_gcp as gcp
 
 from alerts.serverless import SATURATED, SERVER_ERROR_RATE, SERVER_ERRORS
 from apps.kit import FocusedServer
-from infra.components.serverless import ServerlessPlatform, secret_values, serverless_wiring
+from infra.components.serverless import ServerlessPlatform, app_secret_values, serverless_wiring
 from infra.config import AppConfig
 from infra.names import PORT
 
@@ -71,7 +71,7 @@ class CloudRunApp(pulumi.ComponentResource):
         )
         member = account.email.apply(lambda email: f"serviceAccount:{email}")
         secret_env = []
-        for variable, value in sorted(secret_values(name, app, server, platform).items()):
+        for variable, value in sorted(app_secret_values(name, app, server, platform).items()):
             secret_id = f"{name}-{variable.lower().replace('_', '-')}"
             secret = gcp.secretmanager.Secret(
                 secret_id, secret_id=secret_id, replication={"auto": {}}, opts=child, project=gcp_config.project

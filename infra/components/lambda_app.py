@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_aws as aws
 
 from alerts.serverless import SATURATED, SERVER_ERROR_RATE, SERVER_ERRORS, ServerlessAlert
 from apps.kit import FocusedServer
-from apps.kit.app import resource_metadata_path
-from infra.components.serverless import ServerlessPlatform, secret_values, serverless_wiring
+from infra.components.route import routed_paths
+from infra.components.serverless import ServerlessPlatform, app_secret_values, serverless_wiring
 from infra.config import AppConfig
 
 HANDLER = ["awslambdaric", "apps.kit.lambda_main.handler"]  # after the image's `python -m`
@@ -63,7 +62,7 @@ class LambdaApp(pulumi.ComponentResource):
         aws.iam.RolePolicyAttachment(f"{name}-vpc", role=role.name, policy_arn=VPC_ACCESS_POLICY, opts=child)
         variables: dict[str, pulumi.Input[str]] = {k: v for k, v in wired.env.items() if k not in ("PORT", "HOST")}
         variables |= {"MCP_SERVER": app.module}
-        variables |= secret_values(name, app, server, platform)
+        variables |= app_secret_values(name, app, server, platform)
         function = aws.lambda_.Function(
             f"{name}-function",
             name=name,
@@ -155,5 +154,7 @@ def _alarm(
 
 
 def routes(resource_url: str) -> list[str]:
-    """The HTTP API's routes: the MCP endpoint and its RFC 9728 metadata, nothing else (as an Ingress)."""
-    return [f"POST {urlsplit(resource_url).path}", f"GET {resource_metadata_path(resource_url)}"]
+    """The HTTP API's routes: the paths an Ingress routes (`routed_paths`), POST to the MCP endpoint and GET
+    for its RFC 9728 metadata, nothing else."""
+    endpoint, metadata = routed_paths(resource_url)
+    return [f"POST {endpoint}", f"GET {metadata}"]

@@ -35,7 +35,7 @@ from infra.components.route import ingress_spec
 from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, OBSERVABILITY_NAMESPACE, AppConfig, StackConfig
 from infra.egress import EgressPlan
 from infra.names import METRICS_PORT, PORT
-from infra.wiring import SHUTDOWN_GRACE_SECONDS, wiring
+from infra.wiring import SHUTDOWN_GRACE_SECONDS, secret_values, wiring
 
 APP_UID = 10001
 PRE_STOP_SECONDS = 5  # endpoints are removed before the app stops accepting
@@ -135,18 +135,11 @@ class McpApp(pulumi.ComponentResource):
     # --- what the app declared, turned into access ------------------------------------------------
     def _secret_values(self) -> dict[str, pulumi.Input[str]]:
         """Only this app's own values: its DSNs, the Redis URL, the token secret and its declared secrets."""
-        needs, platform = self.server.needs, self.platform
-        values: dict[str, pulumi.Input[str]] = {
-            env: platform.postgres.dsn(role) for env, role in needs.postgres.items()
-        }
-        if fleet.uses_redis(self.app, self.server):
-            values["REDIS_URL"] = platform.redis.url
-        if platform.jwt_secret is not None:
-            values["MCP_JWT_SECRET"] = platform.jwt_secret
+        platform = self.platform
         provided = platform.app_secrets.get(self.name, {})
-        values |= {env: provided[key] for env, key in needs.secrets.items()}
-        values |= {env: provided[key] for env, key in needs.optional_secrets.items() if key in provided}
-        return values
+        return secret_values(
+            self.app, self.server, platform.postgres.dsn, platform.redis.url, platform.jwt_secret, provided
+        )
 
     def _reached(self) -> list[Reachable]:
         """The in-cluster services this app declared it uses (each admits it on its own side)."""

@@ -16,7 +16,7 @@ from apps.kit import FocusedServer
 from infra import fleet
 from infra.components.postgres import Postgres
 from infra.config import NAMESPACE, AppConfig, StackConfig, StackConfigError
-from infra.wiring import Wiring, wiring
+from infra.wiring import Wiring, secret_values, wiring
 
 # Seconds between SIGTERM and the kill: Cloud Run gives 10, Lambda's shutdown phase 2 (with an extension).
 NOTICE_SECONDS = {"cloudrun": 10, "lambda": 2}
@@ -75,20 +75,12 @@ def serverless_wiring(name: str, app: AppConfig, server: FocusedServer[Any, Any]
     return Wiring(env, wired.secret_env)
 
 
-def secret_values(
+def app_secret_values(
     name: str, app: AppConfig, server: FocusedServer[Any, Any], platform: ServerlessPlatform
 ) -> dict[str, pulumi.Input[str]]:
-    """This app's own secret values, as on the cluster: its DSNs, the Redis URL, the token secret, its secrets."""
-    needs = server.needs
-    values: dict[str, pulumi.Input[str]] = {env: platform.postgres.dsn(role) for env, role in needs.postgres.items()}
-    if fleet.uses_redis(app, server) and platform.redis_url is not None:
-        values["REDIS_URL"] = platform.redis_url
-    if platform.jwt_secret is not None:
-        values["MCP_JWT_SECRET"] = platform.jwt_secret
+    """This app's own secret values, as on the cluster (`infra.wiring.secret_values`)."""
     provided = platform.app_secrets.get(name, {})
-    values |= {env: provided[key] for env, key in needs.secrets.items()}
-    values |= {env: provided[key] for env, key in needs.optional_secrets.items() if key in provided}
-    return values
+    return secret_values(app, server, platform.postgres.dsn, platform.redis_url, platform.jwt_secret, provided)
 
 
 def sized_for_instance(app: AppConfig, server: FocusedServer[Any, Any]) -> AppConfig:
