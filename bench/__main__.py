@@ -16,6 +16,13 @@ error, tool error). Variants:
     bare-sdk        the MCP SDK's own server, no auth (bench/peers/bare_sdk.py)
     fastmcp         FastMCP 4.1 with its JWT verifier, in its own virtualenv (bench/peers/fastmcp_jwt.py)
     starlette       raw Starlette + asyncpg, no MCP (bench/peers/raw_starlette.py)
+
+Every other server against a floor written for it (bench/peers/raw_*.py: the same work in a plain handler):
+    files, files-floor      read_file of a 4 KiB file
+    oncall, oncall-floor    list_firing_alerts: 5 alerts from Alertmanager, each with its runbook page
+    github, github-floor    list_issues: 10 issues from GitHub's REST API (the server: ETag cache and budget in Redis)
+    notify, notify-floor    preview_notification: the secret check, rendering, the preview kept in Redis
+Alertmanager and GitHub are one stand-in process (bench/peers/upstream_stub.py) on the load core.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ FASTMCP_VENV = BENCH / ".venv-fastmcp"
 # The same event loop and HTTP parser as the main environment (uvicorn picks them up), so the comparison is fair.
 FASTMCP_REQUIREMENTS = ("fastmcp==4.1.7", "asyncpg", "uvloop", "httptools")
 SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstuv"  # noqa: S105 - signs the bench's own tokens only
+GITHUB_TOKEN = "github_pat_bench"  # noqa: S105 - the stand-in upstream's credential, checked by nobody
 ISSUER = "https://issuer.bench.test"
 PROTOCOL_VERSION = "2025-11-25"
 ARGUMENTS = {"table": "products", "limit": 10}
@@ -68,12 +76,34 @@ def body(tool: str, arguments: dict[str, object] | None = None) -> str:
     return json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}, separators=(",", ":"))
 
 
+ONCALL_ARGUMENTS: dict[str, object] = {"limit": 20}
+GITHUB_ARGUMENTS: dict[str, object] = {"owner": "bench", "repo": "bench"}
+NOTIFY_ARGUMENTS: dict[str, object] = {
+    "target": "bench",
+    "subject": "Deploy of mcp-db finished",
+    "body": "The deploy of mcp-db 1.4.2 finished at 14:02; error rate and p99 are back to normal.",
+}
+
+
 def ten_rows(result: dict[str, Any]) -> bool:
     return bool(result["structuredContent"]["count"] == 10)
 
 
 def the_file(result: dict[str, Any]) -> bool:
     return bool(result["structuredContent"]["text"] == FILE_TEXT)
+
+
+def five_alerts(result: dict[str, Any]) -> bool:
+    answer = result["structuredContent"]
+    return bool(answer["total"] == 5 and len(answer["runbooks"]) == 5)
+
+
+def ten_issues(result: dict[str, Any]) -> bool:
+    return len(result["structuredContent"]["issues"]) == 10
+
+
+def a_preview(result: dict[str, Any]) -> bool:
+    return len(result["structuredContent"]["preview_id"]) == 32
 
 
 @dataclass
@@ -182,7 +212,12 @@ def files_root() -> Path:
 
 
 def variants(
-    dsn: str, redis_url: str, sink: str, fastmcp_python: Path, files_root: Path = Path("/nonexistent")
+    dsn: str,
+    redis_url: str,
+    sink: str,
+    fastmcp_python: Path,
+    files_root: Path = Path("/nonexistent"),
+    upstream: str = "http://127.0.0.1:9",
 ) -> list[Variant]:
     app_env = {
         **sampling_env(ObservabilityConfig().trace_sample_ratio),  # tracing sampled as shipped
@@ -220,7 +255,90 @@ def variants(
             arguments=FILE_ARGUMENTS,
             expect=the_file,
         ),
+        Variant(
+            "oncall",
+            [python, "-m", "apps.oncall"],
+            "list_firing_alerts",
+            {**app_env, "PROMETHEUS_URL": upstream, "ALERTMANAGER_URL": upstream},
+            arguments=ONCALL_ARGUMENTS,
+            expect=five_alerts,
+            scopes="oncall:read",
+        ),
+        Variant(
+            "oncall-floor",
+            [python, str(BENCH / "peers/raw_oncall.py")],
+            "list_firing_alerts",
+            {"BENCH_ALERTMANAGER_URL": upstream},
+            auth=False,
+            arguments=ONCALL_ARGUMENTS,
+            expect=five_alerts,
+        ),
+        Variant(
+            "github",
+            [python, "-m", "apps.github"],
+            "list_issues",
+            {
+                **app_env,
+                "REDIS_URL": redis_url,  # required: the budget and the ETag cache are shared by every replica
+                "GITHUB_API_URL": upstream,
+                "GITHUB_CREDENTIAL": GITHUB_TOKEN,
+                "GITHUB_REPOSITORIES": "bench/bench",
+            },
+            arguments=GITHUB_ARGUMENTS,
+            expect=ten_issues,
+            scopes="github:read",
+        ),
+        Variant(
+            "github-floor",
+            [python, str(BENCH / "peers/raw_github.py")],
+            "list_issues",
+            {"BENCH_GITHUB_URL": upstream, "BENCH_GITHUB_TOKEN": GITHUB_TOKEN},
+            auth=False,
+            arguments=GITHUB_ARGUMENTS,
+            expect=ten_issues,
+        ),
+        Variant(
+            "notify",
+            [python, "-m", "apps.notify"],
+            "preview_notification",
+            {
+                **app_env,
+                "REDIS_URL": redis_url,  # required: previews and send rates are shared by every replica
+                "NOTIFY_TARGETS": json.dumps({"bench": {"kind": "webhook", "url": "https://hooks.example.com/bench"}}),
+                "NOTIFY_SIGNING_KEY": SECRET,
+            },
+            arguments=NOTIFY_ARGUMENTS,
+            expect=a_preview,
+            scopes="notify:send",
+        ),
+        Variant(
+            "notify-floor",
+            [python, str(BENCH / "peers/raw_notify.py")],
+            "preview_notification",
+            {"BENCH_REDIS_URL": redis_url},
+            auth=False,
+            arguments=NOTIFY_ARGUMENTS,
+            expect=a_preview,
+        ),
     ]
+
+
+def start_upstream(logs: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The stand-in Alertmanager and GitHub (bench/peers/upstream_stub.py), on the load core like every backend."""
+    port = free_port()
+    log = (logs / "upstream-stub.log").open("wb")
+    command = [sys.executable, str(BENCH / "peers/upstream_stub.py")]
+    process = subprocess.Popen(command, env={**os.environ, "PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit(f"the upstream stub did not start; see {logs / 'upstream-stub.log'}")
 
 
 def start(variant: Variant, logs: Path) -> None:
@@ -395,11 +513,66 @@ def measure(variant: Variant, connections: int, seconds: float) -> Run:
     )
 
 
+OVERLOAD_CONNECTIONS = 1024
+OVERLOAD_SETTINGS = ("MCP_MAX_CONCURRENT_REQUESTS", "DB_ACQUIRE_TIMEOUT_SECONDS")  # the shedding knobs, as shipped
+MEMORY_LIMIT_MIB = 512  # a replica's limit (infra.config AppConfig.memory_limit)
+
+
+def overload(variant: Variant, seconds: float) -> list[tuple[str, bool]]:
+    """wrk holds 1,024 connections re-sending at once (no client honours Retry-After here: the worst case) while
+    a probe of a few connections times calls one by one (bench/overload.py)."""
+    assert variant.process is not None
+    pid, peak = variant.process.pid, [rss_mib(variant.process.pid)]
+    held: dict[str, int] = {}
+    os.environ["BENCH_OVERLOAD"] = "1"  # wrk counts a 503 with Retry-After as shed, not failed
+    try:
+        load = threading.Thread(target=lambda: held.update(wrk(variant, OVERLOAD_CONNECTIONS, seconds + 2)))
+        load.start()
+        time.sleep(1.5)  # the probe starts once all of wrk's connections are open
+        env = {
+            **os.environ,
+            "BENCH_BODY": body(variant.tool, variant.arguments),
+            "BENCH_TOKEN": variant.token(),
+            "BENCH_PROTOCOL_VERSION": PROTOCOL_VERSION,
+        }
+        command = ["taskset", "-c", LOAD_CORE, sys.executable, "-m", "bench.overload", variant.url]
+        probing = subprocess.Popen(
+            [*command, "--seconds", str(seconds)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+        )
+        while probing.poll() is None:
+            peak[0] = max(peak[0], rss_mib(pid))
+            time.sleep(0.25)
+        load.join()
+    finally:
+        del os.environ["BENCH_OVERLOAD"]
+    assert probing.stdout is not None
+    [line] = [line for line in probing.stdout.read().splitlines() if line.startswith("OVERLOAD ")]
+    probe = json.loads(line.removeprefix("OVERLOAD "))
+    settings = ", ".join(f"{key}={variant.env.get(key, 'default')}" for key in OVERLOAD_SETTINGS)
+    say(f"\noverload: {variant.name} at {OVERLOAD_CONNECTIONS} connections ({settings})")
+    say(f"  wrk: {held['requests']} answers, {held['shed']} shed (503 + Retry-After), {held['failed']} failed, "
+        f"{held['socket_errors']} socket errors or timeouts; p50 {held['p50_us'] / 1000:.0f} ms, "
+        f"p99 {held['p99_us'] / 1000:.0f} ms")  # fmt: skip
+    say(f"  probe: {probe['outcomes']}; admitted p99 {probe['admitted_p99_ms']} ms, shed p99 {probe['shed_p99_ms']} ms")
+    outcomes = probe["outcomes"]
+    timed_out = held["socket_errors"] + outcomes.get("timed out", 0)
+    shed_p99, admitted_p99 = probe["shed_p99_ms"], probe["admitted_p99_ms"]
+    served = held["requests"] - held["shed"] - held["failed"]
+    return [
+        (f"overload: no call timed out ({timed_out})", timed_out == 0),
+        (f"overload: every answer served or shed, none failed ({held['failed']})", held["failed"] == 0),
+        (f"overload: calls still served ({served / (seconds + 2):.0f}/s)", served > 0),
+        (f"overload: shed p99 {shed_p99} ms < 50", bool(outcomes.get("shed")) and shed_p99 < 50),
+        (f"overload: admitted p99 {admitted_p99} ms < 1000", bool(outcomes.get("admitted")) and admitted_p99 < 1000),
+        (f"overload: RSS {peak[0]:.0f} MiB within the {MEMORY_LIMIT_MIB} MiB limit", peak[0] <= MEMORY_LIMIT_MIB),
+    ]  # fmt: skip
+
+
 def median(runs: list[Run], attribute: str) -> float:
     return float(statistics.median(getattr(r, attribute) for r in runs))
 
 
-COLD_VARIANTS = ("before", "mcpfleet", "starlette", "image-before", "image")
+COLD_VARIANTS = ("before", "mcpfleet", "bare-sdk", "starlette", "image-before", "image")
 
 
 def cold_start_targets(cold: dict[str, float]) -> list[tuple[str, bool]]:
@@ -411,6 +584,9 @@ def cold_start_targets(cold: dict[str, float]) -> list[tuple[str, bool]]:
             say(f"  cold start: {ours_name} / {before_name} {ours / before:.2f}x")
             text = f"cold start of {ours_name} {ours * 1000:.0f} ms <= 0.7x {before_name}'s {before * 1000:.0f} ms"
             verdicts.append((text, ours <= 0.7 * before))
+    if "bare-sdk" in cold and "before" in cold:  # what any server on this SDK pays before its own first line
+        ratio = cold["bare-sdk"] / cold["before"]
+        say(f"  cold start: bare-sdk (the MCP SDK's own server, no auth) / before {ratio:.2f}x")
     return verdicts
 
 
@@ -463,7 +639,8 @@ def report(runs: list[Run], names: list[str], concurrencies: tuple[int, ...], ve
             ours_p99, bare_p99 = median(of("mcpfleet", c), "p99_ms"), median(of("bare-sdk", c), "p99_ms")
             verdicts.append((f"p99 {ours_p99:.1f} ms <= bare SDK's {bare_p99:.1f} ms at {c}", ours_p99 <= bare_p99))
     say("\neach server against a raw floor doing the same work (same run)")
-    floors = (("mcpfleet", "starlette", 0.9), ("files", "files-floor", 0.8))
+    floors = [("mcpfleet", "starlette", 0.9)]
+    floors += [(name, f"{name}-floor", 0.8) for name in ("files", "oncall", "github", "notify")]
     for server, floor, target in floors:
         for c in concurrencies if {server, floor} <= have else ():
             ratio = rps(server, c) / rps(floor, c)
@@ -499,6 +676,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="run only these variants")
     parser.add_argument("--cold-starts", type=int, default=7, help="cold starts measured per variant (0: none)")
     parser.add_argument("--cold-only", action="store_true", help="measure the cold starts only")
+    parser.add_argument("--no-overload", action="store_true", help="skip the 1,024-connection overload run")
     parser.add_argument(
         "--images", action="store_true", help="also measure the apps image's cold start (and --before's image)"
     )
@@ -524,10 +702,11 @@ def main(argv: list[str] | None = None) -> int:
     # Every variant keeps its pool open while the others run: room for all of them (up to 40 each).
     pg, redis, sink = LocalPostgres(max_connections=400).start(), LocalRedis().start(), OtlpSink()
     chosen: list[Variant] = []
+    upstream, upstream_url = start_upstream(logs)
     try:
         dsn = asyncio.run(prepare_database(pg))
         files = files_root()
-        every = variants(dsn, redis.url, sink.url, fastmcp_python, files)
+        every = variants(dsn, redis.url, sink.url, fastmcp_python, files, upstream_url)
         shipped = next(v for v in every if v.name == "mcpfleet")
         chosen = [v for v in every if not args.only or v.name in args.only]
         if args.before:
@@ -564,12 +743,17 @@ def main(argv: list[str] | None = None) -> int:
                         f"p50 {run.p50_ms:6.1f} p99 {run.p99_ms:7.1f} ms failed {run.failed} "
                         f"cpu/call {run.cpu_ms_per_call:.2f} ms"
                     )
+        shipped_running = next((v for v in chosen if v.name == "mcpfleet"), None)
+        if shipped_running is not None and not args.no_overload:
+            verdicts += overload(shipped_running, seconds if args.smoke else 10.0)
         return report(runs, [v.name for v in chosen], concurrencies, verdicts)
     finally:
         for variant in chosen:
             if variant.process is not None:
                 variant.process.terminate()
                 variant.process.wait(timeout=30)
+        upstream.terminate()
+        upstream.wait(timeout=30)
         pg.stop()
         redis.stop()
         sink.server.shutdown()

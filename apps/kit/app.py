@@ -34,6 +34,7 @@ from apps.kit.metrics import KitMetrics
 from apps.kit.metrics_push import push_registry, stop_metrics
 from apps.kit.probes import Readiness, ReadinessSource
 from apps.kit.ratelimit import Limiter, MemoryLimiter
+from apps.kit.shedding import Shedder
 from apps.kit.telemetry import Telemetry
 from apps.kit.tracing import flush_traces, setup_tracing
 from apps.kit.volumes import VolumeCollector, volume_paths
@@ -197,6 +198,11 @@ class KitApp:
     @property
     def state(self) -> Any:
         return self.starlette.state
+
+    @property
+    def shedder(self) -> Shedder:
+        """The in-flight cap on `/mcp`, which the server's protocol applies before the app (`apps.kit.serving`)."""
+        return self.endpoint.shedder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/mcp":

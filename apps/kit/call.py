@@ -37,6 +37,7 @@ from apps.kit.sdk import INTERNAL_ERROR, INVALID_PARAMS, Protocol, Reply, Served
 from apps.kit.tools import Outcome, ToolSpec
 
 RATE_LIMITED = -32029  # implementation-defined: too many calls; retry after `data.retryAfter` seconds
+BUSY = -32030  # implementation-defined: the server could not serve the call in time; retry after `data.retryAfter`
 
 _PRINCIPAL: ContextVar[Principal] = ContextVar("mcpfleet_principal")
 
@@ -126,6 +127,8 @@ class CallPipeline:
                 _PRINCIPAL.reset(token)
             if reply.tool_outcome is not None:
                 observation.outcome = reply.tool_outcome.label
+                if reply.tool_outcome.retry_after is not None:
+                    raise _shed(message["id"], reply.tool_outcome)
             elif reply.error_code != INTERNAL_ERROR:
                 observation.outcome = CallOutcome.INVALID_PARAMS  # the kernel refused the request: the tool never ran
             return reply
@@ -182,6 +185,16 @@ class CallPipeline:
     def _listed(self, principal: Principal) -> list[dict[str, Any]]:
         """Only the tools the caller's scopes allow."""
         return [spec.definition for spec in self.specs.values() if spec.scopes <= principal.scopes]
+
+
+def _shed(request_id: Any, outcome: Outcome) -> Refusal:
+    """A call the server could not serve within its admission deadline leaves as HTTP 503 with `Retry-After`, as
+    any HTTP client, proxy or ingress understands (one may retry it on another replica); still counted, in the
+    duration histogram, as `overloaded`: the server's fault, not the caller's."""
+    seconds = outcome.retry_after or 1
+    text = outcome.result["content"][0]["text"]
+    body = error_message(request_id, BUSY, text, {"retryAfter": seconds})
+    return Refusal(503, body, None, [(b"retry-after", str(seconds).encode())])
 
 
 def _unknown_tool(message: dict[str, Any]) -> Callable[[Any], Any]:

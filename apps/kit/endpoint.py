@@ -1,7 +1,8 @@
 """`/mcp`: the stateless Streamable HTTP endpoint every focused server shares.
 
 One POST carries one JSON-RPC message and gets one JSON answer. The process's cap on
-requests in flight comes first (a fast 503), then CORS, then the HTTP checks
+requests in flight comes first (a fast 503, `apps.kit.shedding`; usually sent by the protocol before the app
+is reached), then CORS, then the HTTP checks
 (`apps.kit.gate`) and the request itself (`apps.kit.call`). Whatever is refused on
 the way leaves as its `Refusal`: a status, a JSON body and, for refusals before
 dispatch, a counted reason.
@@ -19,12 +20,12 @@ from apps.kit.call import CallPipeline
 from apps.kit.config import KitSettings
 from apps.kit.encoding import dumps
 from apps.kit.gate import HttpGate
-from apps.kit.intake import busy
 from apps.kit.metrics import KitMetrics
 from apps.kit.outcomes import RefusalReason
 from apps.kit.ratelimit import Limiter
 from apps.kit.refusal import Refusal, refused
 from apps.kit.sdk import Protocol
+from apps.kit.shedding import Shedder
 from apps.kit.tools import ToolSpec
 
 
@@ -46,8 +47,10 @@ class McpEndpoint:
         resource_metadata_url: str,
     ):
         self.metrics = metrics
-        self.max_concurrent = settings.mcp_max_concurrent_requests
-        self.in_flight = 0
+        self.shedder = Shedder(
+            settings.mcp_max_concurrent_requests,
+            metrics.rejected_requests.labels(reason=RefusalReason.BUSY.value).inc,
+        )
         server_scopes = frozenset(scope for spec in specs.values() for scope in spec.scopes)
         self.gate = HttpGate(settings, verifier, server_scopes, resource_metadata_url)
         self.calls = CallPipeline(Protocol(name, version, instructions), specs, self.gate, limiter, metrics, state)
@@ -61,29 +64,35 @@ class McpEndpoint:
         headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope.get("headers", [])]
         origin = next((v for k, v in headers if k == "origin"), None)
         cors = self.gate.cors_headers(origin)
-        self.in_flight += 1
         try:
-            if self.in_flight > self.max_concurrent:
-                raise busy(503, RefusalReason.BUSY, f"Server busy: {self.max_concurrent} requests in flight")
-            if origin is not None and cors is None:
-                raise refused(403, RefusalReason.ORIGIN_NOT_ALLOWED, "Forbidden: origin not allowed")
-            if scope.get("method") == "OPTIONS" and cors is not None:
-                await _respond(send, 204, None, [*cors, (b"access-control-max-age", b"600")])
-                return
-            async with self.gate.admit(scope.get("method"), headers, receive) as request:
-                if request.message is None:  # a notification or a response: nothing to answer
-                    status, body = 202, None
-                else:
-                    reply = await self.calls.serve(request, request.message)
-                    status, body = reply.status, dumps(reply.message)
+            with self.shedder.slot():
+                await self._serve(scope, receive, send, headers, origin, cors)
         except Refusal as refusal:
             if refusal.reason:
                 self.metrics.rejected_requests.labels(reason=refusal.reason.value).inc()
             body = dumps(refusal.body) if refusal.body is not None else None
             await _respond(send, refusal.status, body, [*refusal.headers, *(cors or [])])
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: list[tuple[str, str]],
+        origin: str | None,
+        cors: list[tuple[bytes, bytes]] | None,
+    ) -> None:
+        if origin is not None and cors is None:
+            raise refused(403, RefusalReason.ORIGIN_NOT_ALLOWED, "Forbidden: origin not allowed")
+        if scope.get("method") == "OPTIONS" and cors is not None:
+            await _respond(send, 204, None, [*cors, (b"access-control-max-age", b"600")])
             return
-        finally:
-            self.in_flight -= 1
+        async with self.gate.admit(scope.get("method"), headers, receive) as request:
+            if request.message is None:  # a notification or a response: nothing to answer
+                status, body = 202, None
+            else:
+                reply = await self.calls.serve(request, request.message)
+                status, body = reply.status, dumps(reply.message)
         await _respond(send, status, body, cors or [])
 
 

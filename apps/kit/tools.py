@@ -74,6 +74,7 @@ class Outcome:
 
     label: CallOutcome
     result: dict[str, Any]
+    retry_after: int | None = None  # seconds, when the server was too busy to serve it (`Overloaded`)
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class ToolSpec(Generic[StateT]):
         except CallerError as error:
             return Outcome(CallOutcome.REJECTED, error_result(str(error)))
         except Overloaded as error:
-            return Outcome(CallOutcome.OVERLOADED, error_result(str(error)))
+            return Outcome(CallOutcome.OVERLOADED, error_result(str(error)), error.retry_after)
         except ServerError as error:
             return Outcome(
                 CallOutcome.ERROR, error_result(str(error))

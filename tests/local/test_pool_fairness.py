@@ -1,5 +1,6 @@
 """A burst bigger than the pool: callers queue in arrival order and none fails; callers who cannot be served
-in time are refused early with a retryable answer (before, ~1 % failed as "database unavailable" after 5 s)."""
+in time are refused early with a retryable answer, HTTP 503 with `Retry-After` (before, ~1 % failed as
+"database unavailable" after 5 s)."""
 
 from __future__ import annotations
 
@@ -26,28 +27,28 @@ def small_pool_server(pg):
         DB_ACQUIRE_TIMEOUT_SECONDS="0.5",
         DB_STATEMENT_TIMEOUT_MS="4000",
         RATE_LIMIT_PER_MINUTE="100000",
+        MCP_MAX_CONCURRENT_REQUESTS="100",  # the burst reaches the pool's queue, not the process's cap
     )
     yield server
     server.process.kill()
     server.process.wait()
 
 
-async def calls(server, count: int, table: str) -> list[dict]:
+async def calls(server, count: int, table: str) -> list[httpx.Response]:
     headers = {**BASE_HEADERS, "Authorization": f"Bearer {server.token('db:read')}"}
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=count)) as client:
-        responses = await asyncio.gather(
+        return await asyncio.gather(
             *(
                 client.post(server.url, json=tool_call("query", {"table": table, "limit": 1}, n), headers=headers)
                 for n in range(count)
             )
         )
-    assert all(r.status_code == 200 for r in responses)
-    return [r.json()["result"] for r in responses]
 
 
 async def test_a_burst_forty_times_the_pool_queues_and_every_call_succeeds(small_pool_server):
-    results = await calls(small_pool_server, 80, "customers")
-    assert [r["isError"] for r in results] == [False] * 80
+    responses = await calls(small_pool_server, 80, "customers")
+    assert [r.status_code for r in responses] == [200] * 80
+    assert [r.json()["result"]["isError"] for r in responses] == [False] * 80
 
 
 async def test_callers_who_cannot_be_served_in_time_are_refused_early_and_retryably(small_pool_server, pg):
@@ -56,12 +57,18 @@ async def test_callers_who_cannot_be_served_in_time_are_refused_early_and_retrya
     await transaction.start()
     await lock.execute("LOCK TABLE sales.products IN ACCESS EXCLUSIVE MODE")  # both pooled connections will hang
     try:
-        results = await calls(small_pool_server, 8, "products")
+        responses = await calls(small_pool_server, 8, "products")
     finally:
         await transaction.rollback()
         await lock.close()
-    busy = [r for r in results if "busy; retry after" in r["content"][0]["text"]]
-    assert len(busy) >= 5 and all(r["isError"] for r in busy)  # refused within ~0.5 s, not left to time out
+    busy = [r for r in responses if r.status_code == 503]
+    assert len(busy) >= 5  # refused within ~0.5 s, not left to time out
+    for response in busy:
+        retry_after = int(response.headers["retry-after"])
+        error = response.json()["error"]
+        assert error["code"] == -32030 and "busy; retry after" in error["message"]
+        assert error["data"] == {"retryAfter": retry_after} and retry_after >= 1
+    assert all(r.status_code == 200 for r in responses if r not in busy)
     metrics = httpx.get(small_pool_server.url.removesuffix("/mcp") + "/metrics").text
     overloaded = (
         "mcp_server_operation_duration_seconds_count"

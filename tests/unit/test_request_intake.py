@@ -121,6 +121,36 @@ def test_requests_over_the_concurrency_cap_get_a_fast_503(start_demo):
     assert _counted(demo, "busy") >= 1
 
 
+def test_a_shed_request_is_answered_before_the_app_and_its_connection_stays_usable(start_demo):
+    demo = start_demo(MCP_MAX_CONCURRENT_REQUESTS="2", MCP_ALLOWED_ORIGINS="https://app.example")
+    port = int(demo.base.rsplit(":", 1)[1])
+    token = demo.token("demo:read")
+    call = json.dumps(tool_call("echo", {"text": "hi"})).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        with held_bodies(port, token, 2, 1000, sent=10):
+            _wait(lambda: demo.app.endpoint.shedder.in_flight == 2)
+            s.sendall(_head("/mcp", token, len(call), port) + call)
+            status, headers, shed_body = answer_of(s)
+            assert status == 503 and headers["retry-after"] == "1"
+            assert "server" not in headers  # uvicorn adds it to what the app sends: the app was not reached
+            error = json.loads(shed_body)["error"]
+            assert error["message"] == "Server busy: 2 requests in flight; retry after 1 s"
+            # The same connection, still full: the probes answer, the shed call's body was not read as a request.
+            s.sendall(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            assert answer_of(s)[0] == 200
+            # A browser's call is refused by the endpoint, with its CORS headers, and the same answer.
+            browser = post(demo.mcp_url, tool_call("echo", {"text": "hi"}), token, {"Origin": "https://app.example"})
+            assert (
+                browser.status_code == 503 and browser.headers["access-control-allow-origin"] == "https://app.example"
+            )
+            assert browser.content == shed_body and browser.headers["server"] == "uvicorn"
+        _wait(lambda: demo.app.endpoint.shedder.in_flight == 0)
+        s.sendall(_head("/mcp", token, len(call), port) + call)  # served again, on the same connection
+        status, _, body = answer_of(s)
+        assert status == 200 and json.loads(body)["result"]["isError"] is False
+    assert _counted(demo, "busy") == 2
+
+
 def test_connections_whose_headers_never_complete_are_closed(start_demo):
     demo = start_demo(MCP_HEADER_READ_SECONDS="1")
     port = int(demo.base.rsplit(":", 1)[1])
