@@ -106,9 +106,8 @@ class GitHubApi:
     async def _read(self, owner: str, repo: str, url: str, params: dict[str, Any] | None, resource: str) -> Page:
         self.check_allowed(owner, repo)
         key = self._cache_key(url, params)
-        cached = await self.redis.get(key)
+        cached = await self._check_budget(resource, cache_key=key)
         entry = json.loads(cached) if cached else None
-        await self._check_budget(conditional=entry is not None, resource=resource)
         headers = {"If-None-Match": entry["etag"]} if entry else None
         answer = await self._call("GET", url, idempotent=True, params=params, headers=headers)
         if answer.status == 304 and entry is not None:
@@ -123,7 +122,7 @@ class GitHubApi:
 
     async def write(self, owner: str, repo: str, path: str, body: dict[str, Any]) -> Any:
         self.check_allowed(owner, repo)
-        await self._check_budget(conditional=False, resource="core")
+        await self._check_budget("core")
         answer = await self._call("POST", f"/repos/{owner}/{repo}{path}", idempotent=False, json_body=body)
         self._raise_for(answer, owner, repo)
         return answer.body
@@ -146,15 +145,20 @@ class GitHubApi:
         request = json.dumps([url, sorted((params or {}).items())], default=str)
         return f"{PREFIX}etag:{self.credential.identity}:{hashlib.sha256(request.encode()).hexdigest()}"
 
-    async def _check_budget(self, conditional: bool, resource: str) -> None:
+    async def _check_budget(self, resource: str, cache_key: str | None = None) -> bytes | None:
         """Refuse while a secondary limit blocks the credential, or (unless the read is conditional, which a
         304 makes free) while the budget of the call's resource (GitHub's `core`, `search`, `code_search`: each
-        counted apart) is under the reserve, or spent for the small search budgets."""
+        counted apart) is under the reserve, or spent for the small search budgets. A read's cached answer (its
+        ETag) comes in the same round trip, and is returned."""
         now, base = time.time(), self._budget_key()
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(f"{base}:{resource}")
             pipe.get(f"{base}:secondary")
-            state, secondary = await pipe.execute()
+            if cache_key is not None:
+                pipe.get(cache_key)
+            state, secondary, *rest = await pipe.execute()
+        cached: bytes | None = rest[0] if rest else None
+        conditional = cached is not None
         blocked_until = max(float(state.get(b"blocked_until", 0)), float(secondary or 0))
         if blocked_until > now:
             raise BudgetLow(f"GitHub asked this server to slow down; retry after {_at(blocked_until)}")
@@ -164,6 +168,7 @@ class GitHubApi:
                 raise BudgetLow(
                     f"GitHub budget low ({int(remaining)} calls left for this server); retry after {_at(reset)}"
                 )
+        return cached
 
     async def _record(self, answer: Answer) -> None:
         """Keep what GitHub says of the credential's budget (per resource), for every replica; a secondary limit
@@ -182,8 +187,10 @@ class GitHubApi:
         elif answer.status in (403, 429) and remaining == "0":  # this resource's budget is spent until its reset
             update["blocked_until"] = reset if reset and reset.isdigit() else str(time.time() + 60)
         if update:
-            await self.redis.hset(key, mapping=cast(Any, update))  # redis-py types keys invariantly
-            await self.redis.expire(key, 3600)
+            async with self.redis.pipeline(transaction=False) as pipe:  # one round trip
+                pipe.hset(key, mapping=cast(Any, update))  # redis-py types keys invariantly
+                pipe.expire(key, 3600)
+                await pipe.execute()
 
     def _budget_key(self) -> str:
         return f"{PREFIX}budget:{self.credential.identity}"
