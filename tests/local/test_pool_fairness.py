@@ -27,7 +27,6 @@ def small_pool_server(pg):
         DB_ACQUIRE_TIMEOUT_SECONDS="0.5",
         DB_STATEMENT_TIMEOUT_MS="4000",
         RATE_LIMIT_PER_MINUTE="100000",
-        MCP_MAX_CONCURRENT_REQUESTS="100",  # the burst reaches the pool's queue, not the process's cap
     )
     yield server
     server.process.kill()
