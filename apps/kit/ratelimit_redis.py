@@ -60,6 +60,7 @@ LEASE_SECONDS = 0.5  # how long a replica may hand out slots it was lent; then t
 LEASE_PER_WAITING_HIT = 4  # slots asked for ahead, per hit that had to wait for the round trip
 MAX_LEASE = 32  # slots lent to one replica for one principal at most
 LEASE_SHARE = 4  # a lease takes at most a quarter of the room a principal has left
+MAX_RECENT = 10_000  # principals remembered as recently seen, at most (then those older than a lease go)
 
 
 @dataclass
@@ -108,6 +109,7 @@ class RedisLimiter:
         self._flushing = False
         self._flusher: asyncio.Task[None] | None = None
         self._leases: dict[str, _Lease] = {}
+        self._recent: dict[str, float] = {}  # principal -> when its last hit was decided
         self._returns: set[asyncio.Task[None]] = set()
         self.batches = 0
 
@@ -135,10 +137,13 @@ class RedisLimiter:
         wanted: dict[str, list[asyncio.Future[Decision]]] = {}
         for key, decision in batch:
             wanted.setdefault(key, []).append(decision)
-        ahead = [self._ahead(len(decisions)) for decisions in wanted.values()]
+        asked = time.monotonic()
+        ahead = [
+            self._ahead(len(decisions), asked - self._recent.get(key, float("-inf")) < self.lease_seconds)
+            for key, decisions in wanted.items()
+        ]
         tag = uuid.uuid4().hex
         self.batches += 1
-        asked = time.monotonic()
         try:
             answer = await self._script(
                 keys=[self._prefix + key for key in wanted],
@@ -158,6 +163,11 @@ class RedisLimiter:
         except (RedisError, OSError) as error:
             await self._without_redis(wanted, error)
             return
+        now = time.monotonic()
+        for key in wanted:  # who called within a lease's length (bounded: one entry per principal seen lately)
+            self._recent[key] = now
+        if len(self._recent) > MAX_RECENT:
+            self._recent = {k: t for k, t in self._recent.items() if now - t < self.lease_seconds}
         for index, (key, decisions) in enumerate(wanted.items()):
             admitted, retry_us, lent = (
                 int(answer[3 * index]),
@@ -172,9 +182,13 @@ class RedisLimiter:
                 self._lend(_Lease(key, members, asked + self.lease_seconds))
 
     @staticmethod
-    def _ahead(waiting: int) -> int:
-        """Slots to ask for ahead: none for a lone hit, more the more hits queued behind the round trip."""
-        return 0 if waiting < 2 else min(MAX_LEASE, LEASE_PER_WAITING_HIT * waiting)
+    def _ahead(waiting: int, recent: bool) -> int:
+        """Slots to ask for ahead: none for a lone hit of a principal quiet for a lease's length, more the more
+        hits queued behind the round trip; a principal calling back to back (one call at a time, each right
+        after the last) is lent a few, or every one of its calls would wait for its own round trip."""
+        if waiting < 2 and not recent:
+            return 0
+        return min(MAX_LEASE, LEASE_PER_WAITING_HIT * max(waiting, 1))
 
     def _lend(self, lease: _Lease) -> None:
         """Hold the lease; first serve this principal's hits that queued meanwhile, in order, from it."""

@@ -85,6 +85,21 @@ async def test_a_concurrent_caller_is_lent_slots_and_most_hits_skip_the_round_tr
     await limiter.redis.aclose()
 
 
+async def test_a_caller_one_call_at_a_time_is_lent_slots_too_and_the_ceiling_stays_exact(redis_server):
+    limiter = _redis_limiter(redis_server, 30)
+    decisions = [(await limiter.hit("sub:alice")).allowed for _ in range(40)]  # back to back, never concurrent
+    assert decisions == [True] * 30 + [False] * 10
+    busy = _redis_limiter(redis_server, 10_000)
+    assert all([(await busy.hit("sub:carol")).allowed for _ in range(40)])
+    assert busy.batches <= 10, busy.batches  # without a lease, forty round trips
+    quiet = _redis_limiter(redis_server, 30)
+    await quiet.hit("sub:bob")
+    assert not quiet._leases.get("sub:bob") or not quiet._leases["sub:bob"].members  # a lone first hit asks none
+    for each in (limiter, busy, quiet):
+        await each.close()
+        await each.redis.aclose()
+
+
 async def test_lent_slots_keep_the_ceiling_exact_across_replicas_and_go_back_when_the_lease_ends(redis_server):
     lender, other = _redis_limiter(redis_server, 40, lease_seconds=0.3), _redis_limiter(redis_server, 40)
     assert all(d.allowed for d in await asyncio.gather(*(lender.hit("sub:alice") for _ in range(8))))
