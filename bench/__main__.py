@@ -211,6 +211,26 @@ def files_root() -> Path:
     return root
 
 
+def server_and_floor(
+    name: str,
+    tool: str,
+    server_env: dict[str, str],
+    floor_env: dict[str, str],
+    arguments: dict[str, object],
+    expect: Callable[[dict[str, Any]], bool],
+    scopes: str = "",
+) -> list[Variant]:
+    """A focused server (`python -m apps.NAME`, its read scope unless told) and its floor
+    (`bench/peers/raw_NAME.py`), asked the same call and checked the same way."""
+    python = sys.executable
+    server = [python, "-m", f"apps.{name}"]
+    floor = [python, str(BENCH / f"peers/raw_{name}.py")]
+    return [
+        Variant(name, server, tool, server_env, arguments=arguments, expect=expect, scopes=scopes or f"{name}:read"),
+        Variant(f"{name}-floor", floor, tool, floor_env, auth=False, arguments=arguments, expect=expect),
+    ]
+
+
 def variants(
     dsn: str,
     redis_url: str,
@@ -237,45 +257,24 @@ def variants(
         Variant("bare-sdk", [python, str(BENCH / "peers/bare_sdk.py")], "query_rows", peer_env, auth=False),
         Variant("fastmcp", [str(fastmcp_python), str(BENCH / "peers/fastmcp_jwt.py")], "query_rows", peer_env),
         Variant("starlette", [python, str(BENCH / "peers/raw_starlette.py")], "query_rows", peer_env, auth=False),
-        Variant(
+        *server_and_floor(
             "files",
-            [python, "-m", "apps.files"],
             "read_file",
             {**app_env, "FILES_PATH": str(files_root), "FILES_ROOTS": '{"workspace": "ro"}'},
-            arguments=FILE_ARGUMENTS,
-            expect=the_file,
-            scopes="files:read",
-        ),
-        Variant(
-            "files-floor",
-            [python, str(BENCH / "peers/raw_files.py")],
-            "read_file",
             {"BENCH_FILES_ROOT": str(files_root / "workspace")},
-            auth=False,
-            arguments=FILE_ARGUMENTS,
-            expect=the_file,
+            FILE_ARGUMENTS,
+            the_file,
         ),
-        Variant(
+        *server_and_floor(
             "oncall",
-            [python, "-m", "apps.oncall"],
             "list_firing_alerts",
             {**app_env, "PROMETHEUS_URL": upstream, "ALERTMANAGER_URL": upstream},
-            arguments=ONCALL_ARGUMENTS,
-            expect=five_alerts,
-            scopes="oncall:read",
-        ),
-        Variant(
-            "oncall-floor",
-            [python, str(BENCH / "peers/raw_oncall.py")],
-            "list_firing_alerts",
             {"BENCH_ALERTMANAGER_URL": upstream},
-            auth=False,
-            arguments=ONCALL_ARGUMENTS,
-            expect=five_alerts,
+            ONCALL_ARGUMENTS,
+            five_alerts,
         ),
-        Variant(
+        *server_and_floor(
             "github",
-            [python, "-m", "apps.github"],
             "list_issues",
             {
                 **app_env,
@@ -284,22 +283,12 @@ def variants(
                 "GITHUB_CREDENTIAL": GITHUB_TOKEN,
                 "GITHUB_REPOSITORIES": "bench/bench",
             },
-            arguments=GITHUB_ARGUMENTS,
-            expect=ten_issues,
-            scopes="github:read",
-        ),
-        Variant(
-            "github-floor",
-            [python, str(BENCH / "peers/raw_github.py")],
-            "list_issues",
             {"BENCH_GITHUB_URL": upstream, "BENCH_GITHUB_TOKEN": GITHUB_TOKEN},
-            auth=False,
-            arguments=GITHUB_ARGUMENTS,
-            expect=ten_issues,
+            GITHUB_ARGUMENTS,
+            ten_issues,
         ),
-        Variant(
+        *server_and_floor(
             "notify",
-            [python, "-m", "apps.notify"],
             "preview_notification",
             {
                 **app_env,
@@ -307,18 +296,10 @@ def variants(
                 "NOTIFY_TARGETS": json.dumps({"bench": {"kind": "webhook", "url": "https://hooks.example.com/bench"}}),
                 "NOTIFY_SIGNING_KEY": SECRET,
             },
-            arguments=NOTIFY_ARGUMENTS,
-            expect=a_preview,
-            scopes="notify:send",
-        ),
-        Variant(
-            "notify-floor",
-            [python, str(BENCH / "peers/raw_notify.py")],
-            "preview_notification",
             {"BENCH_REDIS_URL": redis_url},
-            auth=False,
-            arguments=NOTIFY_ARGUMENTS,
-            expect=a_preview,
+            NOTIFY_ARGUMENTS,
+            a_preview,
+            scopes="notify:send",
         ),
     ]
 

@@ -1,17 +1,16 @@
-"""Floor for the files server: raw Starlette reading the same file in a worker thread, no MCP, no checks."""
+"""Floor for the files server: reading the same file in a worker thread, no MCP, no checks."""
 
 from __future__ import annotations
 
-import json
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _floor import floor_app, serve
 
 ROOT = Path(os.environ["BENCH_FILES_ROOT"])
 LIMITER = anyio.CapacityLimiter(8)  # the files server's default worker threads
@@ -22,17 +21,10 @@ def read(path: Path, length: int) -> str:
         return handle.read(length).decode("utf-8")
 
 
-async def endpoint(request: Request) -> Response:
-    message = json.loads(await request.body())
-    arguments = message["params"]["arguments"]
+async def read_file(arguments: dict[str, Any]) -> dict[str, Any]:
     text = await anyio.to_thread.run_sync(read, ROOT / arguments["path"], 256 * 1024, limiter=LIMITER)
-    result = {"structuredContent": {"text": text, "truncated": False}, "isError": False}
-    return Response(
-        json.dumps({"jsonrpc": "2.0", "id": message["id"], "result": result}), media_type="application/json"
-    )
+    return {"text": text, "truncated": False}
 
-
-app = Starlette(routes=[Route("/mcp", endpoint, methods=["POST"])])
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(os.environ["PORT"]), log_level="warning")
+    serve(floor_app(read_file))
