@@ -48,9 +48,11 @@ import asyncpg
 import httpx
 
 from apps.db.apply_schema import apply
+from apps.db.config import DbSettings
+from apps.kit.config import KitSettings
 from apps.kit.token import mint
 from infra.components.observability.collector import sampling_env
-from infra.config import ObservabilityConfig
+from infra.config import ObservabilityConfig, Resources
 from tests.support.postgres import LocalPostgres, free_port
 from tests.support.redis import LocalRedis
 
@@ -435,13 +437,20 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def wrk(variant: Variant, connections: int, seconds: float) -> dict[str, int]:
+def load_env(variant: Variant, overload: bool = False) -> dict[str, str]:
+    """What the load scripts read: the call, its token and protocol version; in the overload run, that a 503 with
+    Retry-After is shed (and waited for), not failed."""
     env = {
         **os.environ,
         "BENCH_BODY": body(variant.tool, variant.arguments),
         "BENCH_TOKEN": variant.token(),
         "BENCH_PROTOCOL_VERSION": PROTOCOL_VERSION,
     }
+    return env | {"BENCH_OVERLOAD": "1"} if overload else env
+
+
+def wrk(variant: Variant, connections: int, seconds: float, overload: bool = False) -> dict[str, int]:
+    env = load_env(variant, overload)
     threads = "1" if connections < 4 else "2"
     command = [
         "taskset",
@@ -495,41 +504,34 @@ def measure(variant: Variant, connections: int, seconds: float) -> Run:
 
 
 OVERLOAD_CONNECTIONS = 1024
-OVERLOAD_SETTINGS = ("MCP_MAX_CONCURRENT_REQUESTS", "DB_ACQUIRE_TIMEOUT_SECONDS")  # the shedding knobs, as shipped
-MEMORY_LIMIT_MIB = 512  # a replica's limit (infra.config AppConfig.memory_limit)
+OVERLOAD_SETTINGS = (KitSettings, "mcp_max_concurrent_requests"), (DbSettings, "db_acquire_timeout_seconds")
+MEMORY_LIMIT_MIB = Resources().memory_limit_mib  # a replica's limit, as deployed
 
 
 def overload(variant: Variant, seconds: float) -> list[tuple[str, bool]]:
-    """wrk holds 1,024 connections re-sending at once (no client honours Retry-After here: the worst case) while
-    a probe of a few connections times calls one by one (bench/overload.py)."""
+    """wrk holds 1,024 connections, each waiting what a 503 says (with jitter) before its next call, while a probe
+    of a few connections times calls one by one (bench/overload.py)."""
     assert variant.process is not None
     pid, peak = variant.process.pid, [rss_mib(variant.process.pid)]
     held: dict[str, int] = {}
-    os.environ["BENCH_OVERLOAD"] = "1"  # wrk counts a 503 with Retry-After as shed, not failed
-    try:
-        load = threading.Thread(target=lambda: held.update(wrk(variant, OVERLOAD_CONNECTIONS, seconds + 2)))
-        load.start()
-        time.sleep(1.5)  # the probe starts once all of wrk's connections are open
-        env = {
-            **os.environ,
-            "BENCH_BODY": body(variant.tool, variant.arguments),
-            "BENCH_TOKEN": variant.token(),
-            "BENCH_PROTOCOL_VERSION": PROTOCOL_VERSION,
-        }
-        command = ["taskset", "-c", LOAD_CORE, sys.executable, "-m", "bench.overload", variant.url]
-        probing = subprocess.Popen(
-            [*command, "--seconds", str(seconds)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
-        )
-        while probing.poll() is None:
-            peak[0] = max(peak[0], rss_mib(pid))
-            time.sleep(0.25)
-        load.join()
-    finally:
-        del os.environ["BENCH_OVERLOAD"]
+    load = threading.Thread(target=lambda: held.update(wrk(variant, OVERLOAD_CONNECTIONS, seconds + 2, True)))
+    load.start()
+    time.sleep(1.5)  # the probe starts once all of wrk's connections are open
+    command = ["taskset", "-c", LOAD_CORE, sys.executable, "-m", "bench.overload", variant.url]
+    probing = subprocess.Popen(
+        [*command, "--seconds", str(seconds)], cwd=ROOT, env=load_env(variant), stdout=subprocess.PIPE, text=True
+    )
+    while probing.poll() is None:
+        peak[0] = max(peak[0], rss_mib(pid))
+        time.sleep(0.25)
+    load.join()
     assert probing.stdout is not None
     [line] = [line for line in probing.stdout.read().splitlines() if line.startswith("OVERLOAD ")]
     probe = json.loads(line.removeprefix("OVERLOAD "))
-    settings = ", ".join(f"{key}={variant.env.get(key, 'default')}" for key in OVERLOAD_SETTINGS)
+    settings = ", ".join(
+        f"{field.upper()}={variant.env.get(field.upper(), model.model_fields[field].default)}"
+        for model, field in OVERLOAD_SETTINGS
+    )
     say(f"\noverload: {variant.name} at {OVERLOAD_CONNECTIONS} connections ({settings})")
     say(f"  wrk: {held['requests']} answers, {held['shed']} shed (503 + Retry-After), {held['failed']} failed, "
         f"{held['socket_errors']} socket errors or timeouts; p50 {held['p50_us'] / 1000:.0f} ms, "

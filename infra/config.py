@@ -33,6 +33,12 @@ class Resources(Model):
     cpu_limit: str = "500m"
     memory_limit: str = "512Mi"
 
+    @property
+    def memory_limit_mib(self) -> int:
+        """The memory limit (`512Mi`, `1Gi`) in MiB."""
+        units = {"Mi": 1, "Gi": 1024}
+        return int(float(self.memory_limit[:-2]) * units[self.memory_limit[-2:]])
+
 
 class VolumeConfig(Model):
     """Size and storage class of a volume the app declares (`Needs.volumes`)."""

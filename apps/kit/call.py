@@ -191,7 +191,7 @@ def _shed(request_id: Any, outcome: Outcome) -> Refusal:
     """A call the server could not serve within its admission deadline leaves as HTTP 503 with `Retry-After`, as
     any HTTP client, proxy or ingress understands (one may retry it on another replica); still counted, in the
     duration histogram, as `overloaded`: the server's fault, not the caller's."""
-    seconds = outcome.retry_after or 1
+    seconds = outcome.retry_after
     text = outcome.result["content"][0]["text"]
     body = error_message(request_id, BUSY, text, {"retryAfter": seconds})
     return Refusal(503, body, None, [(b"retry-after", str(seconds).encode())])

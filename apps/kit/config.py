@@ -71,7 +71,7 @@ class KitSettings(BaseSettings):
     mcp_header_read_seconds: float = Field(default=5.0, gt=0, le=60)  # a connection's request headers
     # Per process; more get a fast 503 with Retry-After (apps.kit.shedding). About the calls one core serves in a
     # third of a second: 256 connections are served without a refusal, and at 1,024 admitted calls kept a p99
-    # near 0.4 s where 512 let it reach 2 s (bench/, the overload run).
+    # under 1 s where 512 let it reach 2 s (`python -m bench`, the overload run).
     mcp_max_concurrent_requests: int = Field(default=256, ge=1, le=100_000)
 
     redis_url: SecretStr | None = None

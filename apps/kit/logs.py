@@ -145,10 +145,6 @@ def configure_logging(level: str, secrets: list[str] | None = None) -> None:
     replaced; JSON ones are kept, so calling this twice installs one handler.
     """
     register_secrets(secrets or [])
-    # Our lines never show the caller's file and line, the thread or the process: not computed per record (the
-    # logging HOWTO's "Optimization"; finding the caller walks the stack on every line).
-    logging._srcfile = None
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [h for h in root.handlers if isinstance(h.formatter, JsonFormatter)]
     if not any(getattr(h, "stream", None) is sys.stdout for h in root.handlers):

@@ -60,7 +60,7 @@ LEASE_SECONDS = 0.5  # how long a replica may hand out slots it was lent; then t
 LEASE_PER_WAITING_HIT = 4  # slots asked for ahead, per hit that had to wait for the round trip
 MAX_LEASE = 32  # slots lent to one replica for one principal at most
 LEASE_SHARE = 4  # a lease takes at most a quarter of the room a principal has left
-MAX_RECENT = 10_000  # principals remembered as recently seen, at most (then those older than a lease go)
+MAX_RECENT = 10_000  # principals remembered as recently seen, at most (then all are forgotten)
 
 
 @dataclass
@@ -163,11 +163,11 @@ class RedisLimiter:
         except (RedisError, OSError) as error:
             await self._without_redis(wanted, error)
             return
+        if len(self._recent) > MAX_RECENT:  # bounded: forgetting costs a lone hit its round trip, nothing more
+            self._recent.clear()
         now = time.monotonic()
-        for key in wanted:  # who called within a lease's length (bounded: one entry per principal seen lately)
+        for key in wanted:
             self._recent[key] = now
-        if len(self._recent) > MAX_RECENT:
-            self._recent = {k: t for k, t in self._recent.items() if now - t < self.lease_seconds}
         for index, (key, decisions) in enumerate(wanted.items()):
             admitted, retry_us, lent = (
                 int(answer[3 * index]),

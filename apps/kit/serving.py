@@ -28,8 +28,6 @@ class _Answered:
     cycle, uvicorn ignores the rest of that request's body."""
 
     response_complete = True
-    disconnected = False
-    keep_alive = True
 
     class message_event:  # uvicorn sets it when the connection is lost
         @staticmethod

@@ -1,10 +1,10 @@
 """Load shedding: a call over the process's in-flight cap is refused with 503 and `Retry-After`, for as little
 CPU as possible.
 
-Under overload a refusal must cost far less than a call, or the refusals become the load. Through the ASGI stack
-(a task, the middleware, the endpoint) a refusal cost ~180 µs of CPU here, and at 1,024 connections the admitted
-calls waited behind thousands of them. `Shedder` counts the MCP requests in flight (the endpoint holds a slot per
-request); uvicorn's protocol (`apps.kit.serving`) asks it as soon as a request's headers are parsed and, when
+Under overload a refusal must cost far less than a call, or the refusals become the load: through the ASGI stack
+(a task, the middleware, the endpoint) each refusal paid for most of a request's path, and at 1,024 connections
+the admitted calls waited behind thousands of them. `Shedder` counts the MCP requests in flight (the endpoint holds
+a slot per request); uvicorn's protocol (`apps.kit.serving`) asks it as soon as a request's headers are parsed and, when
 the process is full, writes the answer itself: no task, no app. The endpoint checks the same cap for what the
 protocol leaves to it (a pipelined request, a browser's request that needs CORS headers, a mounted app).
 """

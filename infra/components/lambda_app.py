@@ -36,12 +36,6 @@ ASSUME_LAMBDA = json.dumps(
 VPC_ACCESS_POLICY = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
 
 
-def memory_mib(limit: str) -> int:
-    """A Kubernetes memory limit (`512Mi`, `1Gi`) as Lambda's megabytes (at least 128)."""
-    units = {"Mi": 1, "Gi": 1024}
-    return max(128, int(float(limit[:-2]) * units[limit[-2:]]))
-
-
 class LambdaApp(pulumi.ComponentResource):
     url: pulumi.Output[str]
 
@@ -70,7 +64,7 @@ class LambdaApp(pulumi.ComponentResource):
             image_uri=platform.image,
             image_config={"commands": HANDLER},
             role=role.arn,
-            memory_size=memory_mib(app.resources.memory_limit),
+            memory_size=max(128, app.resources.memory_limit_mib),  # Lambda's smallest size
             timeout=60,
             reserved_concurrent_executions=app.max_replicas,
             environment={"variables": pulumi.Output.secret(variables)},
