@@ -1,7 +1,7 @@
 # One image for every focused MCP server; the app is chosen by command:
 #   docker run IMAGE apps.db
 # and the same image runs on AWS Lambda with the runtime client as its command:
-#   awslambdaric apps.kit.lambda_main.handler   (with MCP_SERVER=apps.db)
+#   awslambdaric apps.lambda_main.handler   (with MCP_SERVER=apps.db)
 # BASE_IMAGE defaults to the pinned official slim Python image (infra/images.py, the one pin; a test holds
 # this line to it); the offline build passes a local Debian base.
 ARG BASE_IMAGE=python:3.11.11-slim-bookworm

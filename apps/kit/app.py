@@ -4,27 +4,30 @@
 `Runtime` builds the production layer once (token verifier, rate limiter, metrics, readiness). Its shell is
 a FastAPI application: the probes, metrics, manifest and metadata are FastAPI routes with an OpenAPI
 document, while `/mcp` stays a raw ASGI route that `KitApp` reaches before any routing, so a tool call pays
-nothing for the shell. `mount` adds a focused server to a FastAPI application a team already runs. The
-lifespan opens the server's state, warms the signing keys, keeps readiness fresh, and on shutdown closes
-everything and flushes the last spans.
+nothing for the shell. The shell is built on its first request: importing FastAPI and building its routes
+takes ~0.15 s, which a serverless instance whose requests are all tool calls (Lambda) never pays on its cold
+start. `mount` adds a focused server to a FastAPI application a team already runs. The lifespan opens the
+server's state, warms the signing keys, keeps readiness fresh, and on shutdown closes everything and flushes
+the last spans.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import State
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, Router
 from starlette.types import Receive, Scope, Send
 
+from apps import collector
 from apps.kit.auth import JwtVerifier
 from apps.kit.config import KitSettings, RedisFailureMode
 from apps.kit.endpoint import McpEndpoint
@@ -40,6 +43,7 @@ from apps.kit.tracing import flush_traces, setup_tracing
 from apps.kit.volumes import VolumeCollector, volume_paths
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
     from redis.asyncio import Redis
 
     from apps.kit.server import FocusedServer
@@ -64,17 +68,6 @@ def _limiter(settings: KitSettings, metrics: KitMetrics, server: str) -> tuple[L
         redis, settings.rate_limit_per_minute, settings.rate_limit_redis_failure, metrics, prefix=prefix
     )
     return limiter, redis
-
-
-def settle_garbage_collector() -> None:
-    """Move everything built at start-up (modules, models, pools) out of the collector's reach.
-
-    A full collection walks every tracked object; with the SDK, pydantic and OpenTelemetry loaded that
-    is hundreds of thousands, and each full pass stalled the event loop for ~100 ms, the whole p99 tail.
-    Frozen, they are never scanned again; what requests allocate is still collected.
-    """
-    gc.collect()
-    gc.freeze()
 
 
 class Runtime:
@@ -118,24 +111,31 @@ class Runtime:
             resource_metadata_url=base + self.metadata_path,
         )
         self.server_state: Any = None
-        self.router = APIRouter()
-        self.router.add_api_route("/health", self.health, methods=["GET"], summary="Liveness (checks nothing)")
-        self.router.add_api_route("/ready", self.ready, methods=["GET"], summary="Readiness of every dependency")
-        if settings.mcp_metrics_port is None:  # else served on its own port (`FocusedServer.serve`)
-            self.router.add_api_route(
-                "/metrics", self.prometheus_metrics, methods=["GET"], summary="Prometheus metrics"
-            )
-        self.router.add_api_route(MANIFEST_PATH, self.tools_manifest, methods=["GET"], summary="Pinned tool manifest")
-        self.app = FastAPI(
-            title=server.name, version=server.version, lifespan=self.lifespan, docs_url=None, redoc_url=None
-        )
-        self.install(self.app, "")
-        self.app.state.metrics, self.app.state.settings, self.app.state.endpoint = self.metrics, settings, self.endpoint
+        self.state = State()  # the app's state, shared with the shell once it is built
+        self.state.metrics, self.state.settings, self.state.endpoint = self.metrics, settings, self.endpoint
+
+    @cached_property
+    def shell(self) -> FastAPI:
+        """The FastAPI application that serves everything but `/mcp` and the lifespan, built on first use."""
+        from fastapi import FastAPI
+
+        app = FastAPI(title=self.server.name, version=self.server.version, docs_url=None, redoc_url=None)
+        app.state = self.state
+        self.install(app, "")
+        return app
 
     def install(self, app: FastAPI, prefix: str) -> None:
         """Route this server in `app`: its probes, metrics and manifest under `prefix`, its RFC 9728 metadata at
         the root (where the RFC puts it, whatever the prefix), and `/mcp` as a raw ASGI route (no FastAPI layer)."""
-        app.include_router(self.router, prefix=prefix)
+        from fastapi import APIRouter
+
+        router = APIRouter()
+        router.add_api_route("/health", self.health, methods=["GET"], summary="Liveness (checks nothing)")
+        router.add_api_route("/ready", self.ready, methods=["GET"], summary="Readiness of every dependency")
+        if self.settings.mcp_metrics_port is None:  # else served on its own port (`FocusedServer.serve`)
+            router.add_api_route("/metrics", self.prometheus_metrics, methods=["GET"], summary="Prometheus metrics")
+        router.add_api_route(MANIFEST_PATH, self.tools_manifest, methods=["GET"], summary="Pinned tool manifest")
+        app.include_router(router, prefix=prefix)
         app.add_api_route(self.metadata_path, self.resource_metadata, methods=["GET"], summary="RFC 9728 metadata")
         app.router.routes.append(Route(prefix + "/mcp", self.endpoint, methods=None))
 
@@ -145,7 +145,7 @@ class Runtime:
         async with AsyncExitStack() as stack:
             stack.push_async_callback(asyncio.to_thread, flush_traces)  # last: after everything that makes spans
             state = await stack.enter_async_context(self.server.state_factory(self.settings, self.telemetry))
-            self.server_state = self.app.state.server_state = state
+            self.server_state = self.state.server_state = state
             if isinstance(state, ReadinessSource):
                 for check_name, check in state.readiness_checks().items():
                     self.readiness.add(check_name, check)
@@ -159,7 +159,7 @@ class Runtime:
                 await self.verifier.jwks.refresh_if_due()  # warm the keys before the first token arrives
             self.readiness.started = True
             await self.readiness.report_at_start()
-            settle_garbage_collector()
+            collector.settle()  # start-up's objects out of the collector's reach
             if not self.settings.mcp_serverless:  # a frozen CPU runs no refresher: /ready checks when asked
                 refresher = asyncio.create_task(self.readiness.keep_fresh())
                 stack.callback(refresher.cancel)
@@ -190,14 +190,16 @@ class Runtime:
 
 class KitApp:
     """The server's ASGI app: `/mcp` goes straight to the endpoint (the hot path skips the router and the
-    middleware stack); everything else, and the lifespan, to the FastAPI shell."""
+    middleware stack), the lifespan to a route-less Starlette router (the ASGI lifespan protocol), everything
+    else to the FastAPI shell."""
 
     def __init__(self, runtime: Runtime):
-        self.runtime, self.starlette, self.endpoint = runtime, runtime.app, runtime.endpoint
+        self.runtime, self.endpoint = runtime, runtime.endpoint
+        self.lifespan = Router(lifespan=runtime.lifespan)
 
     @property
-    def state(self) -> Any:
-        return self.starlette.state
+    def state(self) -> State:
+        return self.runtime.state
 
     @property
     def shedder(self) -> Shedder:
@@ -207,8 +209,10 @@ class KitApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/mcp":
             await self.endpoint(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.lifespan(scope, receive, send)
         else:
-            await self.starlette(scope, receive, send)
+            await self.runtime.shell(scope, receive, send)
 
 
 def build_app(server: FocusedServer[Any, Any], settings: KitSettings) -> KitApp:

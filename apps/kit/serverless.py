@@ -10,7 +10,7 @@ metrics (`apps.kit.metrics_push`) are flushed before an invocation returns, with
 SIGTERM (which Lambda sends when an extension is registered) the lifespan closes: pools closed, last spans
 flushed.
 
-`python -m awslambdaric apps.kit.lambda_main.handler` with `MCP_SERVER=apps.db` runs it in the container image.
+`python -m awslambdaric apps.lambda_main.handler` with `MCP_SERVER=apps.db` runs it in the container image.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class LambdaApp:
         self.app = server.create_app(self.settings)
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)  # Mangum runs every invocation on the current loop: this one
-        self._lifespan = self.app.starlette.router.lifespan_context(self.app.starlette)
+        self._lifespan = self.app.runtime.lifespan(self.app)
         self.loop.run_until_complete(self._lifespan.__aenter__())
         self._open = True
         self.adapter = Mangum(self.app, lifespan="off")

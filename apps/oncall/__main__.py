@@ -1,3 +1,6 @@
-from apps.oncall.server import server
+from apps import collector
+
+collector.pause()  # before the server's modules load (apps.collector)
+from apps.oncall.server import server  # noqa: E402
 
 server.serve()

@@ -1,5 +1,5 @@
 """A focused server on AWS Lambda: the same container image, run by the Lambda runtime client
-(`apps.kit.lambda_main`: its lifespan entered once per sandbox), behind an API Gateway HTTP API.
+(`apps.lambda_main`: its lifespan entered once per sandbox), behind an API Gateway HTTP API.
 
 The HTTP API routes exactly the two paths an Ingress would (`POST /mcp` and the RFC 9728 metadata), so
 probes and metrics are not public. A function URL would change the URL tokens name as their audience; the
@@ -24,7 +24,7 @@ from infra.components.route import routed_paths
 from infra.components.serverless import ServerlessPlatform, app_secret_values, serverless_wiring
 from infra.config import AppConfig
 
-HANDLER = ["awslambdaric", "apps.kit.lambda_main.handler"]  # after the image's `python -m`
+HANDLER = ["awslambdaric", "apps.lambda_main.handler"]  # after the image's `python -m`
 ASSUME_LAMBDA = json.dumps(
     {
         "Version": "2012-10-17",

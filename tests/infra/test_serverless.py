@@ -39,7 +39,7 @@ def inputs(stack: Declared, type_: str) -> list[dict[str, Any]]:
 def test_the_lambda_app_runs_the_same_image_behind_exactly_two_routes(declared):
     [function] = inputs(declared, "aws:lambda/function:Function")
     assert function["packageType"] == "Image" and function["imageUri"] == "ghcr.io/mcpfleet/apps:0.1.0"
-    assert function["imageConfig"]["commands"] == ["awslambdaric", "apps.kit.lambda_main.handler"]
+    assert function["imageConfig"]["commands"] == ["awslambdaric", "apps.lambda_main.handler"]
     assert function["reservedConcurrentExecutions"] == 50  # maxReplicas: the most sandboxes
     env = function["environment"]["value"]["variables"]  # the whole map is a Pulumi secret
     assert env["MCP_SERVER"] == "apps.db" and env["MCP_SERVERLESS"] == "true"

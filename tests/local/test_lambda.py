@@ -58,7 +58,7 @@ def sandbox(pg, otlp, tmp_path) -> Iterator[tuple[RuntimeApi, subprocess.Popen[b
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "awslambdaric", "apps.kit.lambda_main.handler"],
+            [sys.executable, "-m", "awslambdaric", "apps.lambda_main.handler"],
             env=env,
             cwd=REPO,
             stdout=out,

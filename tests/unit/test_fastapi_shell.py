@@ -3,6 +3,10 @@ it, and `apps.kit.app.mount` adds a focused server to a FastAPI application a te
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -53,3 +57,42 @@ def test_a_focused_server_mounts_into_an_existing_fastapi_app(make_settings):
 def test_mounting_needs_the_resource_url_the_server_is_mounted_at(make_settings):
     with pytest.raises(ValueError, match="must end in /tools/demo/mcp"):
         mount(FastAPI(), demo_server.server, make_settings(MCP_RESOURCE_URL="http://127.0.0.1:9/mcp"), "/tools/demo")
+
+
+FIRST_CALLS = """
+import asyncio, sys
+import httpx
+from apps import collector
+collector.pause()
+from apps.kit.token import mint
+from tests.support import demo_server
+from tests.support.raw import BASE_HEADERS, tool_call
+app = demo_server.server.create_app()
+token = mint(sys.argv[1], issuer=sys.argv[2], audience="http://127.0.0.1/mcp", subject="alice", scopes="demo:read")
+async def main():
+    async with app.runtime.lifespan(app):
+        print("collector running after start-up:", __import__("gc").isenabled())
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            headers = {**BASE_HEADERS, "Authorization": "Bearer " + token}
+            answer = await client.post("/mcp", json=tool_call("echo", {"text": "hi"}), headers=headers)
+            print("tool call:", answer.json()["result"]["structuredContent"], "fastapi:", "fastapi" in sys.modules)
+            health = await client.get("/health")
+            print("health:", health.json(), "fastapi:", "fastapi" in sys.modules)
+asyncio.run(main())
+"""
+
+
+def test_the_shell_is_built_on_its_first_request_so_tool_calls_alone_never_import_fastapi():
+    """A serverless instance whose requests are all tool calls (Lambda) does not pay FastAPI's import at its cold
+    start; the first request for anything else builds the shell. A fresh process, since this one has FastAPI."""
+    env = {**os.environ, "MCP_ISSUER": ISSUER, "MCP_JWT_SECRET": SECRET, "MCP_RESOURCE_URL": "http://127.0.0.1/mcp"}
+    run = subprocess.run(
+        [sys.executable, "-c", FIRST_CALLS, SECRET, ISSUER], env=env, capture_output=True, text=True, timeout=120
+    )
+    lines = [line for line in run.stdout.splitlines() if not line.startswith("{")]  # the server's JSON logs
+    assert lines == [
+        "collector running after start-up: True",
+        "tool call: {'text': 'hi'} fastapi: False",
+        "health: {'status': 'ok'} fastapi: True",
+    ], run.stderr[-2000:]
