@@ -227,6 +227,9 @@ class AwsConfig(Model):
     subnet_ids: list[str] = Field(min_length=1)
     security_group_ids: list[str] = Field(min_length=1)
     alarm_topic_arn: str | None = None  # the SNS topic its CloudWatch alarms notify
+    # SnapStart: a new sandbox resumes from a snapshot taken once the modules are loaded (most of a cold start)
+    # instead of loading them; Lambda bills the snapshot's cache and each restore per GB (its pricing page).
+    snap_start: bool = True
 
 
 class ServerlessConfig(Model):

@@ -28,6 +28,7 @@ KEY_PROPERTIES = (
     "region",
     "scaling",
     "reservedConcurrentExecutions",
+    "snapStart",
     "memorySize",
     "routeKey",
     "protocolType",

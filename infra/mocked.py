@@ -67,6 +67,13 @@ def collect(stack: str, overrides: dict[str, Any] | None = None) -> dict[str, An
                 outputs["result"] = f"mock-{args.name}-{'x' * 24}"
             if args.typ == "command:local:Command":
                 outputs["stdout"] = FAKE_KUBECONFIG
+            if args.typ == "aws:lambda/function:Function":  # what publishing gives: the first version
+                outputs["version"] = "1"
+            if args.typ == "aws:lambda/alias:Alias":
+                region, function, alias = (args.inputs[key] for key in ("region", "functionName", "name"))
+                qualified = f"arn:aws:lambda:{region}:123456789012:function:{function}:{alias}"
+                functions = f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions"
+                outputs["invokeArn"] = f"{functions}/{qualified}/invocations"
             return f"{args.name}-id", outputs
 
         def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], None]:

@@ -10,12 +10,20 @@ metrics (`apps.kit.metrics_push`) are flushed before an invocation returns, with
 SIGTERM (which Lambda sends when an extension is registered) the lifespan closes: pools closed, last spans
 flushed.
 
+With SnapStart (`AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`) Lambda snapshots the sandbox once init is done and
+starts new sandboxes from that snapshot. Init then only loads the modules (most of a cold start); the app is
+built and its lifespan entered after each restore (~30 ms here), so no connection, signing key, instance id or
+random state is shared by the sandboxes restored from one snapshot: a connection in the snapshot would be dead
+on arrival, and `random` (which draws OpenTelemetry's trace and span ids) is reseeded first.
+
 `python -m awslambdaric apps.lambda_main.handler` with `MCP_SERVER=apps.db` runs it in the container image.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import signal
 from types import FrameType
 from typing import Any
@@ -29,20 +37,31 @@ from apps.kit.server import FocusedServer, load_server
 from apps.kit.tracing import flush_traces
 
 FLUSH_SECONDS = 1.0  # an invocation waits at most this long for its spans to leave
+SNAP_START = "snap-start"  # AWS_LAMBDA_INITIALIZATION_TYPE while Lambda prepares a SnapStart snapshot
 
 
 class LambdaApp:
     def __init__(self, server: FocusedServer[Any, Any], settings: KitSettings | None = None):
         settings = settings or load_settings(server.settings_cls)
+        self.server = server
         self.settings = settings.model_copy(update={"mcp_serverless": True})
-        self.app = server.create_app(self.settings)
+        self.invocations = 0
+        self._open = False
+
+    def open(self) -> None:
+        """Build the app and enter its lifespan, on an event loop that lives as long as the sandbox."""
+        self.app = self.server.create_app(self.settings)
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)  # Mangum runs every invocation on the current loop: this one
         self._lifespan = self.app.runtime.lifespan(self.app)
         self.loop.run_until_complete(self._lifespan.__aenter__())
         self._open = True
         self.adapter = Mangum(self.app, lifespan="off")
-        self.invocations = 0
+
+    def restored(self) -> None:
+        """SnapStart's after-restore hook: fresh randomness for this sandbox, then the app."""
+        random.seed()  # from os.urandom: the snapshot's state is every restored sandbox's
+        self.open()
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         self.invocations += 1
@@ -70,5 +89,11 @@ class LambdaApp:
 def lambda_app(module: str) -> LambdaApp:
     """The Lambda handler of the server declared in `<module>.server` (e.g. `apps.db`)."""
     app = LambdaApp(load_server(module))
+    if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == SNAP_START:
+        from snapshot_restore_py import register_after_restore  # the hooks awslambdaric runs
+
+        register_after_restore(app.restored)
+    else:
+        app.open()
     app.stop_on_sigterm()
     return app

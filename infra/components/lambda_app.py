@@ -8,6 +8,11 @@ API's own URL (or a custom domain) is the resourceUrl. One sandbox serves one re
 each. The function runs in the VPC's subnets and security groups (the database, Redis and outside hosts
 under the VPC's rules). Secret values are environment variables of the function, encrypted at rest by
 Lambda's KMS key and kept secret in Pulumi's state.
+
+Each deployment publishes a version and the API calls it through the `live` alias: SnapStart (on unless the
+stack's `serverless.aws.snapStart` is false) applies to published versions only. The image's runtime client
+(awslambdaric) already speaks SnapStart's `/restore/next`, and the kit opens the app after the restore
+(`apps.kit.serverless`).
 """
 
 from __future__ import annotations
@@ -69,6 +74,16 @@ class LambdaApp(pulumi.ComponentResource):
             reserved_concurrent_executions=app.max_replicas,
             environment={"variables": pulumi.Output.secret(variables)},
             vpc_config={"subnet_ids": aws_config.subnet_ids, "security_group_ids": aws_config.security_group_ids},
+            publish=True,
+            snap_start={"apply_on": "PublishedVersions"} if aws_config.snap_start else None,
+            region=aws_config.region,
+            opts=child,
+        )
+        live = aws.lambda_.Alias(
+            f"{name}-live",
+            name="live",
+            function_name=function.name,
+            function_version=function.version,
             region=aws_config.region,
             opts=child,
         )
@@ -77,7 +92,7 @@ class LambdaApp(pulumi.ComponentResource):
             f"{name}-integration",
             api_id=api.id,
             integration_type="AWS_PROXY",
-            integration_uri=function.invoke_arn,
+            integration_uri=live.invoke_arn,
             payload_format_version="2.0",
             timeout_milliseconds=30_000,
             region=aws_config.region,
@@ -99,6 +114,7 @@ class LambdaApp(pulumi.ComponentResource):
             f"{name}-invoke",
             action="lambda:InvokeFunction",
             function=function.name,
+            qualifier=live.name,
             principal="apigateway.amazonaws.com",
             source_arn=api.execution_arn.apply(lambda arn: f"{arn}/*/*"),
             region=aws_config.region,

@@ -59,6 +59,17 @@ def test_the_lambda_app_runs_the_same_image_behind_exactly_two_routes(declared):
     assert permission["principal"] == "apigateway.amazonaws.com"
 
 
+def test_the_lambda_app_publishes_a_snapstart_version_and_the_api_calls_it_through_an_alias(declared):
+    [function] = inputs(declared, "aws:lambda/function:Function")
+    assert function["publish"] is True and function["snapStart"] == {"applyOn": "PublishedVersions"}
+    [alias] = inputs(declared, "aws:lambda/alias:Alias")
+    assert alias["functionVersion"] == "1" and alias["functionName"] == function["name"]
+    [integration] = inputs(declared, "aws:apigatewayv2/integration:Integration")
+    assert integration["integrationUri"].endswith(f":function:{function['name']}:live/invocations")
+    [permission] = inputs(declared, "aws:lambda/permission:Permission")
+    assert permission["qualifier"] == "live"  # the API may invoke the alias, not $LATEST
+
+
 def test_the_cloud_run_app_scales_to_zero_reads_secrets_from_secret_manager_and_drains_within_notice(declared):
     [service] = inputs(declared, "gcp:cloudrunv2/service:Service")
     assert service["scaling"] == {"minInstanceCount": 0, "maxInstanceCount": 5}

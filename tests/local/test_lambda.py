@@ -1,18 +1,21 @@
 """The db server on AWS Lambda's own runtime client (`awslambdaric`, the one the container image runs), driven by
 a loopback Runtime API with API Gateway HTTP API events (checked against AWS Lambda Powertools' event model):
 warm invocations answer a tool call, a refused token and readiness on one sandbox whose lifespan (and so its
-database pools) was entered once, and SIGTERM closes the pools."""
+database pools) was entered once, and SIGTERM closes the pools. With SnapStart, nothing is connected when the
+snapshot is taken: the pools open after the restore."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +41,10 @@ def otlp() -> Iterator[OtlpReceiver]:
     receiver.server.shutdown()
 
 
-@pytest.fixture
-def sandbox(pg, otlp, tmp_path) -> Iterator[tuple[RuntimeApi, subprocess.Popen[bytes], Path]]:
+@contextmanager
+def running_sandbox(pg, otlp, log: Path, **extra: str) -> Iterator[tuple[RuntimeApi, subprocess.Popen[bytes]]]:
+    """The db server's container command under a loopback Runtime API, `extra` added to its environment."""
     api = RuntimeApi()
-    log = tmp_path / "sandbox.log"
     env = {
         **os.environ,
         "AWS_LAMBDA_RUNTIME_API": api.address,
@@ -55,6 +58,7 @@ def sandbox(pg, otlp, tmp_path) -> Iterator[tuple[RuntimeApi, subprocess.Popen[b
         "DB_WRITE_URL": pg.url("mcp_db_writer", WRITER_PASSWORD),
         "RATE_LIMIT_PER_MINUTE": "1000",
         "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url,  # nothing scrapes a sandbox: its metrics are pushed
+        **extra,
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -64,11 +68,20 @@ def sandbox(pg, otlp, tmp_path) -> Iterator[tuple[RuntimeApi, subprocess.Popen[b
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+        try:
+            yield api, process
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+            api.stop()
+
+
+@pytest.fixture
+def sandbox(pg, otlp, tmp_path) -> Iterator[tuple[RuntimeApi, subprocess.Popen[bytes], Path]]:
+    log = tmp_path / "sandbox.log"
+    with running_sandbox(pg, otlp, log) as (api, process):
         yield api, process, log
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-    api.stop()
 
 
 def app_backends(pg) -> set[int]:
@@ -132,3 +145,47 @@ def test_warm_invocations_share_one_lifespan_and_sigterm_closes_it(sandbox, pg, 
     while app_backends(pg) & pools and time.monotonic() < deadline:
         time.sleep(0.1)
     assert app_backends(pg) & pools == set()
+
+
+def test_with_snapstart_nothing_is_connected_in_the_snapshot_and_the_pools_open_after_restore(pg, otlp, tmp_path):
+    token = mint(SECRET, issuer=ISSUER, audience=RESOURCE, subject="alice", scopes="db:read")
+    others = app_backends(pg)
+    log = tmp_path / "sandbox.log"
+    with running_sandbox(pg, otlp, log, AWS_LAMBDA_INITIALIZATION_TYPE="snap-start") as (api, process):
+        assert api.snapshot_taken.wait(60), log.read_text()[-2000:]
+        time.sleep(0.5)  # anything init left running would connect now, before the snapshot
+        assert app_backends(pg) - others == set()  # a connection in the snapshot would be dead in every restore
+        events = [json.loads(line).get("event") for line in log.read_text().splitlines() if line.startswith("{")]
+        assert "server_started" not in events  # the lifespan (pools, keys, readiness) waits for the restore
+
+        api.restore.set()
+        listed = invoke(api, "POST", "/mcp", tool_call("list_tables"), token)
+        assert listed["statusCode"] == 200, listed
+        assert json.loads(listed["body"])["result"]["structuredContent"]["tables"][0] == "customers"
+        pools = app_backends(pg) - others
+        assert pools, "the pools opened after the restore"
+        described = invoke(api, "POST", "/mcp", tool_call("describe_table", {"table": "orders"}, 2), token)
+        assert described["statusCode"] == 200
+        assert app_backends(pg) - others == pools and api.init_errors == api.restore_errors == []
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    events = [json.loads(line).get("event") for line in log.read_text().splitlines() if line.startswith("{")]
+    assert events.count("server_started") == 1 and events.count("server_stopped") == 1
+
+
+def test_a_restored_sandbox_draws_its_own_random_numbers(monkeypatch):
+    """Every sandbox restored from one snapshot starts with the snapshot's `random` state; OpenTelemetry draws
+    trace and span ids from it, so without a reseed they would repeat across sandboxes."""
+    from apps.kit.serverless import LambdaApp
+    from tests.support import demo_server
+
+    monkeypatch.setenv("MCP_ISSUER", ISSUER)
+    monkeypatch.setenv("MCP_JWT_SECRET", SECRET)
+    monkeypatch.setenv("MCP_RESOURCE_URL", RESOURCE)
+    sandbox = LambdaApp(demo_server.server)
+    monkeypatch.setattr(sandbox, "open", lambda: None)  # the app itself is the test above's
+    random.seed(22)
+    from_the_snapshot = random.getrandbits(128)
+    random.seed(22)
+    sandbox.restored()
+    assert random.getrandbits(128) != from_the_snapshot

@@ -1,5 +1,6 @@
 """A loopback Lambda Runtime API (the `2018-06-01` interface the real runtime client polls): tests queue events,
 the runtime client under test takes them from `/invocation/next`, and each answer or error is kept by request id.
+A SnapStart init ends with `/restore/next`, which is answered (the snapshot "restored") when the test says so.
 Events are checked against AWS Lambda Powertools' model of an API Gateway HTTP API (payload 2.0) event before
 they are queued, so a test cannot send an event Lambda would never deliver."""
 
@@ -54,12 +55,19 @@ class RuntimeApi:
         self.events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
         self.answers: dict[str, queue.Queue[tuple[str, Any]]] = {}
         self.init_errors: list[Any] = []
+        self.restore_errors: list[Any] = []
+        self.snapshot_taken = threading.Event()  # init is done: Lambda would snapshot the sandbox now
+        self.restore = threading.Event()  # set by the test: the sandbox resumes
         api = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                if self.path == f"{PREFIX}/restore/next":
+                    api.snapshot_taken.set()
+                    api.restore.wait(60)
+                    return self._reply(200, {})
                 if self.path != f"{PREFIX}/invocation/next":
                     return self._reply(404, {"message": "unknown"})
                 request_id, event = api.events.get()
@@ -83,6 +91,8 @@ class RuntimeApi:
                 payload = json.loads(raw) if raw else None
                 if parts == ["init", "error"]:
                     api.init_errors.append(payload)
+                elif parts == ["restore", "error"]:
+                    api.restore_errors.append(payload)
                 elif len(parts) == 3 and parts[0] == "invocation" and parts[2] in ("response", "error"):
                     api.answers.setdefault(parts[1], queue.Queue()).put((parts[2], payload))
                 else:
@@ -117,4 +127,5 @@ class RuntimeApi:
         return answers.get(timeout=timeout)
 
     def stop(self) -> None:
+        self.restore.set()
         self.httpd.shutdown()
