@@ -425,6 +425,17 @@ def measure_cold_starts(chosen: list[Variant], logs: Path, times: int) -> dict[s
     return {name: statistics.median(values) for name, values in seconds.items()}
 
 
+def measure_lambda(app_env: dict[str, str], times: int) -> dict[str, float]:
+    """The db server in a Lambda sandbox, with and without SnapStart (`bench/lambda_sandbox.py`)."""
+    from bench.lambda_sandbox import describe, lambda_cold_starts
+
+    cold = lambda_cold_starts(app_env, SERVER_CORE, SECRET, ISSUER, times)
+    say(f"\nLambda cold start under awslambdaric and a loopback Runtime API, median of {times}")
+    for line in describe(cold):
+        say(line)
+    return cold
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -567,6 +578,9 @@ def cold_start_targets(cold: dict[str, float]) -> list[tuple[str, bool]]:
             say(f"  cold start: {ours_name} / {before_name} {ours / before:.2f}x")
             text = f"cold start of {ours_name} {ours * 1000:.0f} ms <= 0.7x {before_name}'s {before * 1000:.0f} ms"
             verdicts.append((text, ours <= 0.7 * before))
+    if "lambda-snapstart" in cold and "before" in cold:  # Lambda's restore comes on top: not a verdict
+        ratio = cold["lambda-snapstart"] / cold["before"]
+        say(f"  cold start: lambda-snapstart after its restore / before {ratio:.2f}x (plus Lambda's restore)")
     if "bare-sdk" in cold and "before" in cold:  # what any server on this SDK pays before its own first line
         ratio = cold["bare-sdk"] / cold["before"]
         say(f"  cold start: bare-sdk (the MCP SDK's own server, no auth) / before {ratio:.2f}x")
@@ -704,6 +718,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.images:
                 cold_variants += image_variants(shipped.env, args.before.resolve() if args.before else None)
             cold = measure_cold_starts(cold_variants, logs, args.cold_starts)
+            if not args.only or "lambda" in args.only:
+                cold |= measure_lambda(shipped.env, args.cold_starts)
             verdicts += cold_start_targets(cold)
             if args.cold_only:
                 return report_targets(verdicts)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import queue
+import sys
 import threading
 import time
 import uuid
@@ -48,6 +49,14 @@ def http_api_event(method: str, path: str, headers: dict[str, str], body: str | 
         event["body"] = body
     APIGatewayProxyEventV2Model.model_validate(event)
     return event
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a sandbox stopped while it polled: expected
+            super().handle_error(request, client_address)
 
 
 class RuntimeApi:
@@ -110,14 +119,12 @@ class RuntimeApi:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     @property
     def address(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"{host}:{port}"
+        return f"127.0.0.1:{self.httpd.server_port}"
 
     def invoke(self, event: dict[str, Any], timeout: float = 30) -> tuple[str, Any]:
         """Deliver one event; ("response", the handler's answer) or ("error", Lambda's error document)."""

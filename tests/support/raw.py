@@ -42,4 +42,4 @@ def post(
         names = {name.lower() for name, _ in pairs}
         merged = [(k, v) for k, v in merged if k.lower() not in names] + list(pairs)
     kwargs: dict[str, Any] = {"content": content} if content is not None else {"json": body}
-    return (client or httpx).post(url, headers=merged, timeout=30, **kwargs)  # type: ignore[arg-type]
+    return (client or httpx).post(url, headers=merged, timeout=30, **kwargs)
