@@ -7,7 +7,7 @@ API's own URL (or a custom domain) is the resourceUrl. One sandbox serves one re
 `maxReplicas` is the function's reserved concurrency (its most sandboxes), and the pools hold one connection
 each. The function runs in the VPC's subnets and security groups (the database, Redis and outside hosts
 under the VPC's rules). Secret values are environment variables of the function, encrypted at rest by
-Lambda's KMS key and kept secret in Pulumi's state.
+Lambda's KMS key and kept secret in Pulumi's state; an environment over Lambda's 4 KB is refused by name.
 
 Each deployment publishes a version and the API calls it through the `live` alias: SnapStart (on unless the
 stack's `serverless.aws.snapStart` is false) applies to published versions only. The image's runtime client
@@ -39,6 +39,7 @@ ASSUME_LAMBDA = json.dumps(
     }
 )
 VPC_ACCESS_POLICY = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+ENVIRONMENT_LIMIT_BYTES = 4096  # Lambda's limit on a function's environment: every name and value together
 
 
 class LambdaApp(pulumi.ComponentResource):
@@ -72,7 +73,7 @@ class LambdaApp(pulumi.ComponentResource):
             memory_size=max(128, app.resources.memory_limit_mib),  # Lambda's smallest size
             timeout=60,
             reserved_concurrent_executions=app.max_replicas,
-            environment={"variables": pulumi.Output.secret(variables)},
+            environment={"variables": pulumi.Output.secret(variables).apply(within_limit)},
             vpc_config={"subnet_ids": aws_config.subnet_ids, "security_group_ids": aws_config.security_group_ids},
             publish=True,
             snap_start={"apply_on": "PublishedVersions"} if aws_config.snap_start else None,
@@ -161,6 +162,19 @@ def _alarm(
         opts=pulumi.ResourceOptions(parent=parent),
         **metric,
     )  # fmt: skip
+
+
+def within_limit(variables: dict[str, Any]) -> dict[str, Any]:
+    """The function's environment (its values resolved), refused here when Lambda would refuse it: this names
+    the largest variables (AWS's error names none) before the function changes; values are never shown."""
+    size = sum(len(name.encode()) + len(value.encode()) for name, value in variables.items())
+    if size > ENVIRONMENT_LIMIT_BYTES:
+        largest = sorted(variables, key=lambda name: -len(variables[name].encode()))[:3]
+        raise ValueError(
+            f"the function's environment is {size} bytes; Lambda allows {ENVIRONMENT_LIMIT_BYTES} "
+            f"(largest: {', '.join(largest)})"
+        )
+    return variables
 
 
 def routes(resource_url: str) -> list[str]:

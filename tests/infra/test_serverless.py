@@ -176,3 +176,12 @@ def test_each_serverless_app_alerts_from_what_its_platform_exports_with_a_runboo
     ]:
         page = text.rsplit("/runbooks/", 1)[1]
         assert (REPO / "runbooks" / page).is_file(), page
+
+
+def test_the_program_refuses_a_lambda_environment_over_lambdas_limit():
+    apps = stack_config("serverless")["mcpfleet:apps"]
+    schema = "s" * 4200  # one setting too long for Lambda's 4 KB environment (and for a schema name)
+    bloated = apps | {"mcp-db": apps["mcp-db"] | {"settings": {"DB_SCHEMA": schema}}}
+    result = run_program("serverless", overrides={"mcpfleet:apps": bloated})
+    assert result.returncode != 0
+    assert "Lambda allows 4096 (largest: DB_SCHEMA" in result.stderr and schema not in result.stderr
