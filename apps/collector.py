@@ -19,7 +19,7 @@ _paused = False
 
 
 def pause() -> None:
-    """The first call of a server process's entry point (`apps/<name>/__main__.py`, `apps.lambda_main`)."""
+    """The first call of a server process (`apps.entry.serve`, `apps.lambda_main`)."""
     global _paused
     if gc.isenabled():
         gc.disable()

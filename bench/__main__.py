@@ -427,12 +427,12 @@ def measure_cold_starts(chosen: list[Variant], logs: Path, times: int) -> dict[s
 
 def measure_lambda(app_env: dict[str, str], times: int) -> dict[str, float]:
     """The db server in a Lambda sandbox, with and without SnapStart (`bench/lambda_sandbox.py`)."""
-    from bench.lambda_sandbox import describe, lambda_cold_starts
+    from bench.lambda_sandbox import lambda_cold_starts
 
     cold = lambda_cold_starts(app_env, SERVER_CORE, SECRET, ISSUER, times)
     say(f"\nLambda cold start under awslambdaric and a loopback Runtime API, median of {times}")
-    for line in describe(cold):
-        say(line)
+    say(f"  lambda           {cold['lambda'] * 1000:7.0f} ms  (init and the first invocation)")
+    say(f"  lambda-snapstart {cold['lambda-snapstart'] * 1000:7.0f} ms  (after the restore, which Lambda adds to)")
     return cold
 
 

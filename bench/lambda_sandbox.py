@@ -12,41 +12,23 @@ Runtime API of the tests (`tests/support/lambda_runtime.py`), on the server core
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
-import sys
 import time
-from pathlib import Path
-from typing import Any
 
 from apps.kit.token import mint
-from tests.support.lambda_runtime import DOMAIN, RuntimeApi, http_api_event
+from tests.support.lambda_runtime import RESOURCE, RuntimeApi, http_api_event, start_sandbox
 from tests.support.raw import BASE_HEADERS, tool_call
-
-RESOURCE = f"https://{DOMAIN}/mcp"  # the HTTP API's URL: the audience tokens name
 
 
 def one_start(app_env: dict[str, str], core: str, token: str, snap_start: bool) -> float:
     api = RuntimeApi()
-    env = {
-        **os.environ,
-        **app_env,
-        "AWS_LAMBDA_RUNTIME_API": api.address,
-        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
-        "MCP_SERVER": "apps.db",
-        "MCP_RESOURCE_URL": RESOURCE,
-    }
-    if snap_start:
-        env["AWS_LAMBDA_INITIALIZATION_TYPE"] = "snap-start"
-    root = Path(__file__).resolve().parents[1]
+    env = app_env | ({"AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start"} if snap_start else {})
     headers = dict(BASE_HEADERS) | {"Authorization": f"Bearer {token}"}
     event = http_api_event("POST", "/mcp", headers, json.dumps(tool_call("list_tables")))
     started = time.monotonic()
-    process = subprocess.Popen(
-        ["taskset", "-c", core, sys.executable, "-m", "awslambdaric", "apps.lambda_main.handler"],
-        env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    process = start_sandbox(api, env, prefix=("taskset", "-c", core), **quiet)
     try:
         if snap_start:
             if not api.snapshot_taken.wait(60):
@@ -71,10 +53,3 @@ def lambda_cold_starts(app_env: dict[str, str], core: str, secret: str, issuer: 
         for name in seconds:
             seconds[name].append(one_start(app_env, core, token, snap_start=name == "lambda-snapstart"))
     return {name: statistics.median(values) for name, values in seconds.items()}
-
-
-def describe(cold: dict[str, Any]) -> list[str]:
-    return [
-        f"  lambda           {cold['lambda'] * 1000:7.0f} ms  (init and the first invocation)",
-        f"  lambda-snapstart {cold['lambda-snapstart'] * 1000:7.0f} ms  (after the restore, which Lambda adds to)",
-    ]

@@ -1,14 +1,13 @@
 """The ASGI app of one focused server: `/mcp`, the RFC 9728 metadata, the tool manifest, `/health`,
 `/ready` and `/metrics`.
 
-`Runtime` builds the production layer once (token verifier, rate limiter, metrics, readiness). Its shell is
-a FastAPI application: the probes, metrics, manifest and metadata are FastAPI routes with an OpenAPI
-document, while `/mcp` stays a raw ASGI route that `KitApp` reaches before any routing, so a tool call pays
-nothing for the shell. The shell is built on its first request: importing FastAPI and building its routes
-takes ~0.15 s, which a serverless instance whose requests are all tool calls (Lambda) never pays on its cold
-start. `mount` adds a focused server to a FastAPI application a team already runs. The lifespan opens the
-server's state, warms the signing keys, keeps readiness fresh, and on shutdown closes everything and flushes
-the last spans.
+`Runtime` builds the production layer once (token verifier, rate limiter, metrics, readiness). Its shell is a
+FastAPI application: the probes, metrics, manifest and metadata are FastAPI routes with an OpenAPI document, while
+`/mcp` stays a raw ASGI route that `KitApp` reaches before any routing, so a tool call pays nothing for the shell.
+The shell is built on its first request: importing FastAPI (146 ms under `python -X importtime` here) and building
+its routes is a cost that a serverless instance whose requests are all tool calls (Lambda) never pays on its cold
+start. `mount` adds a focused server to a FastAPI application a team already runs. The lifespan opens the server's
+state, warms the signing keys, keeps readiness fresh, and on shutdown closes everything and flushes the last spans.
 """
 
 from __future__ import annotations

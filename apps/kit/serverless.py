@@ -12,11 +12,13 @@ flushed.
 
 With SnapStart (`AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`) Lambda snapshots the sandbox once init is done and
 starts new sandboxes from that snapshot. Init then only loads the modules (most of a cold start); the app is
-built and its lifespan entered after each restore (~30 ms here), so no connection, signing key, instance id or
-random state is shared by the sandboxes restored from one snapshot: a connection in the snapshot would be dead
-on arrival, and `random` (which draws OpenTelemetry's trace and span ids) is reseeded first.
+built and its lifespan entered after each restore (34 to 43 ms to the first answer here: `lambda-snapstart` in
+`python -m bench`), so no connection, signing key, instance id or random state is shared by the sandboxes
+restored from one snapshot: a connection in the snapshot would be dead on arrival, and `random` (which draws
+OpenTelemetry's trace and span ids) is reseeded first.
 
-`python -m awslambdaric apps.lambda_main.handler` with `MCP_SERVER=apps.db` runs it in the container image.
+`python -m awslambdaric apps.lambda_main.handler` (`LAMBDA_HANDLER`) with `MCP_SERVER=apps.db` runs it in the
+container image.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from apps.kit.metrics_push import flush_metrics
 from apps.kit.server import FocusedServer, load_server
 from apps.kit.tracing import flush_traces
 
+LAMBDA_HANDLER = ("awslambdaric", "apps.lambda_main.handler")  # the image's command on Lambda, after `python -m`
 FLUSH_SECONDS = 1.0  # an invocation waits at most this long for its spans to leave
 SNAP_START = "snap-start"  # AWS_LAMBDA_INITIALIZATION_TYPE while Lambda prepares a SnapStart snapshot
 

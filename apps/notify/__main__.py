@@ -1,6 +1,3 @@
-from apps import collector
+from apps.entry import serve
 
-collector.pause()  # before the server's modules load (apps.collector)
-from apps.notify.server import server  # noqa: E402
-
-server.serve()
+serve("apps.notify")

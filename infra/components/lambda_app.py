@@ -25,11 +25,11 @@ import pulumi_aws as aws
 
 from alerts.serverless import SATURATED, SERVER_ERROR_RATE, SERVER_ERRORS, ServerlessAlert
 from apps.kit import FocusedServer
+from apps.kit.serverless import LAMBDA_HANDLER
 from infra.components.route import routed_paths
 from infra.components.serverless import ServerlessPlatform, app_secret_values, serverless_wiring
 from infra.config import AppConfig
 
-HANDLER = ["awslambdaric", "apps.lambda_main.handler"]  # after the image's `python -m`
 ASSUME_LAMBDA = json.dumps(
     {
         "Version": "2012-10-17",
@@ -68,7 +68,7 @@ class LambdaApp(pulumi.ComponentResource):
             name=name,
             package_type="Image",
             image_uri=platform.image,
-            image_config={"commands": HANDLER},
+            image_config={"commands": list(LAMBDA_HANDLER)},
             role=role.arn,
             memory_size=max(128, app.resources.memory_limit_mib),  # Lambda's smallest size
             timeout=60,

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,13 +23,11 @@ import pytest
 from apps.kit.token import mint
 from tests.conftest import ISSUER, SECRET
 from tests.local.conftest import READER_PASSWORD, WRITER_PASSWORD
-from tests.support.lambda_runtime import DOMAIN, RuntimeApi, http_api_event
+from tests.support.lambda_runtime import RESOURCE, RuntimeApi, http_api_event, start_sandbox
 from tests.support.otlp import OtlpReceiver
 from tests.support.raw import BASE_HEADERS, tool_call
 
 pytestmark = pytest.mark.postgres
-REPO = Path(__file__).resolve().parents[2]
-RESOURCE = f"https://{DOMAIN}/mcp"  # the HTTP API's URL: the audience tokens name
 
 
 @pytest.fixture
@@ -46,28 +42,16 @@ def running_sandbox(pg, otlp, log: Path, **extra: str) -> Iterator[tuple[Runtime
     """The db server's container command under a loopback Runtime API, `extra` added to its environment."""
     api = RuntimeApi()
     env = {
-        **os.environ,
-        "AWS_LAMBDA_RUNTIME_API": api.address,
-        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",  # the runtime client polls on a thread: SIGTERM is heard
-        "LAMBDA_TASK_ROOT": str(REPO),
-        "MCP_SERVER": "apps.db",
-        "MCP_RESOURCE_URL": RESOURCE,
-        "MCP_ISSUER": ISSUER,
-        "MCP_JWT_SECRET": SECRET,
         "DB_READ_URL": pg.url("mcp_db_reader", READER_PASSWORD),
         "DB_WRITE_URL": pg.url("mcp_db_writer", WRITER_PASSWORD),
+        "MCP_ISSUER": ISSUER,
+        "MCP_JWT_SECRET": SECRET,
         "RATE_LIMIT_PER_MINUTE": "1000",
         "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url,  # nothing scrapes a sandbox: its metrics are pushed
         **extra,
     }
     with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "awslambdaric", "apps.lambda_main.handler"],
-            env=env,
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        process = start_sandbox(api, env, stdout=out, stderr=subprocess.STDOUT)
         try:
             yield api, process
         finally:

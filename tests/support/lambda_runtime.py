@@ -7,18 +7,25 @@ they are queued, so a test cannot send an event Lambda would never deliver."""
 from __future__ import annotations
 
 import json
+import os
 import queue
+import subprocess
 import sys
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model
 
+from apps.kit.serverless import LAMBDA_HANDLER
+
 PREFIX = "/2018-06-01/runtime"
 DOMAIN = "abc123.execute-api.eu-west-1.amazonaws.com"
+RESOURCE = f"https://{DOMAIN}/mcp"  # the HTTP API's URL: the audience tokens name
+REPO = Path(__file__).resolve().parents[2]
 
 
 def http_api_event(method: str, path: str, headers: dict[str, str], body: str | None = None) -> dict[str, Any]:
@@ -136,3 +143,19 @@ class RuntimeApi:
     def stop(self) -> None:
         self.restore.set()
         self.httpd.shutdown()
+
+
+def start_sandbox(
+    api: RuntimeApi, env: dict[str, str], prefix: tuple[str, ...] = (), **popen: Any
+) -> subprocess.Popen[bytes]:
+    """The db server as the image runs it on Lambda (`LAMBDA_HANDLER`), polling `api`, with `env` added."""
+    sandbox_env = {
+        **os.environ,
+        "AWS_LAMBDA_RUNTIME_API": api.address,
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",  # the runtime client polls on a thread: SIGTERM is heard
+        "LAMBDA_TASK_ROOT": str(REPO),
+        "MCP_SERVER": "apps.db",
+        "MCP_RESOURCE_URL": RESOURCE,
+        **env,
+    }
+    return subprocess.Popen([*prefix, sys.executable, "-m", *LAMBDA_HANDLER], env=sandbox_env, cwd=REPO, **popen)

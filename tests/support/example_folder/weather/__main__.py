@@ -1,3 +1,3 @@
-from .server import server
+from apps.entry import serve
 
-server.serve()
+serve("apps.weather")
