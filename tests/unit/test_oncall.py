@@ -20,7 +20,7 @@ from apps.oncall.server import server as oncall_server
 from tests.support.fake_upstreams import FakeUpstream, matrix, vector
 from tests.support.mcp_client import mcp_client
 from tests.support.raw import post, tool_call
-from tests.support.running import serve_app
+from tests.support.running import serve_app, start_process
 
 READ, WRITE = "oncall:read", "oncall:read oncall:write"
 BUDGET = 24 * 1024
@@ -404,3 +404,81 @@ def test_a_servers_own_runbooks_ship_with_the_fleets():
     pages = Runbooks.load([DEFAULT_RUNBOOKS, *fleet.runbook_dirs()[1:]]).pages
     assert pages["McpNotifyDeliveryFailing"].startswith("# McpNotifyDeliveryFailing")
     assert "McpHighErrorRate" in pages
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("(" * 1999 + "1" + ")" * 1999, "nests 1999 levels deep"),  # the fourth attack pass's query
+        ("+".join(["1"] * 1999), "1998 operators"),  # parsed alone in ~2 s before
+        ("abs(" * 33 + "up" + ")" * 33, "nests 33 levels deep"),
+    ],
+)
+def test_a_query_too_deep_or_too_long_to_parse_cheaply_is_refused_from_its_text(oncall, upstreams, query, message):
+    result = call(oncall, "query_metrics", {"query": query})
+    assert result["isError"] and message in result["content"][0]["text"]
+    assert upstreams[0].api_calls() == []
+
+
+def test_a_string_that_looks_deep_is_data_and_a_query_at_the_bounds_is_served(oncall, upstreams):
+    upstreams[0].set("/api/v1/query", 200, vector(1))
+    for query in (
+        'up{job="' + "(" * 100 + '"}',
+        "(" * 32 + "+".join(["up"] * 33) + ")" * 32,  # 32 deep, 32 operators
+        'sum by (job) (rate(x{code!="500"}[5m])) >= 1 and on(job) up == 1',
+    ):
+        result = call(oncall, "query_metrics", {"query": query})
+        assert not result["isError"], result
+
+
+def test_ten_hostile_queries_at_once_are_refused_within_a_second_and_health_stays_fast(upstreams):
+    """The attack as reported, on a real process: 10 queries of 1,999 nested parentheses at once. Before, the
+    cost check walked the tree on the event loop for minutes: /health timed out and the server was paged down."""
+    prometheus, _, prometheus_url, alertmanager_url = upstreams
+    prometheus.set("/api/v1/query", 200, vector(1))
+    process = start_process(
+        "apps.oncall",
+        PROMETHEUS_URL=prometheus_url,
+        ALERTMANAGER_URL=alertmanager_url,
+        ONCALL_TENANT="team-a",
+        PROMETHEUS_BEARER_TOKEN="prom-token-for-tests",
+    )
+    try:
+        token = process.token(READ)
+        hostile = tool_call("query_metrics", {"query": "(" * 1999 + "1" + ")" * 1999})
+
+        def attack() -> tuple[float, dict]:
+            started = time.monotonic()
+            response = post(process.url, hostile, token)
+            return time.monotonic() - started, response.json()["result"]
+
+        health_base = process.url.removesuffix("/mcp")
+        probe = httpx.Client(timeout=10)
+        assert post(process.url, tool_call("query_metrics", {"query": "up"}), token).status_code == 200  # warm
+        assert probe.get(f"{health_base}/health").status_code == 200
+        with ThreadPoolExecutor(10) as pool:
+            answers = [pool.submit(attack) for _ in range(10)]
+            probes = []
+            for _ in range(10):
+                started = time.monotonic()
+                assert probe.get(f"{health_base}/health").status_code == 200
+                probes.append(time.monotonic() - started)
+            refused = [future.result() for future in answers]
+        texts = [result["content"][0]["text"] for _, result in refused]
+        assert all(result["isError"] for _, result in refused) and all("nests 1999 levels" in t for t in texts)
+        assert max(seconds for seconds, _ in refused) < 1.0, refused
+        assert max(probes) < 0.1, probes
+        metrics = httpx.get(f"{health_base}/metrics", timeout=10).text
+        assert _counted_outcome(metrics, "rejected") == 10  # the caller's mistake, never a server fault
+        assert sum(_counted_outcome(metrics, fault) for fault in ("error", "internal_error", "overloaded")) == 0
+    finally:
+        process.process.kill()
+        process.process.wait()
+
+
+def _counted_outcome(metrics: str, outcome: str) -> float:
+    total = 0.0
+    for line in metrics.splitlines():
+        if line.startswith("mcp_server_operation_duration_seconds_count") and f'outcome="{outcome}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
