@@ -64,7 +64,10 @@ class HttpGate:
         self.allowed_origins = frozenset(settings.mcp_allowed_origins)
         self.max_body_bytes = settings.mcp_max_body_bytes
         self.body_read_seconds = settings.mcp_body_read_seconds
-        self.bodies = BodyBudget(settings.body_bytes_in_flight, settings.body_bytes_per_principal)
+        self.body_min_rate = settings.mcp_body_min_bytes_per_second
+        self.bodies = BodyBudget(
+            settings.body_bytes_in_flight, settings.body_bytes_per_principal, settings.bodies_reading_per_principal
+        )
         # A token with none of these scopes could never call a tool: refused before its body is read.
         self.server_scopes = server_scopes
         self.resource_metadata_url = resource_metadata_url
@@ -110,7 +113,9 @@ class HttpGate:
                 RefusalReason.NO_SCOPE,
                 [(b"www-authenticate", self.step_up(self.server_scopes))],
             )
-        reader = BodyReader(self.bodies, principal.rate_key, self.max_body_bytes, self.body_read_seconds)
+        reader = BodyReader(
+            self.bodies, principal.rate_key, self.max_body_bytes, self.body_read_seconds, self.body_min_rate
+        )
         try:
             raw = await reader.read(receive, int(declared) if declared.isdigit() else None)
             message = envelope(parse_json(raw), version)

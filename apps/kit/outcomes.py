@@ -66,7 +66,8 @@ class RefusalReason(StrEnum):
     PARSE_ERROR = "parse_error"  # 400, JSON-RPC -32700
     INVALID_REQUEST = "invalid_request"  # 400, JSON-RPC -32600
     NO_SCOPE = "no_scope"  # 403: the token has no scope of this server, refused before its body is read
-    BODY_TIMEOUT = "body_timeout"  # 408: the body did not arrive within MCP_BODY_READ_SECONDS
+    BODY_TIMEOUT = "body_timeout"  # 408: under MCP_BODY_MIN_BYTES_PER_SECOND or past MCP_BODY_READ_SECONDS
+    BODIES_READING_PRINCIPAL = "bodies_reading_principal"  # 429: the caller has its share of bodies still arriving
     BODY_BUDGET_PRINCIPAL = "body_budget_principal"  # 429: the caller's bodies in flight are over its share
     BODY_BUDGET_PROCESS = "body_budget_process"  # 503: the process's bodies in flight are over its budget
     BUSY = "busy"  # 503: MCP_MAX_CONCURRENT_REQUESTS requests are in flight

@@ -10,9 +10,13 @@ import socket
 import time
 from collections.abc import Iterator
 
+import pytest
+
+from apps.kit.intake import BODY_WINDOW_BYTES
 from apps.kit.token import mint
 from tests.conftest import ISSUER, SECRET
 from tests.support.demo_process import start_demo_process
+from tests.support.held_bodies import Holders, answered_share, bystander
 from tests.support.raw import post, tool_call
 
 MIB = 1024 * 1024
@@ -39,6 +43,14 @@ def held_bodies(port: int, token: str, count: int, length: int, sent: int = 1024
     finally:
         for s in sockets:
             s.close()
+
+
+@contextlib.contextmanager
+def two_principals_holding(demo, port: int) -> Iterator[None]:
+    """Two request slots held by two principals (each may have only its share of bodies arriving)."""
+    with held_bodies(port, demo.token("demo:read", subject="p1"), 1, 1000, sent=10):
+        with held_bodies(port, demo.token("demo:read", subject="p2"), 1, 1000, sent=10):
+            yield
 
 
 def answer_of(s: socket.socket, timeout: float = 3) -> tuple[int, dict[str, str], bytes]:
@@ -78,16 +90,17 @@ def test_held_bodies_are_bounded_per_principal_and_per_process_and_given_back(st
     demo = start_demo()
     port = int(demo.base.rsplit(":", 1)[1])
     near_cap = 4 * MIB - 100
-    with held_bodies(port, demo.token("demo:read", subject="mallory"), 2, near_cap):
-        with held_bodies(port, demo.token("demo:read", subject="mallory"), 1, near_cap) as [third]:
+    sent = near_cap - 1  # a reservation is what arrived (and a window ahead), so the bodies are sent but a byte
+    with held_bodies(port, demo.token("demo:read", subject="mallory"), 2, near_cap, sent):
+        with held_bodies(port, demo.token("demo:read", subject="mallory"), 1, near_cap, sent) as [third]:
             status, headers, _ = answer_of(third)
             assert status == 429 and headers["retry-after"] == "1"
         others = [demo.token("demo:read", subject=f"p{i}") for i in range(3)]
         with contextlib.ExitStack() as stack:
             for token in others:
-                stack.enter_context(held_bodies(port, token, 2, near_cap))
+                stack.enter_context(held_bodies(port, token, 2, near_cap, sent))
             _wait(lambda: demo.app.endpoint.bodies.in_flight == 8 * near_cap)
-            with held_bodies(port, demo.token("demo:read", subject="bob"), 1, near_cap) as [over]:
+            with held_bodies(port, demo.token("demo:read", subject="bob"), 1, near_cap, sent) as [over]:
                 status, headers, _ = answer_of(over)
                 assert status == 503 and headers["retry-after"] == "1"
             # a small call still fits beside them
@@ -104,15 +117,72 @@ def test_a_body_that_does_not_arrive_in_time_gets_408_and_its_bytes_back(start_d
         started = time.monotonic()
         status, _, body = answer_of(held, timeout=5)
     assert status == 408 and 0.9 < time.monotonic() - started < 3
-    assert "did not arrive within 1 s" in json.loads(body)["error"]["message"]
+    assert "did not arrive at 8192 bytes/s or within 1 s" in json.loads(body)["error"]["message"]
     assert demo.app.endpoint.bodies.in_flight == 0
+
+
+def test_a_body_under_the_minimum_rate_gets_408_long_before_the_read_deadline(start_demo):
+    demo = start_demo(MCP_BODY_MIN_BYTES_PER_SECOND="1000")  # the read deadline stays 15 s
+    port = int(demo.base.rsplit(":", 1)[1])
+    with held_bodies(port, demo.token("demo:read"), 1, 4 * MIB - 100, sent=2000) as [held]:
+        started = time.monotonic()
+        status, _, _ = answer_of(held, timeout=10)
+    assert status == 408 and 2.5 < time.monotonic() - started < 5  # 1 s of grace, then 2,000 bytes bought 2 s
+    assert demo.app.endpoint.bodies.in_flight == 0
+
+
+def test_a_declared_body_reserves_a_window_then_what_arrives(start_demo):
+    demo = start_demo()
+    port = int(demo.base.rsplit(":", 1)[1])
+    with held_bodies(port, demo.token("demo:read"), 1, 4 * MIB - 100, sent=1024):
+        _wait(lambda: demo.app.endpoint.bodies.in_flight == 1024 + BODY_WINDOW_BYTES)
+    _wait(lambda: demo.app.endpoint.bodies.in_flight == 0)
+
+
+def test_a_principal_has_its_share_of_bodies_arriving_and_no_more(start_demo):
+    demo = start_demo(MCP_MAX_CONCURRENT_REQUESTS="64")  # a share of 4
+    port = int(demo.base.rsplit(":", 1)[1])
+    with held_bodies(port, demo.token("demo:read", subject="mallory"), 4, 1000, sent=10):
+        with held_bodies(port, demo.token("demo:read", subject="mallory"), 1, 1000, sent=10) as [fifth]:
+            status, headers, body = answer_of(fifth)
+        assert status == 429 and headers["retry-after"] == "1"
+        assert "bodies arriving for this caller" in json.loads(body)["error"]["message"]
+        assert post(demo.mcp_url, tool_call("echo", {"text": "hi"}), demo.token("demo:read")).status_code == 200
+    assert _counted(demo, "bodies_reading_principal") == 1
+
+
+@pytest.mark.parametrize("principals", [1, 2, 4])
+@pytest.mark.parametrize("attack", ["slots", "bytes"])
+def test_principals_holding_bodies_they_never_send_leave_a_bystander_served(attack, principals):
+    """The fourth attack pass, on a real process: each attacker keeps 80 connections (more than the 64 request
+    slots) sending a head and 17 bytes of a body, declared or chunked, then nothing, reopening each one closed;
+    or declares the file server's 10,747,904-byte cap twice and sends nothing. Before: a bystander got 503 on
+    most calls (155 of 171 at 300 connections and 256 slots; 119 of 135 with two principals' bodies)."""
+    process = start_demo_process(
+        MCP_MAX_CONCURRENT_REQUESTS="64", MCP_MAX_BODY_BYTES="10747904", RATE_LIMIT_PER_MINUTE="10000"
+    )
+    try:
+        tokens = [
+            mint(SECRET, issuer=ISSUER, audience=process.url, subject=f"mallory-{i}", scopes="demo:read")
+            for i in range(principals)
+        ]
+        holders = Holders(process.port, tokens, 80) if attack == "slots" else Holders(process.port, tokens, 2, 10747904)
+        with holders.running():
+            time.sleep(1.0)  # every connection open and holding
+            statuses = bystander(process.url, process.token("demo:read"), seconds=2.5, every=0.02)
+        assert answered_share(statuses) >= 0.99, (statuses, holders.answers)
+        if attack == "slots":
+            assert holders.answers[429] > 0 and holders.answers[408] + holders.answers[429] > 0
+    finally:
+        process.process.kill()
+        process.process.wait()
 
 
 def test_requests_over_the_concurrency_cap_get_a_fast_503(start_demo):
     demo = start_demo(MCP_MAX_CONCURRENT_REQUESTS="2")
     port = int(demo.base.rsplit(":", 1)[1])
     token = demo.token("demo:read")
-    with held_bodies(port, token, 2, 1000, sent=10):
+    with two_principals_holding(demo, port):
         started = time.monotonic()
         response = post(demo.mcp_url, tool_call("echo", {"text": "hi"}), token)
         assert response.status_code == 503 and response.headers["retry-after"] == "1"
@@ -127,7 +197,7 @@ def test_a_shed_request_is_answered_before_the_app_and_its_connection_stays_usab
     token = demo.token("demo:read")
     call = json.dumps(tool_call("echo", {"text": "hi"})).encode()
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        with held_bodies(port, token, 2, 1000, sent=10):
+        with two_principals_holding(demo, port):
             _wait(lambda: demo.app.endpoint.shedder.in_flight == 2)
             s.sendall(_head("/mcp", token, len(call), port) + call)
             status, headers, shed_body = answer_of(s)
