@@ -1,14 +1,14 @@
 """The outbound policy: what a message may carry before anyone sees it.
 
-Mass mentions (`@channel`, `@here`, `@everyone`, Slack's `<!channel>`, `<!here>`, `<!everyone>`,
-`<!group>` and `<!subteam^...>` user groups) are stripped unless the target allows them. A message that
-carries a secret is refused, naming the kind and never echoing it. The detectors are detect-secrets'
-own (its regex plugins and its keyword detector with the config-file patterns, which catch
-`DB_PASSWORD=...`, `client_secret: ...`, `AWS_SECRET_ACCESS_KEY=...`); its entropy and public-IP
-plugins are left out (ordinary text trips them), and so is its verification (it would call the
-issuer's API with what it found). A few forms it does not name are added here. Every pattern runs
-line by line, in time linear in the line (`python -m bench.redact` checks the growth), on text the
-argument schema already bounds.
+Mass mentions (`@channel`, `@here`, `@everyone`, Matrix's `@room`, Slack's `<!channel>`, `<!here>`,
+`<!everyone>`, `<!group>` and `<!subteam^...>` user groups, Discord's role mentions `<@&id>`) are
+stripped unless the target allows them. A message that carries a secret is refused, naming the kind and
+never echoing it. The detectors are detect-secrets' own (its regex plugins and its keyword detector with
+the config-file patterns, which catch `DB_PASSWORD=...`, `client_secret: ...`,
+`AWS_SECRET_ACCESS_KEY=...`); its entropy and public-IP plugins are left out (ordinary text trips them),
+and so is its verification (it would call the issuer's API with what it found). A few forms it does not
+name are added here. Every pattern runs line by line, in time linear in the line (`python -m bench.redact`
+checks the growth), on text the argument schema already bounds.
 
 Text is normalised before it is matched, since a secret dressed up still works once pasted: NFKC (a full-width
 equals sign is `=`), format characters (zero-width spaces, soft hyphens, bidi marks) removed, Cyrillic and Greek letters
@@ -38,8 +38,9 @@ from detect_secrets.plugins.keyword import (
 from apps.kit import CallerError
 
 MASS_MENTION = re.compile(
-    r"<!(?:channel|here|everyone|group|subteam\^[^>|]{0,64})(?:\|[^>]*)?>"
-    r"|(?<![\w@])@(?:channel|here|everyone|all|group)\b",
+    r"<!(?:channel|here|everyone|group|subteam\^[^>|]{0,64})(?:\|[^>]*)?>"  # Slack
+    r"|<@&\d{1,32}>"  # a Discord role
+    r"|(?<![\w@])@(?:channel|here|everyone|all|group|room)\b",  # and Matrix's @room
     re.I,
 )
 # Forms detect-secrets 1.5 has no plugin for.
@@ -127,7 +128,7 @@ def strip_mass_mentions(text: str) -> tuple[str, int]:
     def defuse(match: re.Match[str]) -> str:
         nonlocal count
         count += 1
-        word = match[0].strip("<>!@").split("|")[0]
+        word = match[0].strip("<>!@&").split("|")[0]
         return word  # the word stays readable; without `@` or `<!…>` it notifies no one
 
     return MASS_MENTION.sub(defuse, text), count

@@ -65,11 +65,19 @@ def test_line_separators_in_a_subject_are_refused_at_preview(notify, separator, 
 
 @pytest.mark.parametrize(
     "text",
-    ["<!group> standup", "<!subteam^S0123|@sre-team> look", "<!channel|" + "x" * 100 + "> now", "hi @group"],
+    [
+        "<!group> standup",
+        "<!subteam^S0123|@sre-team> look",
+        "<!channel|" + "x" * 100 + "> now",
+        "hi @group",
+        "deploy done @room",  # Matrix
+        "paging <@&123456789012345678>",  # a Discord role
+    ],
 )
 def test_every_mass_mention_form_is_removed_for_a_webhook(text):
     cleaned, count = strip_mass_mentions(text)
-    assert count == 1 and "<!" not in cleaned and "@group" not in cleaned
+    assert count == 1 and "<!" not in cleaned and "<@&" not in cleaned
+    assert not any(f"@{word}" in cleaned for word in ("group", "room"))
 
 
 @pytest.mark.parametrize(
