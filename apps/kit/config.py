@@ -70,8 +70,8 @@ class KitSettings(BaseSettings):
     mcp_body_read_seconds: float = Field(default=15.0, gt=0, le=300)
     # A body must keep this rate (after a second's grace): one declared and never sent is refused in about a second.
     mcp_body_min_bytes_per_second: int = Field(default=8192, ge=1, le=1024 * 1024 * 1024)
-    # Bodies one principal may have still arriving (unset: 1/16 of MCP_MAX_CONCURRENT_REQUESTS, at least 1):
-    # a caller holding bodies half-sent takes its own share of the request slots, never everyone's.
+    # Bodies one principal may have still arriving once half the request slots are taken (unset: 1/16 of
+    # MCP_MAX_CONCURRENT_REQUESTS, at least 1): a caller holding bodies half-sent takes its share, never everyone's.
     mcp_max_bodies_reading_per_principal: int | None = Field(default=None, ge=1, le=100_000)
     mcp_header_read_seconds: float = Field(default=5.0, gt=0, le=60)  # a connection's request headers
     # Per process; more get a fast 503 with Retry-After (apps.kit.shedding). About the calls one core serves in a

@@ -52,7 +52,7 @@ class McpEndpoint:
             metrics.rejected_requests.labels(reason=RefusalReason.BUSY.value).inc,
         )
         server_scopes = frozenset(scope for spec in specs.values() for scope in spec.scopes)
-        self.gate = HttpGate(settings, verifier, server_scopes, resource_metadata_url)
+        self.gate = HttpGate(settings, verifier, server_scopes, resource_metadata_url, lambda: self.shedder.crowded)
         self.calls = CallPipeline(Protocol(name, version, instructions), specs, self.gate, limiter, metrics, state)
 
     @property

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +55,12 @@ class HttpGate:
     """The checks, configured once per server from its settings and its tools' scopes."""
 
     def __init__(
-        self, settings: KitSettings, verifier: JwtVerifier, server_scopes: frozenset[str], resource_metadata_url: str
+        self,
+        settings: KitSettings,
+        verifier: JwtVerifier,
+        server_scopes: frozenset[str],
+        resource_metadata_url: str,
+        crowded: Callable[[], bool],
     ):
         self.verifier = verifier
         # The server's own origin (its resource URL's scheme://host[:port]) is always allowed: a page it serves
@@ -66,7 +71,10 @@ class HttpGate:
         self.body_read_seconds = settings.mcp_body_read_seconds
         self.body_min_rate = settings.mcp_body_min_bytes_per_second
         self.bodies = BodyBudget(
-            settings.body_bytes_in_flight, settings.body_bytes_per_principal, settings.bodies_reading_per_principal
+            settings.body_bytes_in_flight,
+            settings.body_bytes_per_principal,
+            settings.bodies_reading_per_principal,
+            crowded,
         )
         # A token with none of these scopes could never call a tool: refused before its body is read.
         self.server_scopes = server_scopes

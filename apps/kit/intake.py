@@ -6,8 +6,9 @@ no longer than its own bytes justify:
 
 - at most `MCP_MAX_CONCURRENT_REQUESTS` requests in flight per process; one more gets a fast 503 with
   `Retry-After` (shedding, never queueing);
-- at most `MCP_MAX_BODIES_READING_PER_PRINCIPAL` bodies still arriving per principal (429): a caller holding
-  bodies half-sent can take its own share of the request slots, never everyone's;
+- once half the request slots are taken, at most `MCP_MAX_BODIES_READING_PER_PRINCIPAL` bodies still arriving
+  per principal (429): a caller holding bodies half-sent can take half the slots and then its own share, never
+  everyone's, while a burst of one caller's calls on a quiet server is not refused;
 - body bytes in flight: a request reserves a window of its declared `Content-Length` (`BODY_WINDOW_BYTES`),
   then its bytes as they come, from the process's budget (`MCP_MAX_BODY_BYTES_IN_FLIGHT`, 503 when spent)
   and from its principal's (`MCP_MAX_BODY_BYTES_PER_PRINCIPAL`, 429), and gives them back when its answer has
@@ -20,6 +21,7 @@ no longer than its own bytes justify:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from starlette.types import Receive
 
@@ -33,20 +35,22 @@ BODY_GRACE_SECONDS = 1.0  # before the minimum rate applies (a connection's firs
 class BodyBudget:
     """Bytes reserved by bodies being read or served, and bodies still arriving, per process and per principal."""
 
-    def __init__(self, process_bytes: int, principal_bytes: int, principal_reading: int):
+    def __init__(self, process_bytes: int, principal_bytes: int, principal_reading: int, crowded: Callable[[], bool]):
         self.process_bytes, self.principal_bytes, self.principal_reading = (
             process_bytes,
             principal_bytes,
             principal_reading,
         )
+        self.crowded = crowded  # whether half the request slots are taken
         self.in_flight = 0
         self._by_principal: dict[str, int] = {}  # only principals holding bytes
         self._reading: dict[str, int] = {}  # only principals with a body still arriving
 
     def start_reading(self, principal: str) -> None:
-        """One more body of `principal` is arriving, or 429 when it already has its share arriving."""
+        """One more body of `principal` is arriving, or 429 when it already has its share arriving and the
+        request slots are crowded."""
         reading = self._reading.get(principal, 0)
-        if reading >= self.principal_reading:
+        if reading >= self.principal_reading and self.crowded():
             raise busy(429, RefusalReason.BODIES_READING_PRINCIPAL, "Too many request bodies arriving for this caller")
         self._reading[principal] = reading + 1
 

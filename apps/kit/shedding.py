@@ -37,6 +37,11 @@ class Shedder:
     def full(self) -> bool:
         return self.in_flight >= self.cap
 
+    @property
+    def crowded(self) -> bool:
+        """Half the places or more are taken: from here on, each principal keeps to its share of bodies arriving."""
+        return 2 * self.in_flight >= self.cap
+
     def shed(self) -> bytes:
         """Count a refusal made outside the app, and return its bytes."""
         self.on_shed()

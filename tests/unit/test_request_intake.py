@@ -92,7 +92,8 @@ def test_held_bodies_are_bounded_per_principal_and_per_process_and_given_back(st
     near_cap = 4 * MIB - 100
     sent = near_cap - 1  # a reservation is what arrived (and a window ahead), so the bodies are sent but a byte
     with held_bodies(port, demo.token("demo:read", subject="mallory"), 2, near_cap, sent):
-        with held_bodies(port, demo.token("demo:read", subject="mallory"), 1, near_cap, sent) as [third]:
+        # a third declared body: its window alone is over mallory's share (sent in part, as it is refused at once)
+        with held_bodies(port, demo.token("demo:read", subject="mallory"), 1, near_cap) as [third]:
             status, headers, _ = answer_of(third)
             assert status == 429 and headers["retry-after"] == "1"
         others = [demo.token("demo:read", subject=f"p{i}") for i in range(3)]
@@ -100,7 +101,7 @@ def test_held_bodies_are_bounded_per_principal_and_per_process_and_given_back(st
             for token in others:
                 stack.enter_context(held_bodies(port, token, 2, near_cap, sent))
             _wait(lambda: demo.app.endpoint.bodies.in_flight == 8 * near_cap)
-            with held_bodies(port, demo.token("demo:read", subject="bob"), 1, near_cap, sent) as [over]:
+            with held_bodies(port, demo.token("demo:read", subject="bob"), 1, near_cap) as [over]:
                 status, headers, _ = answer_of(over)
                 assert status == 503 and headers["retry-after"] == "1"
             # a small call still fits beside them
@@ -139,15 +140,23 @@ def test_a_declared_body_reserves_a_window_then_what_arrives(start_demo):
     _wait(lambda: demo.app.endpoint.bodies.in_flight == 0)
 
 
-def test_a_principal_has_its_share_of_bodies_arriving_and_no_more(start_demo):
-    demo = start_demo(MCP_MAX_CONCURRENT_REQUESTS="64")  # a share of 4
+def test_once_half_the_slots_are_taken_a_principal_has_only_its_share_of_bodies_arriving(start_demo):
+    # a share of 1, crowded from 8 requests in flight; held bodies of 10 bytes last 11 s at 1 byte/s
+    demo = start_demo(MCP_MAX_CONCURRENT_REQUESTS="16", MCP_BODY_MIN_BYTES_PER_SECOND="1")
     port = int(demo.base.rsplit(":", 1)[1])
-    with held_bodies(port, demo.token("demo:read", subject="mallory"), 4, 1000, sent=10):
-        with held_bodies(port, demo.token("demo:read", subject="mallory"), 1, 1000, sent=10) as [fifth]:
-            status, headers, body = answer_of(fifth)
-        assert status == 429 and headers["retry-after"] == "1"
-        assert "bodies arriving for this caller" in json.loads(body)["error"]["message"]
-        assert post(demo.mcp_url, tool_call("echo", {"text": "hi"}), demo.token("demo:read")).status_code == 200
+    mallory = demo.token("demo:read", subject="mallory")
+    with held_bodies(port, mallory, 3, 1000, sent=10):  # a burst on a quiet server is not refused
+        _wait(lambda: demo.app.endpoint.shedder.in_flight == 3)
+    with contextlib.ExitStack() as others:
+        for i in range(7):
+            others.enter_context(held_bodies(port, demo.token("demo:read", subject=f"p{i}"), 1, 1000, sent=10))
+        with held_bodies(port, mallory, 1, 1000, sent=10):  # its share, the eighth in flight: now crowded
+            _wait(lambda: demo.app.endpoint.shedder.in_flight == 8)
+            with held_bodies(port, mallory, 1, 1000, sent=10) as [over]:
+                status, headers, body = answer_of(over)
+            assert status == 429 and headers["retry-after"] == "1"
+            assert "bodies arriving for this caller" in json.loads(body)["error"]["message"]
+            assert post(demo.mcp_url, tool_call("echo", {"text": "hi"}), demo.token("demo:read")).status_code == 200
     assert _counted(demo, "bodies_reading_principal") == 1
 
 
