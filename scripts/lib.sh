@@ -1,6 +1,6 @@
 # Shared by scripts/test and scripts/up (sourced): the Python toolchain and the choice of images.
 
-log() { printf '[%s] %s\n' "${LOG_PREFIX:-mcpfleet}" "$*" >&2; }
+log() { printf '[%s %ss] %s\n' "${LOG_PREFIX:-mcpfleet}" "$SECONDS" "$*" >&2; }  # seconds since the script began
 
 # uv (pinned), then the locked environment in .venv.
 ensure_python_env() {
@@ -12,12 +12,19 @@ ensure_python_env() {
   uv sync --locked --quiet
 }
 
-# With no registry (and no MCPFLEET_IMAGE_* set), build stand-ins from Debian packages and use them.
+# With no registry (and no MCPFLEET_IMAGE_* set), build stand-ins from Debian packages and use them. With two
+# arguments (files), the overrides are written to the first for the caller to source and progress to the second,
+# so it can run in the background.
 use_offline_images_without_registry() {
   if ! env | grep -q '^MCPFLEET_IMAGE_' \
      && [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 https://registry-1.docker.io/v2/ || true)" != 401 ]; then
-    log "no registry reachable: using offline stand-in images built from Debian packages (scripts/images-offline)"
-    eval "$(./scripts/images-offline --print-env)"
+    if [ $# -eq 2 ]; then
+      log "no registry reachable: building offline stand-in images from Debian packages (scripts/images-offline)" 2>>"$2"
+      ./scripts/images-offline --print-env >"$1" 2>>"$2"
+    else
+      log "no registry reachable: using offline stand-in images built from Debian packages (scripts/images-offline)"
+      eval "$(./scripts/images-offline --print-env)"
+    fi
   fi
 }
 

@@ -18,6 +18,26 @@ SECRET = "test-secret-0123456789-abcdefghijklmnop"
 ISSUER = "https://issuer.mcpfleet.test"
 
 
+# The longest files start first, so parallel workers (`--dist loadfile`) do not wait on one of them at the end.
+LONGEST_FIRST = (
+    "tests/integration/test_one_machine.py",
+    "tests/integration/test_monitoring_e2e.py",
+    "tests/integration/test_cloud_run_contract.py",
+    "tests/integration/test_oncall_container.py",
+    "tests/monitoring/test_rules.py",
+    "tests/infra/test_fleet.py",
+    "tests/infra/test_serverless.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file, and of the rest, is kept
+
+
 def requirement_missing(reason: str) -> None:
     """Skip locally, but fail in CI: there, every test must run."""
     if os.environ.get("CI"):
