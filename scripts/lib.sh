@@ -1,6 +1,7 @@
 # Shared by scripts/test and scripts/up (sourced): the Python toolchain and the choice of images.
 
-log() { printf '[%s %ss] %s\n' "${LOG_PREFIX:-mcpfleet}" "$SECONDS" "$*" >&2; }  # seconds since the script began
+export MCPFLEET_STARTED=${MCPFLEET_STARTED:-$(date +%s)}
+log() { printf '[%s %ss] %s\n' "${LOG_PREFIX:-mcpfleet}" "$(($(date +%s) - MCPFLEET_STARTED))" "$*" >&2; }  # since start
 
 # uv (pinned), then the locked environment in .venv.
 ensure_python_env() {

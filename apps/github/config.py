@@ -50,10 +50,13 @@ class GithubSettings(KitSettings):
     github_max_upstream_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
     # Calls are refused (with the reset time) while fewer than this many remain of the credential's hourly budget.
     github_budget_reserve: int = Field(default=100, ge=0, le=10_000)
-    # A write by a principal who read untrusted content within this window needs a confirmed preview.
+    # What one caller may spend of each budget window (GitHub's limit for it), so one cannot spend everyone's.
+    github_budget_share_percent: int = Field(default=20, ge=1, le=100)
+    # A write by a principal who read untrusted content within this window is refused: no model may confirm it.
     github_untrusted_window_seconds: int = Field(default=900, ge=0, le=86_400)
-    github_preview_seconds: int = Field(default=300, ge=30, le=3600)
     github_cache_seconds: int = Field(default=3600, ge=0, le=86_400)  # how long an ETag and its answer are kept
+    # The conditional-read cache of each replica, in bytes (apps/github/cache.py).
+    github_cache_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1024 * 1024, le=1024 * 1024 * 1024)
 
     @field_validator("github_repositories", "github_toolsets", mode="before")
     @classmethod

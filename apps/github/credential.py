@@ -8,7 +8,9 @@ With an App (`GITHUB_APP_ID`, `GITHUB_APP_INSTALLATION_ID`, and the App's privat
 - the token is shared by every replica through Redis, sealed (AES-GCM) with a key derived from the App's
   private key, so the platform's other Redis users cannot read it;
 - it is replaced REFRESH_BEFORE_SECONDS before it expires, by one replica at a time (a Redis lock); the
-  others keep using the current token meanwhile, or wait for the new one within the call's deadline.
+  others keep using the current token meanwhile, or wait for the new one within the call's deadline;
+- it is shared only by deployments asking for the same permissions and repositories (the key names a digest of
+  what was asked), and a 401 drops it and backs off (1 s, doubling to 5 minutes) before the next exchange.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ REFRESH_BEFORE_SECONDS = 600
 STILL_USABLE_SECONDS = 60  # while another replica refreshes, a token this far from expiry is still used
 LOCK_SECONDS = 30  # longer than one exchange's deadline: a replica that dies holding it delays the others this long
 WAIT_STEP_SECONDS = 0.1
+REFUSED_BACKOFF_MAX_SECONDS = 300
 RELEASE_IF_OURS = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
@@ -49,7 +52,10 @@ class Credential(Protocol):
     async def authorization(self) -> str: ...
 
     async def refused(self) -> None:
-        """GitHub answered 401 to it: forget what is cached, so the next call starts afresh."""
+        """GitHub answered 401 to it: forget what is cached, so the next call starts afresh (after a backoff)."""
+
+    def accepted(self) -> None:
+        """GitHub answered with it: a refusal before was passing."""
 
 
 class FineGrainedToken:
@@ -61,6 +67,9 @@ class FineGrainedToken:
         return self._header
 
     async def refused(self) -> None:
+        return None
+
+    def accepted(self) -> None:
         return None
 
 
@@ -101,20 +110,38 @@ class InstallationToken:
         self.app_id, self.installation = settings.github_app_id, settings.github_app_installation_id
         self.redis, self.upstream, self.scope = redis, upstream, token_scope(settings)
         self._key = app_key(pem)
-        self.identity = f"app{self.app_id}-installation{self.installation}"
-        self._shared_key = f"{PREFIX}installation-token:{self.identity}"
+        self.identity = f"app{self.app_id}-installation{self.installation}"  # GitHub counts the budget per installation
+        # The token is shared by the deployments that ask for the same permissions and repositories, never by one
+        # that asks for less (a read-only deployment must not run with another's write token).
+        asked = hashlib.sha256(json.dumps(self.scope, sort_keys=True).encode()).hexdigest()[:16]
+        self._shared_key = f"{PREFIX}installation-token:{self.identity}:{asked}"
         self._lock_key = f"{self._shared_key}:refresh"
         sealing = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"mcpfleet github installation token")
         self._aead = AESGCM(sealing.derive(pem.encode()))
         self._held: Issued | None = None
         self._refreshing = asyncio.Lock()  # one refresh at a time in this process
+        self._refusals = 0  # 401s in a row
+        self._not_before = 0.0  # monotonic: no exchange before this, after a refusal
 
     async def authorization(self) -> str:
+        wait = self._not_before - time.monotonic()
+        if wait > 0:
+            raise ServerError(
+                f"GitHub refused this server's App credential (401); the next try is in {wait:.0f} s (check the "
+                "App's installation and its access to the allowed repositories)"
+            )
         return f"Bearer {(await self._current()).token}"
 
     async def refused(self) -> None:
+        """Drop the token, and back off before the next exchange (1 s, doubling to REFUSED_BACKOFF_MAX_SECONDS):
+        a credential GitHub refuses must not cost an exchange per call."""
+        self._refusals += 1
+        self._not_before = time.monotonic() + min(2 ** (self._refusals - 1), REFUSED_BACKOFF_MAX_SECONDS)
         self._held = None
         await self.redis.delete(self._shared_key)
+
+    def accepted(self) -> None:
+        self._refusals = 0
 
     async def _current(self) -> Issued:
         if self._held is not None and self._held.left() > REFRESH_BEFORE_SECONDS:

@@ -1,4 +1,4 @@
-"""Untrusted content: labelled, withheld in lockdown, and never steering a write unseen.
+"""Untrusted content: labelled in the text the model reads, withheld in lockdown, never steering a write.
 
 Text in a public repository can be written by anyone; read by an assistant, it can carry instructions that
 steer a later write (prompt injection). So:
@@ -6,27 +6,30 @@ steer a later write (prompt injection). So:
 - every item read says who wrote it and whether that author is trusted: GitHub's `author_association` is
   OWNER, MEMBER or COLLABORATOR (people the repository gave access; GitHub computes it on every item, so
   trust costs no extra call), and whether the repository is public;
-- with lockdown, the body of an untrusted author's item in a public repository is withheld (the item is
-  listed, its text replaced by a notice);
+- every field an untrusted author controls (an issue's or pull request's title and body, a comment, a review
+  comment's file path, the file names a pull request changes) and all content read at a ref that is not one of
+  the repository's own branches or tags (`refs/pull/N/head`, a commit of a fork) reaches the model as
+  `{"untrusted": "<text>"}`: the label stands in the text the model reads, beside the text, in a form the text
+  itself cannot forge (it is a JSON string);
+- with lockdown, such text in a public repository is withheld (the item is listed, its text replaced by a notice);
+- every text is cleaned first: control, bidi and tag characters removed, cut at the server's limit;
 - a principal who read untrusted text is marked for `github_untrusted_window_seconds` (in Redis, for every
-  replica). A write by a marked principal answers a preview and a confirm id first, and is done only when
-  that id comes back with the same write (notify's two steps); in lockdown it is refused.
+  replica), and a write by a marked principal is refused: the model that read the text cannot be the one to
+  confirm the write (no id it could pass back is offered), and this stateless server cannot yet ask the person
+  (MCP elicitation); the refusal says when the window ends.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import uuid
+import unicodedata
 from typing import Any
 
 from redis.asyncio import Redis
 
-from apps.kit import CallerError
-
 TRUSTED = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
 PREFIX = "mcpfleet:github:"
 WITHHELD = "[withheld: written by an author without push access to this public repository (lockdown)]"
+_KEPT_CONTROLS = frozenset("\n\t")
 
 
 def trusted(item: dict[str, Any]) -> bool:
@@ -39,34 +42,35 @@ def label(item: dict[str, Any], public: bool) -> dict[str, Any]:
     return {"author": user.get("login"), "author_trusted": trusted(item), "repository_public": public}
 
 
-def withheld(item: dict[str, Any], public: bool, lockdown: bool) -> bool:
-    return lockdown and public and not trusted(item)
+def clean(text: Any, limit: int) -> str | None:
+    """A text as the model may read it: no control (but newline and tab), format (bidi, zero-width, tag)
+    characters; cut at `limit`, saying how much was left out."""
+    if text is None:
+        return None
+    value = str(text)
+    if not value.isascii() or not value.isprintable():
+        value = "".join(
+            c for c in value if c in _KEPT_CONTROLS or unicodedata.category(c) not in ("Cc", "Cf", "Co", "Cs")
+        )
+    if len(value) <= limit:
+        return value
+    return value[:limit] + f"\n[cut: {len(value) - limit} more characters]"
+
+
+def untrusted(text: str | None) -> dict[str, Any] | None:
+    return None if text is None else {"untrusted": text}
 
 
 class Taint:
-    """Which principals read untrusted text recently, and the writes they previewed."""
+    """Which principals read untrusted text recently."""
 
-    def __init__(self, redis: Redis, window_seconds: int, preview_seconds: int):
-        self.redis, self.window, self.preview_seconds = redis, window_seconds, preview_seconds
+    def __init__(self, redis: Redis, window_seconds: int):
+        self.redis, self.window = redis, window_seconds
 
     async def mark(self, principal: str) -> None:
         if self.window:
             await self.redis.set(f"{PREFIX}untrusted:{principal}", "1", ex=self.window)
 
-    async def marked(self, principal: str) -> bool:
-        return bool(await self.redis.exists(f"{PREFIX}untrusted:{principal}"))
-
-    async def preview(self, principal: str, write: dict[str, Any]) -> str:
-        """Store the exact write for this principal; its id confirms that write and no other, once."""
-        confirm = uuid.uuid4().hex
-        await self.redis.set(f"{PREFIX}preview:{confirm}", _digest(principal, write), ex=self.preview_seconds)
-        return confirm
-
-    async def confirmed(self, principal: str, write: dict[str, Any], confirm: str) -> None:
-        stored = await self.redis.getdel(f"{PREFIX}preview:{confirm}")
-        if stored is None or (stored.decode() if isinstance(stored, bytes) else stored) != _digest(principal, write):
-            raise CallerError("unknown, expired or different confirm id: preview the write again (no confirm)")
-
-
-def _digest(principal: str, write: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps([principal, write], sort_keys=True).encode()).hexdigest()
+    async def seconds_left(self, principal: str) -> int:
+        """How long the principal stays marked (0: not marked)."""
+        return max(0, int(await self.redis.ttl(f"{PREFIX}untrusted:{principal}")))

@@ -44,6 +44,11 @@ class UpstreamUnavailable(ServerError):
         self.status, self.body = status, body
 
 
+class UpstreamRedirected(UpstreamUnavailable):
+    """The API answered a redirect, which is never followed (nor retried: it will say the same again). A server
+    whose redirects mean the caller named something that moved (a renamed repository) says so as the caller's."""
+
+
 class AnswerTooLarge(ValueError):
     pass
 
@@ -140,6 +145,8 @@ class Upstream:
                         pause = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
                         try:
                             answer = await self._once(method, path, params, data, json_body, headers)
+                        except UpstreamRedirected:
+                            raise
                         except UpstreamUnavailable:
                             if last:
                                 raise
@@ -175,7 +182,9 @@ class Upstream:
                 method, path, params=params, data=data, json=json_body, headers=headers
             ) as response:
                 if 300 <= response.status_code < 400 and response.status_code != 304:
-                    raise UpstreamUnavailable(f"{self.name} answered a redirect ({response.status_code}); not followed")
+                    raise UpstreamRedirected(
+                        f"{self.name} answered a redirect ({response.status_code}); not followed", response.status_code
+                    )
                 try:
                     raw = await read_capped(response, self.max_bytes)
                 except AnswerTooLarge:

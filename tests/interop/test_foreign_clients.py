@@ -114,9 +114,9 @@ def test_the_mcp_inspector_cli_reads_the_github_servers_labels(node, github_on_f
 
 
 @pytest.mark.redis
-def test_the_typescript_sdk_client_reads_labels_and_confirms_a_write_on_the_github_server(node, github_on_fake):
-    """The GitHub server through the TypeScript SDK client: honest annotations, a labelled search, and the
-    preview-then-confirm write after an untrusted read (against the fake GitHub)."""
+def test_the_typescript_sdk_client_reads_labels_and_its_write_after_them_is_refused(node, github_on_fake):
+    """The GitHub server through the TypeScript SDK client: honest annotations, a search whose untrusted text is
+    labelled in the text the model reads, and the write after it refused, with no id that could confirm it."""
     running = github_on_fake()
     result = run(node, "ts_github_client.mjs", running.mcp_url, running.token("github:read github:write"))
     assert result.returncode == 0, result.stderr
@@ -127,6 +127,7 @@ def test_the_typescript_sdk_client_reads_labels_and_confirms_a_write_on_the_gith
     assert report["read"]["_meta"]["mcpfleet/trust"] == [
         {"author": "stranger", "author_trusted": False, "repository_public": True}
     ]
-    assert report["preview"]["structuredContent"]["status"] == "confirm_required"
-    assert report["written"]["structuredContent"]["status"] == "created"
-    assert [c["title"] for c in running.fake.created] == ["From TypeScript"]  # written once, after the confirm
+    assert '"body":{"untrusted":' in report["read"]["content"][0]["text"]
+    assert report["refused"]["isError"] and "refused: this caller read text" in report["refused"]["content"][0]["text"]
+    assert report["confirmed"]["isError"] and "Invalid arguments" in report["confirmed"]["content"][0]["text"]
+    assert running.fake.created == []  # nothing written

@@ -1,5 +1,5 @@
 // Drives the GitHub server with the TypeScript MCP SDK's own client: its tool annotations, a labelled read,
-// and the write that follows an untrusted read (a preview, then the confirmed write).
+// and the write that follows an untrusted read (refused; an id passed back confirms nothing).
 //   node ts_github_client.mjs <mcp url> <token>
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
@@ -15,11 +15,10 @@ const report = {
   tools: Object.fromEntries((await client.listTools()).tools.map((tool) => [tool.name, tool.annotations])),
 };
 report.read = await client.callTool({ name: "search_issues", arguments: { ...repo, query: "crash" } });
-report.preview = await client.callTool({ name: "create_issue", arguments: { ...repo, title: "From TypeScript" } });
-const confirm = report.preview.structuredContent?.confirm;
-report.written = await client.callTool({
+report.refused = await client.callTool({ name: "create_issue", arguments: { ...repo, title: "From TypeScript" } });
+report.confirmed = await client.callTool({
   name: "create_issue",
-  arguments: { ...repo, title: "From TypeScript", confirm },
+  arguments: { ...repo, title: "From TypeScript", confirm: "0".repeat(32) },
 });
 await client.close();
 console.log(JSON.stringify(report));

@@ -6,6 +6,7 @@ replaced on the next call."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -207,5 +208,55 @@ def test_the_server_calls_github_with_installation_tokens_and_replaces_a_revoked
     fake.issued.clear()  # GitHub revokes the token
     revoked = list_issues()
     assert revoked["isError"] and "GitHub refused this server's credential (401)" in revoked["content"][0]["text"]
-    assert not list_issues().get("isError")  # the next call exchanged afresh
+    backing_off = list_issues()  # within a second: no exchange, a clear error
+    assert backing_off["isError"] and "the next try is in" in backing_off["content"][0]["text"]
+    time.sleep(1.1)
+    assert not list_issues().get("isError")  # then the next call exchanged afresh
     assert len(fake.calls("POST", ACCESS_TOKENS.split("{")[0])) == 2
+
+
+def test_a_credential_github_keeps_refusing_is_not_exchanged_on_every_call(start_server, redis_server, fake):
+    """The fourth pass: with the App's access withdrawn, 19 of 20 calls made a fresh token exchange."""
+    from apps.github.server import server as github_server
+
+    running = start_server(
+        github_server,
+        REDIS_URL=redis_server.url,
+        GITHUB_API_URL=fake.url,
+        GITHUB_CREDENTIAL=PEM,
+        GITHUB_APP_ID=str(APP_ID),
+        GITHUB_APP_INSTALLATION_ID=str(INSTALLATION),
+        GITHUB_REPOSITORIES="octo/hello",
+        RATE_LIMIT_PER_MINUTE="10000",
+    )
+    fake.revoke_all = True
+    started = time.monotonic()
+    for _ in range(20):
+        response = post(running.mcp_url, tool_call("list_commits", {"owner": "octo", "repo": "hello"}),
+                        running.token("github:read"))  # fmt: skip
+        assert response.json()["result"]["isError"]
+    seconds = time.monotonic() - started
+    exchanges = len(fake.calls("POST", ACCESS_TOKENS.split("{")[0]))
+    assert exchanges <= 1 + int(seconds), (exchanges, seconds)  # one, then at most one per second of backoff
+
+
+async def test_deployments_asking_for_less_never_share_a_wider_token(fake, redis_server):
+    """The fourth pass: a read-only deployment of the same installation ran with another's write token."""
+    opened = []
+    try:
+        tokens = []
+        for read_only in (False, True):
+            client = Redis.from_url(redis_server.url)
+            upstream = Upstream("GitHub", fake.url, headers={}, timeout=5, max_bytes=1 << 20, read_retries=0)
+            opened.append((client, upstream))
+            tokens.append(
+                InstallationToken(settings(fake, redis_server.url, github_read_only=read_only), client, upstream)
+            )
+        writer, reader = [await token.authorization() for token in tokens]
+        assert writer != reader and len(fake.exchanges) == 2
+        assert [e["permissions"]["issues"] for e in fake.exchanges] == ["write", "read"]
+        assert await tokens[1].authorization() == reader  # each shares its own with its replicas
+    finally:
+        for client, upstream in opened:
+            await upstream.aclose()
+            await client.aclose()

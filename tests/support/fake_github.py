@@ -10,6 +10,7 @@ not count, as on GitHub), `ETag`/`If-None-Match` where the description declares 
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import json
@@ -23,7 +24,7 @@ from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import jwt
 from openapi_core import Config, OpenAPI
@@ -85,6 +86,8 @@ ROUTES = [  # (method, description template, our regex)
     ("get", "/search/code", r"/search/code"),
     ("get", "/search/issues", r"/search/issues"),
     ("get", "/repos/{owner}/{repo}/pulls/{pull_number}/comments", r"/repos/([^/]+)/([^/]+)/pulls/(\d+)/comments"),
+    ("get", "/repos/{owner}/{repo}/branches/{branch}", r"/repos/([^/]+)/([^/]+)/branches/(.+)"),
+    ("get", "/repos/{owner}/{repo}/git/ref/{ref}", r"/repos/([^/]+)/([^/]+)/git/ref/(.+)"),
 ]
 
 
@@ -117,6 +120,18 @@ class FakeGitHub:
     secondary_limit: int = 0  # answer this many calls with a 403 and Retry-After
     # A test may break a response on purpose: applied to the answer body before it is sent and validated.
     drift: Callable[[str, Any], Any] | None = None
+    branches: set[str] = field(default_factory=lambda: {"main", "dev"})
+    tags: set[str] = field(default_factory=lambda: {"v1.0"})
+    # Search results GitHub answers from another repository (a query that widened), added to every search.
+    foreign_results: int = 0
+    moved: set[str] = field(default_factory=set)  # `owner/repo` renamed: every read of it answers 301
+    secondary_retry_after: str = "60"  # what a secondary limit's Retry-After says
+    ignore_per_page: bool = False  # answer whole lists, as some of GitHub's operations do past `per_page`
+    write_refusal: tuple[int, Any] | None = None  # answer every write with this status and body
+    revoke_all: bool = False  # as an App installation whose access was withdrawn: every token it issues gets 401
+    files: dict[str, str] = field(default_factory=lambda: {"README.md": "# hello\nRun make.\n"})  # path: text
+    # Pull requests, their files and review comments as written by this author (GitHub's examples by default).
+    pull_author: tuple[str, str] | None = None  # (login, author_association)
     seen: list[Seen] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     created: list[dict[str, Any]] = field(default_factory=list)
@@ -177,8 +192,10 @@ class FakeGitHub:
             ),
             None,
         )
+        # GitHub's `{ref}` holds a slash (`tags/v1.0`), which an OpenAPI path parameter cannot: validated escaped.
+        validated_path = re.sub(r"(/git/ref/)(.+)", lambda m: m[1] + quote(m[2], safe=""), split.path)
         request = MockRequest(
-            HOST, method, split.path, args=dict(parse_qsl(split.query)), headers=headers, data=raw or None,
+            HOST, method, validated_path, args=dict(parse_qsl(split.query)), headers=headers, data=raw or None,
             content_type=headers.get("content-type", "application/json") if raw else None,
         )  # fmt: skip
         if route is None:
@@ -189,6 +206,9 @@ class FakeGitHub:
             validator().validate_request(request)
         except Exception as error:
             self.violations.append(f"request {method.upper()} {split.path}: {_why(error)}")
+        if method == "get" and split.path.startswith("/repos/") and "/".join(split.path.split("/")[2:4]) in self.moved:
+            moved = {"message": "Moved Permanently", "url": f"{HOST}/repositories/1", "documentation_url": HOST}
+            return self._send(handler, request, 301, moved, {"location": f"{HOST}/repositories/1"}, template)
         if template == ACCESS_TOKENS:
             status, body = self._exchange(headers.get("authorization", ""), int(match.group(1)), raw)
             return self._send(handler, request, status, body, {}, template)
@@ -199,7 +219,9 @@ class FakeGitHub:
             if self.secondary_limit > 0:
                 self.secondary_limit -= 1
                 body = {"message": "You have exceeded a secondary rate limit. Please wait a few minutes."}
-                return self._send(handler, request, 403, body, {"retry-after": "60"}, template)
+                return self._send(handler, request, 403, body, {"retry-after": self.secondary_retry_after}, template)
+            if method == "post" and self.write_refusal is not None:
+                return self._send(handler, request, *self.write_refusal, {}, template)
             status, body = self._answer(method, template, match, split.query, raw)
             etag = '"' + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:20] + '"'
             conditional = method == "get" and headers.get("if-none-match") == etag
@@ -210,7 +232,7 @@ class FakeGitHub:
             else:
                 self.budget -= 1
             extra = {"etag": etag} if method == "get" else {}
-            if isinstance(body, list):
+            if isinstance(body, list) and not self.ignore_per_page:
                 per_page = int(dict(parse_qsl(split.query)).get("per_page", 30))
                 if len(body) > per_page:
                     body = body[:per_page]
@@ -221,6 +243,8 @@ class FakeGitHub:
         bearer = authorization.removeprefix("Bearer ")
         if self.app_id is None:
             return authorization == f"Bearer {self.token}"
+        if self.revoke_all:
+            return False
         return self.issued.get(bearer, 0) > time.time()  # as an App installation: only the tokens it issued
 
     def _exchange(self, authorization: str, installation: int, raw: bytes) -> tuple[int, Any]:
@@ -272,8 +296,17 @@ class FakeGitHub:
             self.created.append(created)
             return 201, created
         if template == "/search/issues":
-            self.searches.append(dict(parse_qsl(query))["q"])
-            items = [issue_item | {"score": 1.0} for issue_item in self.issues]
+            q = dict(parse_qsl(query))["q"]
+            self.searches.append(q)
+            scope = _searched_repository(q)
+            items = [
+                issue_item | {"score": 1.0, "repository_url": f"{HOST}/repos/{scope}", "body": issue_item["body"] or ""}
+                for issue_item in self.issues
+            ]
+            items += [
+                {**self.issues[0], "score": 1.0, "number": 900 + n, "repository_url": f"{HOST}/repos/evil/elsewhere"}
+                for n in range(self.foreign_results)
+            ]
             return 200, {
                 "total_count": len(items),
                 "incomplete_results": False,
@@ -281,8 +314,34 @@ class FakeGitHub:
                 "search_type": "lexical",
             }
         if template == "/search/code":
-            self.searches.append(dict(parse_qsl(query))["q"])
-            return 200, example("get", template)
+            q = dict(parse_qsl(query))["q"]
+            self.searches.append(q)
+            found = example("get", template)
+            for item in found["items"]:
+                item["repository"]["full_name"] = _searched_repository(q)
+            foreign = [copy.deepcopy(found["items"][0]) for _ in range(self.foreign_results)]
+            for item in foreign:
+                item["repository"]["full_name"] = "evil/elsewhere"
+            found["items"] += foreign
+            return 200, found
+        if template.endswith("/contents/{path}") and match.group(3) in self.files:
+            found_file = example("get", template)
+            text = self.files[match.group(3)].encode()
+            found_file.update(content=base64.b64encode(text).decode(), size=len(text), path=match.group(3))
+            return 200, found_file
+        if template.endswith("/branches/{branch}"):
+            if match.group(3) not in self.branches:
+                return 404, {"message": "Branch not found", "documentation_url": HOST}
+            branch = example("get", template)
+            branch["name"] = match.group(3)
+            return 200, branch
+        if template.endswith("/git/ref/{ref}"):
+            kind, _, name = match.group(3).partition("/")
+            if kind != "tags" or name not in self.tags:
+                return 404, {"message": "Not Found", "documentation_url": HOST}
+            found_ref = example("get", template)
+            found_ref["ref"] = f"refs/tags/{name}"
+            return 200, found_ref
         if template.endswith("/issues"):
             return 200, self.issues
         if template.endswith("{issue_number}"):
@@ -296,6 +355,9 @@ class FakeGitHub:
             for pull in answer if isinstance(answer, list) else [answer]:
                 for team in pull.get("requested_teams") or []:
                     team.setdefault("type", "organization")  # GitHub's example omits a required field
+            if self.pull_author is not None:
+                for written in answer if isinstance(answer, list) else [answer]:
+                    written["user"]["login"], written["author_association"] = self.pull_author
         return 200, answer
 
     def _send(
@@ -322,6 +384,12 @@ class FakeGitHub:
             handler.send_header(name, value)
         handler.end_headers()
         handler.wfile.write(data)
+
+
+def _searched_repository(q: str) -> str:
+    """The `owner/repo` a search query is narrowed to (its `repo:` qualifier)."""
+    scope = next((term.removeprefix("repo:") for term in q.split() if term.startswith("repo:")), "")
+    return scope or "octocat/Hello-World"
 
 
 def _why(error: Exception) -> str:
