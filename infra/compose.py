@@ -34,7 +34,7 @@ import yaml
 
 from apps.db.apply_schema import ROLES
 from apps.kit import FocusedServer
-from infra import fleet
+from infra import fleet, redis_acl
 from infra.components.observability import SERVICES
 from infra.components.observability.alertmanager import alertmanager_files
 from infra.config import DATA_NAMESPACE, NAMESPACE, AppConfig, StackConfig, parse
@@ -112,7 +112,8 @@ def _secret_values(app: LocalApp) -> dict[str, str]:
     host = f"postgres.{DATA_NAMESPACE}.svc:5432/{DATABASE}"
     values = {env: f"postgresql://{role}:{required(ROLES[role][1])}@{host}" for env, role in needs.postgres.items()}
     if fleet.uses_redis(app.config, app.server):
-        values["REDIS_URL"] = f"redis://:{required('REDIS_PASSWORD')}@redis.{DATA_NAMESPACE}.svc:6379/0"
+        password = required(redis_acl.password_variable(app.name))
+        values["REDIS_URL"] = redis_acl.url(app.name, password, f"redis.{DATA_NAMESPACE}.svc")
     values["MCP_JWT_SECRET"] = required("MCP_JWT_SECRET")
     values |= {env: required(secret_variable(app.name, key)) for env, key in needs.secrets.items()}
     return values
@@ -205,7 +206,12 @@ def render(stack_name: str = "dev") -> dict[str, str]:
         },
         "redis": {
             "image": image("redis"),
-            "command": ["--requirepass", required("REDIS_PASSWORD"), "--save", "", "--appendonly", "no"],
+            "command": redis_acl.server_args(
+                required("REDIS_PASSWORD"),
+                redis_users(apps),
+                {user: required(redis_acl.password_variable(user)) for user in redis_users(apps)},
+            ),
+            "mem_limit": f"{redis_acl.REDIS_MEMORY_LIMIT_MIB}m",
             "healthcheck": {
                 "test": ["CMD-SHELL", 'redis-cli -a "$$REDIS_PASSWORD" --no-auth-warning ping | grep -q PONG'],
                 "interval": "2s",
@@ -277,6 +283,11 @@ def render(stack_name: str = "dev") -> dict[str, str]:
         f"{GENERATED_DIR}/prometheus.yml": _prometheus(apps),
         f"{GENERATED_DIR}/alertmanager.yml": alertmanager_files(stack)["alertmanager.yml"],
     }
+
+
+def redis_users(apps: list[LocalApp]) -> list[str]:
+    """The apps that use Redis: each has its own user and password there."""
+    return [app.name for app in apps if fleet.uses_redis(app.config, app.server)]
 
 
 def _signing_key_reference(apps: list[LocalApp]) -> str:

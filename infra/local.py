@@ -27,6 +27,7 @@ import httpx
 
 from apps.db.apply_schema import ROLES
 from apps.kit.token import mint
+from infra import redis_acl
 from infra.compose import (
     COMPOSE_FILE,
     OBSERVABILITY_PROFILE,
@@ -35,6 +36,7 @@ from infra.compose import (
     LocalApp,
     load_stack,
     local_apps,
+    redis_users,
     secret_variable,
 )
 from infra.images import build_apps_image
@@ -82,6 +84,7 @@ def ensure_secrets(apps: list[LocalApp], stack_name: str) -> dict[str, str]:
     """The dev secrets in `.env`: generated once, kept across runs; a new app's secrets are added."""
     values = read_env_file(SECRETS_FILE)
     wanted = ["POSTGRES_PASSWORD", "REDIS_PASSWORD", "MCP_JWT_SECRET", "GRAFANA_ADMIN_PASSWORD"]
+    wanted += [redis_acl.password_variable(user) for user in redis_users(apps)]
     wanted += [env for _, env in ROLES.values()]
     wanted += [secret_variable(app.name, key) for app in apps for key in app.server.needs.secrets.values()]
     missing = [key for key in wanted if key not in values]

@@ -109,7 +109,12 @@ def main() -> None:
         external_admin_url=secrets.get_secret("postgresAdminUrl"),
         opts=after_baseline,
     )
-    redis = Redis("redis", cluster.provider, opts=after_baseline)
+    redis = Redis(
+        "redis",
+        cluster.provider,
+        users=[name for name, app in stack.on_cluster().items() if fleet.uses_redis(app, servers[name])],
+        opts=after_baseline,
+    )
     egress = egress_plan(stack, servers)
     observability = Observability(
         "observability",

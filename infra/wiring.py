@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from apps.kit import FocusedServer
-from infra import fleet
+from infra import fleet, redis_acl
 from infra.components.observability.collector import otlp_endpoint, sampling_env
 from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, AppConfig, StackConfig
 from infra.names import METRICS_PORT, PORT
@@ -93,6 +93,8 @@ def wiring(
     volumes = fleet.volume_env(server, fleet.read_only_volumes(name, app, server))
     env |= volumes
     env |= {key.upper(): value for key, value in sorted(app.settings.items()) if key.upper() not in volumes}
+    if fleet.uses_redis(app, server):
+        env["REDIS_KEY_PREFIX"] = redis_acl.key_prefix(name)  # its ACL user may touch these keys only
     if egress_proxy:
         env["MCP_EGRESS_PROXY"] = egress_proxy
     if stack.jwks_url:

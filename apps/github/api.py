@@ -37,7 +37,6 @@ from apps.github.telemetry import GithubMetrics
 from apps.kit import CallerError, ServerError, current_principal
 from apps.kit.upstream import Answer, Upstream, UpstreamRedirected, UpstreamUnavailable, retry_after_seconds
 
-PREFIX = "mcpfleet:github:"
 API_VERSION = "2022-11-28"
 MAX_BLOCK_SECONDS = 3600  # the longest wait believed from GitHub (Retry-After, a reset): its windows are an hour
 # A search term: words, numbers, paths and names; no qualifier (`:`), operator, quote or parenthesis of the caller's.
@@ -266,7 +265,7 @@ class GitHubApi:
             await self.redis.hset(key, "blocked_until", f"{min(until, now + MAX_BLOCK_SECONDS):.3f}")
 
     def _budget_key(self) -> str:
-        return f"{PREFIX}budget:{self.credential.identity}"
+        return f"{self.settings.redis_key_prefix}github:budget:{self.credential.identity}"
 
     def _raise_for(self, answer: Answer, owner: str, repo: str) -> None:
         status = answer.status

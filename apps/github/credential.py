@@ -35,7 +35,6 @@ from apps.github.config import GithubSettings, app_key
 from apps.kit import ServerError
 from apps.kit.upstream import Upstream
 
-PREFIX = "mcpfleet:github:"
 JWT_SECONDS = 540  # GitHub accepts at most 10 minutes
 CLOCK_DRIFT_SECONDS = 60
 REFRESH_BEFORE_SECONDS = 600
@@ -114,7 +113,7 @@ class InstallationToken:
         # The token is shared by the deployments that ask for the same permissions and repositories, never by one
         # that asks for less (a read-only deployment must not run with another's write token).
         asked = hashlib.sha256(json.dumps(self.scope, sort_keys=True).encode()).hexdigest()[:16]
-        self._shared_key = f"{PREFIX}installation-token:{self.identity}:{asked}"
+        self._shared_key = f"{settings.redis_key_prefix}github:installation-token:{self.identity}:{asked}"
         self._lock_key = f"{self._shared_key}:refresh"
         sealing = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"mcpfleet github installation token")
         self._aead = AESGCM(sealing.derive(pem.encode()))

@@ -175,7 +175,7 @@ async def open_github(settings: GithubSettings, telemetry: Telemetry) -> AsyncIt
         proxy = str(settings.mcp_egress_proxy) if settings.mcp_egress_proxy else None
         api = GitHubApi(settings, redis, proxy, GithubMetrics(telemetry.registry))
         stack.push_async_callback(api.aclose)
-        taint = Taint(redis, settings.github_untrusted_window_seconds)
+        taint = Taint(redis, settings.github_untrusted_window_seconds, settings.redis_key_prefix)
         yield GitHub(settings, api, taint, redis)
 
 

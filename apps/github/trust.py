@@ -27,7 +27,6 @@ from typing import Any
 from redis.asyncio import Redis
 
 TRUSTED = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
-PREFIX = "mcpfleet:github:"
 WITHHELD = "[withheld: written by an author without push access to this public repository (lockdown)]"
 _KEPT_CONTROLS = frozenset("\n\t")
 
@@ -64,13 +63,13 @@ def untrusted(text: str | None) -> dict[str, Any] | None:
 class Taint:
     """Which principals read untrusted text recently."""
 
-    def __init__(self, redis: Redis, window_seconds: int):
-        self.redis, self.window = redis, window_seconds
+    def __init__(self, redis: Redis, window_seconds: int, prefix: str):
+        self.redis, self.window, self.prefix = redis, window_seconds, f"{prefix}github:untrusted:"
 
     async def mark(self, principal: str) -> None:
         if self.window:
-            await self.redis.set(f"{PREFIX}untrusted:{principal}", "1", ex=self.window)
+            await self.redis.set(f"{self.prefix}{principal}", "1", ex=self.window)
 
     async def seconds_left(self, principal: str) -> int:
         """How long the principal stays marked (0: not marked)."""
-        return max(0, int(await self.redis.ttl(f"{PREFIX}untrusted:{principal}")))
+        return max(0, int(await self.redis.ttl(f"{self.prefix}{principal}")))

@@ -62,7 +62,7 @@ def _limiter(settings: KitSettings, metrics: KitMetrics, server: str) -> tuple[L
 
     redis = Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=1.0, socket_connect_timeout=1.0)
     # One window per principal per server: servers sharing a Redis do not spend each other's limits.
-    prefix = f"mcpfleet:ratelimit:{server}:"
+    prefix = f"{settings.redis_key_prefix}ratelimit:{server}:"
     limiter = RedisLimiter(
         redis, settings.rate_limit_per_minute, settings.rate_limit_redis_failure, metrics, prefix=prefix
     )

@@ -80,6 +80,9 @@ class KitSettings(BaseSettings):
     mcp_max_concurrent_requests: int = Field(default=256, ge=1, le=100_000)
 
     redis_url: SecretStr | None = None
+    # Every key this server writes starts with it; the platform gives each app its own, and a Redis ACL user that
+    # may touch nothing else (infra/redis_acl.py).
+    redis_key_prefix: str = Field(default="mcpfleet:", pattern=r"^[a-z0-9][a-z0-9._:-]{0,62}:$")
     rate_limit_per_minute: int = Field(default=100, ge=1, le=1_000_000)
     rate_limit_redis_failure: RedisFailureMode = RedisFailureMode.LOCAL
 

@@ -16,7 +16,6 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-PREFIX = "mcpfleet:notify:"
 CLAIM_SECONDS = 120
 SENT_SECONDS = 86_400
 WINDOW_MS = 60_000
@@ -25,7 +24,7 @@ _BEGIN = """
 local preview, claim, sent, dedupe = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local rate_target, rate_global, backoff = KEYS[5], KEYS[6], KEYS[7]
 local id, target_limit, global_limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local dedupe_seconds, claim_seconds = tonumber(ARGV[4]), tonumber(ARGV[5])
+local dedupe_seconds, claim_seconds, deduped = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6] == '1'
 local done = redis.call('GET', sent)
 if done then return {'sent', done} end
 if redis.call('EXISTS', preview) == 0 then return {'missing', ''} end
@@ -45,7 +44,7 @@ for i, key in ipairs({rate_target, rate_global}) do
     return {(i == 1) and 'rate_target' or 'rate_global', tostring(tonumber(oldest[2]) + 60000 - now)}
   end
 end
-if dedupe ~= '' then
+if deduped then
   local holder = redis.call('GET', dedupe)
   if holder and holder ~= id then
     redis.call('DEL', claim)
@@ -72,55 +71,55 @@ class Verdict:
 
 
 class Ledger:
-    def __init__(self, redis: Redis):
-        self.redis = redis
+    def __init__(self, redis: Redis, prefix: str):
+        self.redis, self.prefix = redis, f"{prefix}notify:"
         self._begin = redis.register_script(_BEGIN)
 
-    @staticmethod
-    def _keys(preview_id: str, target: str, dedupe: str | None) -> list[str]:
+    def _keys(self, preview_id: str, target: str, dedupe: str | None) -> list[str]:
+        """Every key the send script may touch, all under the app's prefix (an ACL user may name no other)."""
         return [
-            f"{PREFIX}preview:{preview_id}",
-            f"{PREFIX}claim:{preview_id}",
-            f"{PREFIX}sent:{preview_id}",
-            f"{PREFIX}dedupe:{target}:{dedupe}" if dedupe else "",
-            f"{PREFIX}rate:{target}",
-            f"{PREFIX}rate:*",
-            f"{PREFIX}backoff:{target}",
+            f"{self.prefix}preview:{preview_id}",
+            f"{self.prefix}claim:{preview_id}",
+            f"{self.prefix}sent:{preview_id}",
+            f"{self.prefix}dedupe:{target}:{dedupe or ''}",
+            f"{self.prefix}rate:{target}",
+            f"{self.prefix}rate:*",
+            f"{self.prefix}backoff:{target}",
         ]
 
     async def save_preview(self, preview_id: str, preview: dict[str, Any], seconds: int) -> None:
-        await self.redis.set(f"{PREFIX}preview:{preview_id}", json.dumps(preview), ex=seconds)
+        await self.redis.set(f"{self.prefix}preview:{preview_id}", json.dumps(preview), ex=seconds)
 
     async def preview(self, preview_id: str) -> dict[str, Any] | None:
-        raw = await self.redis.get(f"{PREFIX}preview:{preview_id}")
+        raw = await self.redis.get(f"{self.prefix}preview:{preview_id}")
         return json.loads(raw) if raw else None
 
     async def sent(self, preview_id: str) -> dict[str, Any] | None:
-        raw = await self.redis.get(f"{PREFIX}sent:{preview_id}")
+        raw = await self.redis.get(f"{self.prefix}sent:{preview_id}")
         return json.loads(raw) if raw else None
 
     async def begin(
         self, preview_id: str, target: str, dedupe: str | None, target_limit: int, global_limit: int, dedupe_s: int
     ) -> Verdict:
         keys = self._keys(preview_id, target, dedupe)
-        args: list[str | int] = [preview_id, target_limit, global_limit, dedupe_s, CLAIM_SECONDS]
+        args: list[str | int] = [preview_id, target_limit, global_limit, dedupe_s, CLAIM_SECONDS, int(bool(dedupe))]
         status, detail = await self._begin(keys=keys, args=args)
         return Verdict(status.decode() if isinstance(status, bytes) else status, _text(detail))
 
     async def finish(self, preview_id: str, result: dict[str, Any]) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(f"{PREFIX}sent:{preview_id}", json.dumps(result), ex=SENT_SECONDS)
-            pipe.delete(f"{PREFIX}preview:{preview_id}", f"{PREFIX}claim:{preview_id}")
+            pipe.set(f"{self.prefix}sent:{preview_id}", json.dumps(result), ex=SENT_SECONDS)
+            pipe.delete(f"{self.prefix}preview:{preview_id}", f"{self.prefix}claim:{preview_id}")
             await pipe.execute()
 
     async def abandon(self, preview_id: str, target: str, dedupe: str | None, backoff_seconds: int = 0) -> None:
         """A failed send: release the claim and the dedupe window; remember an upstream's Retry-After."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(f"{PREFIX}claim:{preview_id}")
+            pipe.delete(f"{self.prefix}claim:{preview_id}")
             if dedupe:
-                pipe.delete(f"{PREFIX}dedupe:{target}:{dedupe}")
+                pipe.delete(f"{self.prefix}dedupe:{target}:{dedupe}")
             if backoff_seconds > 0:
-                pipe.set(f"{PREFIX}backoff:{target}", "1", ex=backoff_seconds)
+                pipe.set(f"{self.prefix}backoff:{target}", "1", ex=backoff_seconds)
             await pipe.execute()
 
 

@@ -85,7 +85,8 @@ async def open_notify(settings: NotifySettings, telemetry: Telemetry) -> AsyncIt
         )
         stack.push_async_callback(courier.aclose)
         kinds: dict[str, str] = {name: target.kind for name, target in settings.notify_targets.items()}
-        yield Notify(settings, Ledger(redis), courier, NotifyMetrics(telemetry.registry, kinds), redis, secrets)
+        ledger = Ledger(redis, settings.redis_key_prefix)
+        yield Notify(settings, ledger, courier, NotifyMetrics(telemetry.registry, kinds), redis, secrets)
 
 
 server: FocusedServer[Notify, NotifySettings] = FocusedServer(

@@ -138,7 +138,12 @@ class McpApp(pulumi.ComponentResource):
         platform = self.platform
         provided = platform.app_secrets.get(self.name, {})
         return secret_values(
-            self.app, self.server, platform.postgres.dsn, platform.redis.url, platform.jwt_secret, provided
+            self.app,
+            self.server,
+            platform.postgres.dsn,
+            platform.redis.url_for(self.name) if fleet.uses_redis(self.app, self.server) else None,
+            platform.jwt_secret,
+            provided,
         )
 
     def _reached(self) -> list[Reachable]:

@@ -214,3 +214,26 @@ def test_every_prod_app_runs_the_seeds_three_replicas_or_more_with_a_disruption_
         name = deployment["metadata"]["name"]
         assert deployment["spec"]["replicas"] >= 3, name
         assert prod.one("PodDisruptionBudget", name, APPS)["spec"]["maxUnavailable"] == 1, name
+
+
+def test_redis_gives_each_app_its_own_user_and_keeps_state_unevicted(stack):
+    """infra/redis_acl.py is the one source: the cluster's Redis runs its arguments, as compose.yaml does."""
+    from infra import redis_acl
+
+    container = stack.one("Deployment", "redis", DATA)["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert args[: len(redis_acl.SERVER_ARGS)] == redis_acl.SERVER_ARGS
+    assert container["resources"]["limits"]["memory"] == f"{redis_acl.REDIS_MEMORY_LIMIT_MIB}Mi"
+    users = sorted(  # the apps given a Redis URL
+        d["metadata"]["name"]
+        for d in stack.of_kind("Deployment", APPS)
+        if any(e["name"] == "REDIS_URL" for e in d["spec"]["template"]["spec"]["containers"][0]["env"])
+    )
+    assert users and [args[i + 1] for i, arg in enumerate(args) if arg == "--user"] == users
+    for user in users:
+        variable = redis_acl.password_variable(user)
+        assert redis_acl.user_args(user, f"$({variable})") == args[args.index(user) - 1 :][:9]
+        secret_keys = {e["name"] for e in container["env"]}
+        assert variable in secret_keys
+        app_env = stack.one("Deployment", user, APPS)["spec"]["template"]["spec"]["containers"][0]["env"]
+        assert {"name": "REDIS_KEY_PREFIX", "value": redis_acl.key_prefix(user)} in app_env

@@ -19,6 +19,7 @@ def available() -> bool:
 class LocalRedis:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    args: list[str] = field(default_factory=list)  # more server arguments (the platform's: infra/redis_acl.py)
 
     @property
     def url(self) -> str:
@@ -26,7 +27,18 @@ class LocalRedis:
 
     def start(self) -> LocalRedis:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                *self.args,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
