@@ -57,6 +57,7 @@ class Observation:
     """What the call came to; `observed` records it however the call ends."""
 
     outcome: CallOutcome = CallOutcome.INTERNAL_ERROR
+    reason: str | None = None  # what the caller was told, when it was not OK
 
 
 class CallPipeline:
@@ -127,6 +128,8 @@ class CallPipeline:
                 _PRINCIPAL.reset(token)
             if reply.tool_outcome is not None:
                 observation.outcome = reply.tool_outcome.label
+                if observation.outcome is not CallOutcome.OK:
+                    observation.reason = _first_text(reply.tool_outcome.result)
                 if reply.tool_outcome.retry_after is not None:
                     raise _shed(message["id"], reply.tool_outcome)
             elif reply.error_code != INTERNAL_ERROR:
@@ -154,15 +157,18 @@ class CallPipeline:
                 span.set_attribute("error.type", outcome.value)
                 if outcome.server_fault:
                     span.set_status(StatusCode.ERROR)
+            # A server fault (a dependency down, a crash, overload) or a refused scope is worth a look: warning, with
+            # what the caller was told; a caller's own mistake stays at info.
             log_event(
                 "tool_call",
-                logging.WARNING if outcome in (CallOutcome.FORBIDDEN, CallOutcome.INTERNAL_ERROR) else logging.INFO,
+                logging.WARNING if outcome.server_fault or outcome is CallOutcome.FORBIDDEN else logging.INFO,
                 tool=tool,
                 subject=principal.subject,
                 client_id=principal.client_id,
                 status=outcome.value,
                 duration_ms=round(elapsed * 1000, 2),
                 input_sha256=input_digest(arguments),
+                **({"reason": observation.reason} if observation.reason else {}),
             )
 
     async def _rate_limit(self, principal: Principal, request_id: Any) -> None:
@@ -185,6 +191,12 @@ class CallPipeline:
     def _listed(self, principal: Principal) -> list[dict[str, Any]]:
         """Only the tools the caller's scopes allow."""
         return [spec.definition for spec in self.specs.values() if spec.scopes <= principal.scopes]
+
+
+def _first_text(result: dict[str, Any]) -> str | None:
+    content = result.get("content") or [{}]
+    text = content[0].get("text") if isinstance(content[0], dict) else None
+    return bounded(text, 300) if isinstance(text, str) else None
 
 
 def _shed(request_id: Any, outcome: Outcome) -> Refusal:

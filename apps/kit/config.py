@@ -6,7 +6,9 @@ never echoes a value, because the values include secrets.
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -232,8 +234,36 @@ def describe_errors(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+# Segments of setting names that are not a server's own: `HOST`, `PORT` and `LOG_LEVEL` are everyone's, and the
+# OpenTelemetry SDK reads many `OTEL_*` variables of its own.
+SHARED_SEGMENTS = frozenset({"HOST", "PORT", "LOG", "OTEL"})
+# What Kubernetes adds for each Service of the namespace (`MCP_DB_SERVICE_HOST`, `MCP_DB_PORT_8080_TCP_ADDR`).
+SERVICE_LINK = re.compile(r"[A-Z0-9_]+_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|UDP|SCTP)(_[A-Z]+)?)?)")
+
+
+def unknown_settings(settings_cls: type[BaseSettings], env: Mapping[str, str]) -> list[str]:
+    """Variables that look like this server's settings (they start as some of its settings do: `MCP_`, `RATE_`,
+    `FILES_` ...) but are none of them, each with the closest setting: a misspelt setting is an error, never a
+    silent default (`FILES_ROOT` for `FILES_ROOTS` once left the default read-write root in place)."""
+    fields = {name.upper() for name in settings_cls.model_fields}
+    owned = {name.split("_")[0] + "_" for name in fields} - {f"{segment}_" for segment in SHARED_SEGMENTS}
+    problems = []
+    for variable in sorted(env):
+        name = variable.upper()
+        if name in fields or not name.startswith(tuple(owned)) or SERVICE_LINK.fullmatch(name):
+            continue
+        close = difflib.get_close_matches(name, fields, n=1, cutoff=0.6)
+        problems.append(f"  {name}: not a setting of this server" + (f"; did you mean {close[0]}?" if close else ""))
+    return problems
+
+
 def load_settings(settings_cls: type[SettingsT]) -> SettingsT:
-    """Build settings from the environment or exit with a message naming every bad field."""
+    """Build settings from the environment or exit with a message naming every bad field and every variable that
+    looks like a setting but is none."""
+    if unknown := unknown_settings(settings_cls, os.environ):
+        message = f"invalid configuration for {settings_cls.__name__}:\n" + "\n".join(unknown)
+        print(message, file=sys.stderr)
+        raise ConfigError(message)
     try:
         return settings_cls()
     except ValidationError as error:

@@ -259,6 +259,8 @@ class McpApp(pulumi.ComponentResource):
                     "spec": {
                         "serviceAccountName": self.name,
                         "automountServiceAccountToken": False,
+                        # No `<SERVICE>_SERVICE_HOST` variables: the app's settings are what the platform wires.
+                        "enableServiceLinks": False,
                         "terminationGracePeriodSeconds": SHUTDOWN_GRACE_SECONDS + PRE_STOP_SECONDS + 5,
                         "securityContext": pod_security(APP_UID, APP_UID if volumes else None),
                         "topologySpreadConstraints": spread,

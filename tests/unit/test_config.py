@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
 from apps.db.config import DbSettings
 from apps.kit.config import ConfigError, KitSettings, RedisFailureMode, load_settings
 from tests.conftest import ISSUER, SECRET
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_valid_config_has_seed_defaults(make_settings):
@@ -145,3 +149,29 @@ def test_unreachable_dependencies_at_start_are_named_and_the_server_waits_not_re
     assert "127.0.0.1:1" in named["db_write"] and "refused" in named["db_write"]
     assert "redis-that-does-not-exist.invalid:6379" in named["redis"]
     assert "pw@" not in output  # the DSNs' passwords are never written
+
+
+def test_a_misspelt_setting_stops_the_server_naming_the_closest_one(tmp_path):
+    """`FILES_ROOT` for `FILES_ROOTS` was ignored and the server started with its default read-write root."""
+    import subprocess
+    import sys
+
+    env = {
+        "PATH": os.environ["PATH"],
+        "MCP_RESOURCE_URL": "http://127.0.0.1:1/mcp",
+        "MCP_ISSUER": "https://issuer.test",
+        "MCP_JWT_SECRET": "s" * 32,
+        "FILES_ROOT": str(tmp_path),
+        "RATE_LIMIT_PER_MINUT": "5",
+        "MCP_DB_SERVICE_HOST": "10.0.0.1",  # Kubernetes' service links, and the shared names, are not settings
+        "MCP_DB_PORT_8080_TCP_ADDR": "10.0.0.1",
+        "OTEL_SERVICE_VERSION": "1",
+        "HOSTNAME": "pod-1",
+    }
+    started = subprocess.run(
+        [sys.executable, "-m", "apps.files"], env=env, capture_output=True, text=True, timeout=60, cwd=REPO
+    )
+    assert started.returncode == 2, started.stderr
+    assert "FILES_ROOT: not a setting of this server; did you mean FILES_ROOTS?" in started.stderr
+    assert "RATE_LIMIT_PER_MINUT: not a setting of this server; did you mean RATE_LIMIT_PER_MINUTE?" in started.stderr
+    assert "SERVICE_HOST" not in started.stderr and "OTEL" not in started.stderr and "HOSTNAME" not in started.stderr

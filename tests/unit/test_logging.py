@@ -157,3 +157,17 @@ def test_configured_secrets_are_masked_and_library_info_lines_are_dropped(capsys
         for handler in root.handlers:
             handler.removeFilter(ours_or_warning)
     assert [json.loads(line)["message"] for line in lines] == ["retrying [REDACTED]", "ours at info"]
+
+
+async def test_a_failed_call_is_logged_with_its_reason_at_warning_when_the_server_is_at_fault(demo, token_for, logs):
+    """Before: during a dependency outage, failed calls were logged at info with no reason."""
+    async with mcp_client(demo.mcp_url, token_for("demo:read", demo.mcp_url)) as client:
+        await client.call_tool("fail", {"mode": "server"})
+        await client.call_tool("fail", {"mode": "caller"})
+        await client.call_tool("fail", {"mode": "crash"})
+    server, caller, crash = logs.events("tool_call")
+    assert (server["level"], server["status"]) == ("warning", "error")
+    assert server["reason"] == "backend unavailable; retry later"
+    assert (caller["level"], caller["status"], caller["reason"]) == ("info", "rejected", "no such thing")
+    assert crash["level"] == "warning" and crash["status"] == "internal_error"
+    assert "internal detail" not in json.dumps(crash)  # the crash's own text stays out, as it does for the caller
