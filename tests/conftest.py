@@ -127,7 +127,9 @@ def start_server(make_settings: Callable[..., KitSettings]) -> Iterator[Callable
 
     def start(server: Any, **overrides: Any) -> Running:
         port = free_port()
-        settings = make_settings(server.settings_cls, MCP_RESOURCE_URL=f"http://127.0.0.1:{port}/mcp", **overrides)
+        settings = make_settings(
+            server.settings_cls, **{"MCP_RESOURCE_URL": f"http://127.0.0.1:{port}/mcp", **overrides}
+        )
         app = server.create_app(settings)
         serving = serve_app(app, port)
         base = serving.__enter__()

@@ -7,6 +7,7 @@ dependencies, `Telemetry` to add its own metrics and spans, and `current_princip
 caller in its own audit events.
 """
 
+from apps.kit.asking import ask_person, can_ask_person
 from apps.kit.auth import Principal
 from apps.kit.call import current_principal
 from apps.kit.config import KitSettings, load_settings
@@ -34,6 +35,8 @@ __all__ = [
     "ToolArgs",
     "Volume",
     "WithMeta",
+    "ask_person",
+    "can_ask_person",
     "current_principal",
     "load_settings",
 ]

@@ -27,6 +27,7 @@ from starlette.routing import Route, Router
 from starlette.types import Receive, Scope, Send
 
 from apps import collector
+from apps.kit.asking import Answers
 from apps.kit.auth import JwtVerifier
 from apps.kit.config import KitSettings, RedisFailureMode
 from apps.kit.endpoint import McpEndpoint
@@ -108,6 +109,7 @@ class Runtime:
             metrics=self.metrics,
             state=lambda: self.server_state,
             resource_metadata_url=base + self.metadata_path,
+            answers=Answers(self.redis, settings.redis_key_prefix),
         )
         self.server_state: Any = None
         self.state = State()  # the app's state, shared with the shell once it is built

@@ -15,6 +15,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from apps.kit.asking import _ASKER, Answers, Asker, can_ask, session_for
 from apps.kit.auth import JwtVerifier
 from apps.kit.call import CallPipeline
 from apps.kit.config import KitSettings
@@ -45,8 +46,9 @@ class McpEndpoint:
         metrics: KitMetrics,
         state: Callable[[], Any],
         resource_metadata_url: str,
+        answers: Answers,
     ):
-        self.metrics = metrics
+        self.metrics, self.answers = metrics, answers
         self.shedder = Shedder(
             settings.mcp_max_concurrent_requests,
             metrics.rejected_requests.labels(reason=RefusalReason.BUSY.value).inc,
@@ -87,13 +89,40 @@ class McpEndpoint:
         if scope.get("method") == "OPTIONS" and cors is not None:
             await _respond(send, 204, None, [*cors, (b"access-control-max-age", b"600")])
             return
+        extra: list[tuple[bytes, bytes]] = []
         async with self.gate.admit(scope.get("method"), headers, receive) as request:
-            if request.message is None:  # a notification or a response: nothing to answer
+            if request.answer is not None:  # the person's answer to a question: to the call waiting for it
+                answer = request.answer
+                await self.answers.deliver(answer["id"], request.principal.rate_key, answer["result"])
+                status, body = 202, None
+            elif request.message is None:  # a notification or another response: nothing to answer
                 status, body = 202, None
             else:
-                reply = await self.calls.serve(request, request.message)
+                message = request.message
+                asker = None
+                if message["method"] == "tools/call" and can_ask(headers):
+                    asker = Asker(send, self.answers, request.principal.rate_key, cors or [])
+                asking = _ASKER.set(asker)
+                try:
+                    reply = await self.calls.serve(request, message)
+                except Refusal as refusal:
+                    if asker is None or not asker.started:
+                        raise
+                    reply_message = refusal.body if isinstance(refusal.body, dict) else {"jsonrpc": "2.0"}
+                    await asker.event(reply_message)  # the stream is open: the refusal travels on it
+                    await send({"type": "http.response.body", "body": b""})
+                    return
+                finally:
+                    _ASKER.reset(asking)
+                if asker is not None and asker.started:  # the answer is the stream's last event
+                    await asker.event(reply.message)
+                    await send({"type": "http.response.body", "body": b""})
+                    return
+                if message["method"] == "initialize":
+                    session = session_for((message.get("params") or {}).get("capabilities"))
+                    extra = [(b"mcp-session-id", session.encode())] if session else []
                 status, body = reply.status, dumps(reply.message)
-        await _respond(send, status, body, cors or [])
+        await _respond(send, status, body, [*(cors or []), *extra])
 
 
 async def _respond(send: Send, status: int, body: bytes | None, headers: list[tuple[bytes, bytes]]) -> None:

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from starlette.types import Receive
 
+from apps.kit.asking import ASK_ID
 from apps.kit.auth import AuthFailure, JwtVerifier, Principal
 from apps.kit.config import KitSettings
 from apps.kit.intake import BodyBudget, BodyReader
@@ -49,6 +50,7 @@ class Admitted:
     message: dict[str, Any] | None
     version: str | None
     headers: Headers
+    answer: dict[str, Any] | None = None  # a client's answer to a question this server asked (apps.kit.asking)
 
 
 class HttpGate:
@@ -126,9 +128,12 @@ class HttpGate:
         )
         try:
             raw = await reader.read(receive, int(declared) if declared.isdigit() else None)
-            message = envelope(parse_json(raw), version)
+            parsed = parse_json(raw)
             del raw
-            yield Admitted(principal, message, version, headers)
+            if (answer := answer_to_a_question(parsed)) is not None:
+                yield Admitted(principal, None, version, headers, answer)
+                return
+            yield Admitted(principal, envelope(parsed, version), version, headers)
         finally:
             reader.release()
 
@@ -228,6 +233,17 @@ def envelope(message: Any, version: str | None) -> dict[str, Any] | None:
     if not (isinstance(request_id, str) or (isinstance(request_id, int) and not isinstance(request_id, bool))):
         raise _invalid("id must be a string or an integer")
     return message
+
+
+def answer_to_a_question(message: Any) -> dict[str, Any] | None:
+    """A JSON-RPC response to an `elicitation/create` this server sent (its id is one of ours), else None."""
+    if not isinstance(message, dict) or message.get("jsonrpc") != "2.0" or "method" in message:
+        return None
+    if not isinstance(message.get("id"), str) or not ASK_ID.fullmatch(message["id"]):
+        return None
+    if isinstance(message.get("result"), dict):
+        return {"id": message["id"], "result": message["result"]}
+    return {"id": message["id"], "result": {"action": "cancel"}} if "error" in message else None
 
 
 def own_origin(resource_url: str) -> str:

@@ -454,3 +454,51 @@ def test_paths_texts_pages_and_githubs_messages_are_bounded(start_github, fake):
     fake.write_refusal = (422, {"message": echo, "documentation_url": "https://docs.github.com/rest", "errors": []})
     refused = error(call(github, "create_issue", {"owner": "octo", "repo": "hello", "title": "t"}, WRITE, subject="w"))
     assert refused == "GitHub answered HTTP 422: the request was not valid for this repository"
+
+
+def test_the_persons_answer_reaches_the_waiting_call_through_another_replica(start_server, redis_server, fake):
+    """Deterministic: the call streams on replica A; its question's answer is POSTed to replica B (as a balancer
+    may), by the same principal; an answer from another principal is ignored; without the form session the write
+    is refused, as before."""
+    import json
+
+    import httpx
+
+    from apps.github.server import server as github_server
+    from apps.kit.token import mint
+    from tests.conftest import ISSUER, SECRET
+
+    resource = "http://github.replicas.test/mcp"
+    settings = {"REDIS_URL": redis_server.url, "GITHUB_API_URL": fake.url, "GITHUB_CREDENTIAL": TOKEN,
+                "GITHUB_REPOSITORIES": "octo/hello", "MCP_RESOURCE_URL": resource}  # fmt: skip
+    a, b = start_server(github_server, **settings), start_server(github_server, **settings)
+
+    def token(subject: str) -> str:
+        return mint(SECRET, issuer=ISSUER, audience=resource, subject=subject, scopes=WRITE)
+
+    def headers(subject: str, session: str | None = "0" * 32 + ".form") -> dict[str, str]:
+        extra = {"Mcp-Session-Id": session} if session else {}
+        return {**BASE_HEADERS, "Authorization": f"Bearer {token(subject)}", **extra}
+
+    read = tool_call("get_issue", {"owner": "octo", "repo": "hello", "number": 2})
+    assert post(a.mcp_url, read, token("alice")).status_code == 200  # untrusted text read
+    write = tool_call("create_issue", {"owner": "octo", "repo": "hello", "title": "Asked across replicas"})
+    refused = post(a.mcp_url, write, token("alice"), headers(subject="alice", session=None)).json()["result"]
+    assert "this client cannot ask the person" in error(refused)
+
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream("POST", a.mcp_url, json=write, headers=headers("alice")) as stream,
+    ):
+        assert stream.headers["content-type"] == "text/event-stream"
+        lines = stream.iter_lines()
+        event = json.loads(next(line for line in lines if line.startswith("data: "))[6:])
+        assert event["method"] == "elicitation/create" and event["params"]["mode"] == "form"
+        answer = {"jsonrpc": "2.0", "id": event["id"], "result": {"action": "accept", "content": {"confirm": True}}}
+        # mallory's answer to alice's question is taken to the stream's replica, and ignored there
+        assert client.post(b.mcp_url, json=answer, headers=headers("mallory")).status_code == 202
+        assert client.post(b.mcp_url, json=answer, headers=headers("alice")).status_code == 202
+        result = json.loads(next(line for line in lines if line.startswith("data: "))[6:])
+    assert result["id"] == 1 and result["result"]["structuredContent"]["status"] == "created"
+    assert [c["title"] for c in fake.created] == ["Asked across replicas"]
+    assert (a.app.state.endpoint.answers.delivered, b.app.state.endpoint.answers.delivered) == (0, 1)  # alice's

@@ -92,6 +92,7 @@ def test_held_bodies_are_bounded_per_principal_and_per_process_and_given_back(st
     near_cap = 4 * MIB - 100
     sent = near_cap - 1  # a reservation is what arrived (and a window ahead), so the bodies are sent but a byte
     with held_bodies(port, demo.token("demo:read", subject="mallory"), 2, near_cap, sent):
+        _wait(lambda: demo.app.endpoint.bodies.in_flight == 2 * near_cap)  # both bodies read but their last byte
         # a third declared body: its window alone is over mallory's share (sent in part, as it is refused at once)
         with held_bodies(port, demo.token("demo:read", subject="mallory"), 1, near_cap) as [third]:
             status, headers, _ = answer_of(third)
