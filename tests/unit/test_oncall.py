@@ -466,7 +466,9 @@ def test_ten_hostile_queries_at_once_are_refused_within_a_second_and_health_stay
             refused = [future.result() for future in answers]
         texts = [result["content"][0]["text"] for _, result in refused]
         assert all(result["isError"] for _, result in refused) and all("nests 1999 levels" in t for t in texts)
-        assert max(seconds for seconds, _ in refused) < 1.0, refused
+        slowest = max(seconds for seconds, _ in refused)
+        print(f"\n10 hostile queries at once: slowest refusal {slowest:.3f} s, /health {max(probes):.3f} s")
+        assert slowest < 1.0, refused
         assert max(probes) < 0.1, probes
         metrics = httpx.get(f"{health_base}/metrics", timeout=10).text
         assert _counted_outcome(metrics, "rejected") == 10  # the caller's mistake, never a server fault

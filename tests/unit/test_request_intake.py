@@ -180,6 +180,7 @@ def test_principals_holding_bodies_they_never_send_leave_a_bystander_served(atta
         with holders.running():
             time.sleep(1.0)  # every connection open and holding
             statuses = bystander(process.url, process.token("demo:read"), seconds=2.5, every=0.02)
+        print(f"\n{attack} x{principals}: bystander {dict(statuses)}; held requests got {dict(holders.answers)}")
         assert answered_share(statuses) >= 0.99, (statuses, holders.answers)
         if attack == "slots":
             assert holders.answers[429] > 0 and holders.answers[408] + holders.answers[429] > 0
