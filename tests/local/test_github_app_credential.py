@@ -182,10 +182,11 @@ def test_the_token_asks_for_what_the_tools_use(fake):
     assert "repositories" not in token_scope(wide)  # `owner/*` and two owners: the installation's own set
 
 
-def test_the_server_calls_github_with_installation_tokens_and_replaces_a_revoked_one(start_server, redis_server, fake):
+def app_server(start_server, redis_server, fake):
+    """The GitHub server as the App's installation, against the fake and the test Redis."""
     from apps.github.server import server as github_server
 
-    running = start_server(
+    return start_server(
         github_server,
         REDIS_URL=redis_server.url,
         GITHUB_API_URL=fake.url,
@@ -195,6 +196,10 @@ def test_the_server_calls_github_with_installation_tokens_and_replaces_a_revoked
         GITHUB_REPOSITORIES="octo/hello",
         RATE_LIMIT_PER_MINUTE="10000",
     )
+
+
+def test_the_server_calls_github_with_installation_tokens_and_replaces_a_revoked_one(start_server, redis_server, fake):
+    running = app_server(start_server, redis_server, fake)
 
     def list_issues() -> dict[str, Any]:
         arguments = {"owner": "octo", "repo": "hello"}
@@ -217,18 +222,7 @@ def test_the_server_calls_github_with_installation_tokens_and_replaces_a_revoked
 
 def test_a_credential_github_keeps_refusing_is_not_exchanged_on_every_call(start_server, redis_server, fake):
     """The fourth pass: with the App's access withdrawn, 19 of 20 calls made a fresh token exchange."""
-    from apps.github.server import server as github_server
-
-    running = start_server(
-        github_server,
-        REDIS_URL=redis_server.url,
-        GITHUB_API_URL=fake.url,
-        GITHUB_CREDENTIAL=PEM,
-        GITHUB_APP_ID=str(APP_ID),
-        GITHUB_APP_INSTALLATION_ID=str(INSTALLATION),
-        GITHUB_REPOSITORIES="octo/hello",
-        RATE_LIMIT_PER_MINUTE="10000",
-    )
+    running = app_server(start_server, redis_server, fake)
     fake.revoke_all = True
     started = time.monotonic()
     for _ in range(20):
