@@ -157,8 +157,13 @@ class InstallationToken:
                 me = os.urandom(8).hex()
                 if await self.redis.set(self._lock_key, me, nx=True, ex=LOCK_SECONDS):
                     try:
-                        self._held = await self._exchange()
-                        await self._share(self._held)
+                        # Another replica may have refreshed between the read above and taking the lock.
+                        shared = await self._shared()
+                        if shared is not None and shared.left() > REFRESH_BEFORE_SECONDS:
+                            self._held = shared
+                        else:
+                            self._held = await self._exchange()
+                            await self._share(self._held)
                     finally:
                         await self.redis.eval(RELEASE_IF_OURS, 1, self._lock_key, me)
                     return self._held

@@ -27,6 +27,8 @@ import asyncio
 import json
 import re
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -175,6 +177,16 @@ class Asker:
 
 
 _ASKER: ContextVar[Asker | None] = ContextVar("mcpfleet_asker", default=None)
+
+
+@contextmanager
+def asking(asker: Asker | None) -> Iterator[None]:
+    """While a call is served: how its tools may ask the person (None: they cannot)."""
+    token = _ASKER.set(asker)
+    try:
+        yield
+    finally:
+        _ASKER.reset(token)
 
 
 def can_ask_person() -> bool:

@@ -237,6 +237,8 @@ def describe_errors(error: ValidationError) -> str:
 # Segments of setting names that are not a server's own: `HOST`, `PORT` and `LOG_LEVEL` are everyone's, and the
 # OpenTelemetry SDK reads many `OTEL_*` variables of its own.
 SHARED_SEGMENTS = frozenset({"HOST", "PORT", "LOG", "OTEL"})
+# Read by the platform's entry points, not settings: the server the Lambda handler serves (apps/lambda_main.py).
+NOT_SETTINGS = frozenset({"MCP_SERVER"})
 # What Kubernetes adds for each Service of the namespace (`MCP_DB_SERVICE_HOST`, `MCP_DB_PORT_8080_TCP_ADDR`).
 SERVICE_LINK = re.compile(r"[A-Z0-9_]+_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|UDP|SCTP)(_[A-Z]+)?)?)")
 
@@ -250,7 +252,7 @@ def unknown_settings(settings_cls: type[BaseSettings], env: Mapping[str, str]) -
     problems = []
     for variable in sorted(env):
         name = variable.upper()
-        if name in fields or not name.startswith(tuple(owned)) or SERVICE_LINK.fullmatch(name):
+        if name in fields or name in NOT_SETTINGS or not name.startswith(tuple(owned)) or SERVICE_LINK.fullmatch(name):
             continue
         close = difflib.get_close_matches(name, fields, n=1, cutoff=0.6)
         problems.append(f"  {name}: not a setting of this server" + (f"; did you mean {close[0]}?" if close else ""))

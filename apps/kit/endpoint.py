@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from apps.kit.asking import _ASKER, Answers, Asker, can_ask, session_for
+from apps.kit.asking import Answers, Asker, asking, can_ask, session_for
 from apps.kit.auth import JwtVerifier
 from apps.kit.call import CallPipeline
 from apps.kit.config import KitSettings
@@ -102,9 +102,9 @@ class McpEndpoint:
                 asker = None
                 if message["method"] == "tools/call" and can_ask(headers):
                     asker = Asker(send, self.answers, request.principal.rate_key, cors or [])
-                asking = _ASKER.set(asker)
                 try:
-                    reply = await self.calls.serve(request, message)
+                    with asking(asker):
+                        reply = await self.calls.serve(request, message)
                 except Refusal as refusal:
                     if asker is None or not asker.started:
                         raise
@@ -112,8 +112,6 @@ class McpEndpoint:
                     await asker.event(reply_message)  # the stream is open: the refusal travels on it
                     await send({"type": "http.response.body", "body": b""})
                     return
-                finally:
-                    _ASKER.reset(asking)
                 if asker is not None and asker.started:  # the answer is the stream's last event
                     await asker.event(reply.message)
                     await send({"type": "http.response.body", "body": b""})

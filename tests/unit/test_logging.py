@@ -79,13 +79,14 @@ HOSTILE_SHAPES = {
 
 
 def _best_time(text: str) -> float:
+    """This thread's CPU time, best of five: time spent waiting for a core (parallel test workers) is not counted."""
     import time
 
     best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
+    for _ in range(5):
+        started = time.thread_time()
         redact(text)
-        best = min(best, time.perf_counter() - started)
+        best = min(best, time.thread_time() - started)
     return best
 
 
