@@ -11,8 +11,6 @@ from typing import Any
 
 from alerts.params import AlertParams
 
-TEMPLATE_FILE = "mcpfleet.tmpl"
-
 
 def render_alertmanager(
     p: AlertParams | None = None, template_dir: str = "/etc/alertmanager/templates"

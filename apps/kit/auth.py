@@ -87,7 +87,6 @@ class JwksKeys:
         self._failures = 0
         self._last_error: str | None = None
         self._lock = asyncio.Lock()
-        self.fetches = 0
 
     @property
     def key_ids(self) -> list[str]:
@@ -115,7 +114,6 @@ class JwksKeys:
             raise JwksUnavailable(f"no signing keys ({self._last_error or 'not fetched yet'})")
 
     async def _fetch(self) -> None:
-        self.fetches += 1
         try:
             async with (
                 asyncio.timeout(self._timeout * 2),  # the whole fetch, however the key set trickles in

@@ -297,3 +297,52 @@ def _wait(condition, seconds: float = 5) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+
+
+def test_uvicorn_s_protocol_still_offers_what_early_shedding_relies_on():
+    """`apps.kit.serving` subclasses uvicorn's httptools protocol, which is not a public API: this names every
+    attribute and hook it uses, so an upgrade that moves one fails here, by name, before the shedding tests do."""
+    import asyncio as aio
+
+    from uvicorn.config import Config
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.server import ServerState
+
+    for hook in ("connection_made", "connection_lost", "on_message_begin", "on_headers_complete",
+                 "on_response_complete", "data_received"):  # fmt: skip
+        assert callable(getattr(HttpToolsProtocol, hook)), hook
+
+    class Transport(aio.Transport):
+        def get_extra_info(self, name, default=None):
+            return ("127.0.0.1", 1) if name in ("peername", "sockname") else default
+
+        def is_closing(self) -> bool:
+            return False
+
+        def write(self, data) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    async def app(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def check() -> None:
+        config = Config(app=app, http="httptools", lifespan="off")
+        config.load()
+        protocol = HttpToolsProtocol(config, ServerState(), {})
+        protocol.connection_made(Transport())
+        protocol.data_received(b"POST /mcp?x=1 HTTP/1.1\r\nHost: h\r\nOrigin: o\r\nContent-Length: 0\r\n\r\n")
+        assert protocol.url.split(b"?")[0] == b"/mcp"
+        assert (b"origin", b"o") in protocol.headers
+        assert protocol.parser.get_http_version() == "1.1" and protocol.parser.should_keep_alive()
+        assert protocol.parser.should_upgrade() is False
+        assert protocol.loop is aio.get_running_loop() and protocol.transport is not None
+        assert hasattr(protocol.cycle, "response_complete")
+        await aio.sleep(0.05)  # the request's task answers
+        assert protocol.cycle.response_complete
+        protocol.connection_lost(None)
+
+    aio.run(check())
