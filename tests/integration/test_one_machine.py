@@ -189,10 +189,11 @@ def test_postgres_restarts_and_no_acknowledged_insert_is_lost(platform):
 
 
 def readme_blocks() -> list[tuple[str, str]]:
-    """Every `sh` block of the READMEs that runs against the one-machine stack (not the Kubernetes ones,
+    """Every `sh` block of the READMEs and docs/ that runs against the one-machine stack (not the Kubernetes ones,
     which need a cluster, nor scripts/up and scripts/down, which the fixture runs)."""
     blocks = []
-    for path in [REPO / "README.md", *sorted((REPO / "apps").glob("*/README.md"))]:
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "apps").glob("*/README.md"))]
+    for path in pages:
         for block in re.findall(r"```sh\n(.*?)```", path.read_text(), re.S):
             if "pulumi" in block or block.strip().startswith(("./scripts/up", "./scripts/down")):
                 continue
