@@ -76,11 +76,26 @@ class LocalApp:
     name: str
     config: AppConfig
     server: FocusedServer[Any, Any]
-    port: int
+    port: int  # its default published port; a checkout may publish another (`port_variable`)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/mcp"
+
+
+def port_variable(service: str) -> str:
+    """The `.env` variable that may move a published port, so two checkouts run side by side."""
+    return f"MCPFLEET_PORT_{service.upper().replace('-', '_')}"
+
+
+def published(service: str, default: int) -> str:
+    """A published loopback port as compose.yaml writes it: the checkout's choice, else the default."""
+    return f"${{{port_variable(service)}:-{default}}}"
+
+
+def default_ports(apps: list[LocalApp]) -> dict[str, int]:
+    """Every port the composition publishes on 127.0.0.1, by service."""
+    return {**PUBLISHED, "alert-receiver": SINK_PORT, **{app.name: app.port for app in apps}}
 
 
 def local_apps(stack: StackConfig) -> list[LocalApp]:
@@ -143,6 +158,8 @@ def app_service(app: LocalApp, stack: StackConfig) -> dict[str, Any]:
     wired = platform_wiring(app, stack, app.url)
     secrets = _secret_values(app)
     env = {**wired.env, "OTEL_EXPORTER_OTLP_ENDPOINT": OTLP, **{key: secrets[key] for key in wired.secret_env}}
+    # The URL checked above, with its port as the checkout publishes it (the same URL where it is not moved).
+    env["MCP_RESOURCE_URL"] = f"http://127.0.0.1:{published(app.name, app.port)}/mcp"
     needs = app.server.needs
     depends: dict[str, Any] = {}
     if needs.postgres:
@@ -157,7 +174,7 @@ def app_service(app: LocalApp, stack: StackConfig) -> dict[str, Any]:
         "image": APPS_IMAGE,
         "command": [app.config.module],
         "environment": env,
-        "ports": [f"127.0.0.1:{app.port}:{PORT}"],
+        "ports": [f"127.0.0.1:{published(app.name, app.port)}:{PORT}"],
         "user": APP_USER,
         "read_only": True,
         "tmpfs": ["/tmp"],  # noqa: S108 - a private tmpfs, as the pod's emptyDir
@@ -229,7 +246,7 @@ def render(stack_name: str = "dev") -> dict[str, str]:
                 "./alerts/mcp-rules.yml:/etc/prometheus/rules/mcp-rules.yml:ro",
                 "prometheus-data:/prometheus",
             ],
-            "ports": [f"127.0.0.1:{PUBLISHED['prometheus']}:9090"],
+            "ports": [f"127.0.0.1:{published('prometheus', PUBLISHED['prometheus'])}:9090"],
             "restart": "unless-stopped",
             **_aliases("prometheus", "mcp-observability"),
         },
@@ -241,7 +258,7 @@ def render(stack_name: str = "dev") -> dict[str, str]:
                 "./alerts/templates:/etc/alertmanager/templates:ro",
                 "alertmanager-data:/alertmanager",
             ],
-            "ports": [f"127.0.0.1:{PUBLISHED['alertmanager']}:9093"],
+            "ports": [f"127.0.0.1:{published('alertmanager', PUBLISHED['alertmanager'])}:9093"],
             "restart": "unless-stopped",
             **_aliases("alertmanager", "mcp-observability"),
         },
@@ -250,7 +267,7 @@ def render(stack_name: str = "dev") -> dict[str, str]:
             "command": ["python3", "/sink/sink.py"],
             "environment": {"NOTIFY_SIGNING_KEY": _signing_key_reference(apps)},
             "volumes": ["./infra/sink.py:/sink/sink.py:ro"],
-            "ports": [f"127.0.0.1:{SINK_PORT}:8080"],
+            "ports": [f"127.0.0.1:{published('alert-receiver', SINK_PORT)}:8080"],
             "user": APP_USER,
             "restart": "unless-stopped",
             **_aliases("alert-receiver", "mcp-observability"),
@@ -311,7 +328,7 @@ def _observability_profile() -> dict[str, Any]:
                 "./dashboards:/var/lib/grafana/dashboards:ro",
                 "grafana-data:/var/lib/grafana",
             ],
-            "ports": [f"127.0.0.1:{PUBLISHED['grafana']}:3000"],
+            "ports": [f"127.0.0.1:{published('grafana', PUBLISHED['grafana'])}:3000"],
             **profile,
             **_aliases("grafana", "mcp-observability"),
         },

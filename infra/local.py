@@ -8,18 +8,27 @@
 starts everything, waits for every app's `/ready`, and prints per app its URL, a dev token with its
 scopes and an MCP Inspector command, then the Prometheus, Alertmanager, sink and Grafana URLs; `--json`
 prints the same as one object. Progress goes to stderr.
+
+Each checkout is its own Compose project (`mcpfleet-<stack>-<digest of the checkout's path>`), and publishes on
+the default ports when they are free at its first `up`, else on free ones (kept in `.env`): two checkouts run
+side by side without sharing a volume or a port. Secrets made afresh (a deleted `.env`) never meet a database
+volume made with the old ones: that volume is removed first, saying so. `compose up` has a deadline; past it,
+the services that are not up are named, with their state and last log lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +40,11 @@ from infra import redis_acl
 from infra.compose import (
     COMPOSE_FILE,
     OBSERVABILITY_PROFILE,
-    PUBLISHED,
-    SINK_PORT,
     LocalApp,
+    default_ports,
     load_stack,
     local_apps,
+    port_variable,
     redis_users,
     secret_variable,
 )
@@ -45,6 +54,7 @@ REPO = Path(__file__).resolve().parents[1]
 SECRETS_FILE = REPO / ".env"
 TOKEN_SECONDS = 12 * 3600
 READY_SECONDS = 180
+UP_SECONDS = 300  # `compose up -d` waits for health and for the roles job: past this, say which service is stuck
 
 
 def say(text: str) -> None:
@@ -62,9 +72,12 @@ def compose_command() -> list[str]:
     )
 
 
-def compose(*args: str, env: dict[str, str] | None = None, quiet: bool = False) -> None:
+def compose(*args: str, env: dict[str, str] | None = None, quiet: bool = False, timeout: float | None = None) -> None:
     command = [*compose_command(), "--project-directory", str(REPO), "-f", str(REPO / COMPOSE_FILE), *args]
-    result = subprocess.run(command, env=env, capture_output=quiet, text=True)
+    try:
+        result = subprocess.run(command, env=env, capture_output=quiet, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"{' '.join(args)} did not finish in {timeout:g} s:\n{stuck_services(env)}") from None
     if result.returncode != 0:
         detail = (result.stdout or "")[-2000:] + (result.stderr or "")[-2000:] if quiet else ""
         raise SystemExit(f"{' '.join(command[:2])} {' '.join(args)} failed ({result.returncode}) {detail}")
@@ -80,22 +93,97 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
+def project_name(stack_name: str) -> str:
+    """This checkout's Compose project: another checkout on the machine has another."""
+    return f"mcpfleet-{stack_name}-{hashlib.sha256(str(REPO).encode()).hexdigest()[:8]}"
+
+
+def free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def any_free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def ensure_secrets(apps: list[LocalApp], stack_name: str) -> dict[str, str]:
-    """The dev secrets in `.env`: generated once, kept across runs; a new app's secrets are added."""
+    """The dev secrets, the project name and the published ports in `.env`: chosen once, kept across runs; a
+    new app's are added. A database volume left from secrets that are gone is removed before new ones are used."""
     values = read_env_file(SECRETS_FILE)
+    fresh = "POSTGRES_PASSWORD" not in values
     wanted = ["POSTGRES_PASSWORD", "REDIS_PASSWORD", "MCP_JWT_SECRET", "GRAFANA_ADMIN_PASSWORD"]
     wanted += [redis_acl.password_variable(user) for user in redis_users(apps)]
     wanted += [env for _, env in ROLES.values()]
     wanted += [secret_variable(app.name, key) for app in apps for key in app.server.needs.secrets.values()]
     missing = [key for key in wanted if key not in values]
-    if missing or "COMPOSE_PROJECT_NAME" not in values:
-        values.setdefault("COMPOSE_PROJECT_NAME", f"mcpfleet-{stack_name}")
-        values |= {key: secrets.token_urlsafe(32) for key in missing}
-        header = "# Dev secrets for compose.yaml, written once by scripts/up. Never commit this file.\n"
+    # Ports: the defaults for a checkout that ran before ports could move (its stack may be up on them), else the
+    # default when it is free, else any free one.
+    legacy = not fresh and not any(key.startswith("MCPFLEET_PORT_") for key in values)
+    ports = {
+        port_variable(service): str(default if legacy or free(default) else any_free_port())
+        for service, default in default_ports(apps).items()
+        if port_variable(service) not in values
+    }
+    if missing or ports or "COMPOSE_PROJECT_NAME" not in values:
+        values.setdefault("COMPOSE_PROJECT_NAME", project_name(stack_name))
+        if fresh:
+            forget_stale_database(values["COMPOSE_PROJECT_NAME"])
+        values |= {key: secrets.token_urlsafe(32) for key in missing} | ports
+        header = "# Dev secrets and ports for compose.yaml, written once by scripts/up. Never commit this file.\n"
         SECRETS_FILE.write_text(header + "".join(f"{k}={v}\n" for k, v in values.items()))
         SECRETS_FILE.chmod(0o600)
-        say(f"wrote {len(missing)} dev secrets to .env" if missing else "set the project name in .env")
+        say(f"wrote {len(missing)} dev secrets and {len(ports)} ports to .env")
     return values
+
+
+def forget_stale_database(project: str) -> None:
+    """New secrets with an old database volume: the roles job would fail its login forever. The volume holds
+    dev data made with passwords nobody has any more, so it goes (with its containers), saying so."""
+    volume = f"{project}_postgres-data"
+    if subprocess.run(["docker", "volume", "inspect", volume], capture_output=True).returncode != 0:
+        return
+    say(f"the dev secrets are new but {volume} was made with older ones: removing it (dev data only)")
+    containers = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"volume={volume}"], capture_output=True, text=True
+    ).stdout.split()
+    if containers:
+        subprocess.run(["docker", "rm", "-f", *containers], capture_output=True)
+    subprocess.run(["docker", "volume", "rm", volume], capture_output=True, check=True)
+
+
+def stuck_services(env: dict[str, str] | None) -> str:
+    """Each service that is not running (or not healthy), its state and its last log lines."""
+    project = (env or {}).get("COMPOSE_PROJECT_NAME", "")
+    listed = subprocess.run(
+        ["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={project}",
+         "--format", "{{.Label \"com.docker.compose.service\"}}\t{{.Status}}\t{{.ID}}"],
+        capture_output=True, text=True,
+    ).stdout.splitlines()  # fmt: skip
+    lines = []
+    for row in listed:
+        service, status, container = [*row.split("\t"), "", "", ""][:3]
+        if status.startswith("Up") and "unhealthy" not in status and "starting" not in status:
+            continue
+        logs = subprocess.run(["docker", "logs", "--tail", "5", container], capture_output=True, text=True)
+        tail = (logs.stdout + logs.stderr).strip().splitlines()[-5:]
+        lines.append(f"  {service}: {status}" + "".join(f"\n    {line[:200]}" for line in tail))
+    return "\n".join(lines) or "  (no container of this project is stuck; see docker compose ps)"
+
+
+def with_ports(apps: list[LocalApp], values: dict[str, str]) -> list[LocalApp]:
+    """The apps at the ports this checkout publishes them on."""
+    return [replace(app, port=int(values.get(port_variable(app.name), app.port))) for app in apps]
+
+
+def published_url(values: dict[str, str], service: str, default: int, path: str = "") -> str:
+    return f"http://127.0.0.1:{values.get(port_variable(service), default)}{path}"
 
 
 def registry_reachable() -> bool:
@@ -139,10 +227,11 @@ def summary(apps: list[LocalApp], values: dict[str, str], issuer: str, observabi
     for app in apps:
         token = dev_token(app, values, issuer)
         result["apps"][app.name] = {"url": app.url, "token": token, "scopes": app.server.scopes}
-    result["prometheus"] = f"http://127.0.0.1:{PUBLISHED['prometheus']}"
-    result["alertmanager"] = f"http://127.0.0.1:{PUBLISHED['alertmanager']}"
-    result["sink"] = f"http://127.0.0.1:{SINK_PORT}/received"
-    result["grafana"] = f"http://127.0.0.1:{PUBLISHED['grafana']}" if observability else None
+    defaults = default_ports(apps)
+    result["prometheus"] = published_url(values, "prometheus", defaults["prometheus"])
+    result["alertmanager"] = published_url(values, "alertmanager", defaults["alertmanager"])
+    result["sink"] = published_url(values, "alert-receiver", defaults["alert-receiver"], "/received")
+    result["grafana"] = published_url(values, "grafana", defaults["grafana"]) if observability else None
     return result
 
 
@@ -168,7 +257,8 @@ def up(stack_name: str, as_json: bool, observability: bool | None) -> int:
     stack = load_stack(stack_name)
     apps = local_apps(stack)
     values = ensure_secrets(apps, stack_name)
-    env = dict(os.environ)
+    apps = with_ports(apps, values)
+    env = {**os.environ, "COMPOSE_PROJECT_NAME": values["COMPOSE_PROJECT_NAME"]}
     if observability is None:
         observability = registry_reachable() and not any(k.startswith("MCPFLEET_IMAGE_") for k in env)
     say("building the apps image (once per change to apps/, the Dockerfile or the lock)")
@@ -180,7 +270,7 @@ def up(stack_name: str, as_json: bool, observability: bool | None) -> int:
     if not observability:
         env["MCPFLEET_OTLP_ENDPOINT"] = ""  # no collector: the apps export no traces
     say("starting the composition")
-    compose(*profile, "up", "-d", "--remove-orphans", env=env, quiet=as_json)
+    compose(*profile, "up", "-d", "--remove-orphans", env=env, quiet=as_json, timeout=UP_SECONDS)
     wait_ready(apps)
     result = summary(apps, values, stack.issuer, observability)
     result["seconds"] = round(time.monotonic() - started, 1)
@@ -231,8 +321,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def token_command(stack_name: str, name: str, scopes: str | None) -> int:
     stack = load_stack(stack_name)
-    apps = {app.name: app for app in local_apps(stack)}
     values = read_env_file(SECRETS_FILE)
+    apps = {app.name: app for app in with_ports(local_apps(stack), values)}
     if name not in apps:
         raise SystemExit(f"no app {name!r} in the {stack_name} stack; apps: {', '.join(apps)}")
     if "MCP_JWT_SECRET" not in values:

@@ -23,18 +23,28 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.local import compose_command
+from infra.local import SECRETS_FILE, compose_command, read_env_file
 from tests.conftest import requirement_missing
 from tests.support.raw import post, rpc, tool_call
 from tests.support.stack import wait_until
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
-PROJECT = "mcpfleet-dev"
 
 
-def scripts(*command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(REPO / "scripts" / command[0]), *command[1:]], capture_output=True, text=True, cwd=REPO)
+def scripts(*command: str, checkout: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(checkout / "scripts" / command[0]), *command[1:]], capture_output=True, text=True, cwd=checkout
+    )
+
+
+def containers_of(project: str) -> str:
+    listed = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"],
+        capture_output=True,
+        text=True,
+    )
+    return listed.stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -54,17 +64,13 @@ def platform() -> Iterator[dict[str, Any]]:
     assert warm.returncode == 0, warm.stderr[-3000:]
     result = json.loads(warm.stdout)
     print(f"\nscripts/up: cold (empty volumes) {cold_seconds:.1f} s, warm (already up) {warm_seconds:.1f} s")
+    project = read_env_file(SECRETS_FILE)["COMPOSE_PROJECT_NAME"]
     try:
         yield result
     finally:
         stopped = scripts("down", "--volumes")
         assert stopped.returncode == 0, stopped.stderr[-2000:]
-        left = subprocess.run(
-            ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}"],
-            capture_output=True,
-            text=True,
-        )
-        assert left.stdout.strip() == "", "scripts/down left containers behind"
+        assert containers_of(project) == "", "scripts/down left containers behind"
 
 
 def call(platform: dict[str, Any], app: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -214,3 +220,30 @@ def test_the_readme_blocks_run_as_written(platform):
         assert answers, (path, result.stdout[-500:])
         failed = [a for a in answers if "error" in a or a["result"].get("isError")]
         assert failed == [], (path, failed)
+
+
+def test_a_second_checkout_runs_beside_the_first_and_recovers_when_its_env_is_lost(platform, tmp_path):
+    """Before: a second checkout shared the first one's Compose project, reused its database volume with new
+    passwords, and scripts/up hung while the roles job failed its login. Now each checkout is its own project on
+    free ports, and secrets made afresh never meet an old database volume."""
+    other = tmp_path / "other"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(other)], check=True)
+    try:
+        up = scripts("up", "--json", "--no-observability", checkout=other)
+        assert up.returncode == 0, up.stderr[-3000:]
+        second = json.loads(up.stdout)
+        mine, theirs = platform["apps"]["mcp-db"], second["apps"]["mcp-db"]
+        assert mine["url"] != theirs["url"] and platform["prometheus"] != second["prometheus"]
+        assert (
+            read_env_file(other / ".env")["COMPOSE_PROJECT_NAME"] != read_env_file(SECRETS_FILE)["COMPOSE_PROJECT_NAME"]
+        )
+        for stack in (platform, second):
+            assert "rows" in call(stack, "mcp-db", "query", {"table": "customers", "limit": 1})
+        (other / ".env").unlink()  # the secrets are lost; the database volume is not
+        again = scripts("up", "--json", "--no-observability", checkout=other)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert "was made with older ones: removing it" in again.stderr
+        assert "rows" in call(json.loads(again.stdout), "mcp-db", "query", {"table": "customers", "limit": 1})
+    finally:
+        stopped = scripts("down", "--volumes", checkout=other)
+        assert stopped.returncode == 0, stopped.stderr[-2000:]
