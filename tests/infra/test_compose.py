@@ -43,15 +43,19 @@ def test_every_app_of_the_stack_runs_with_the_environment_pulumi_up_derives(serv
         differs = {key for key in kubernetes if local.get(key) != kubernetes[key]}
         # The documented differences: the local URL, traces only with the collector, notify's sink target.
         assert differs <= {"MCP_RESOURCE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "NOTIFY_TARGETS"}, (app.name, differs)
-        assert local["MCP_RESOURCE_URL"] == app.url and services[app.name]["command"] == [app.config.module]
-        assert services[app.name]["ports"] == [f"127.0.0.1:{app.port}:8080"]
+        # Its loopback URL, on the port the checkout publishes it (the default unless .env moves it).
+        published = compose.published(app.name, app.port)
+        assert local["MCP_RESOURCE_URL"] == f"http://127.0.0.1:{published}/mcp"
+        assert published == f"${{{compose.port_variable(app.name)}:-{app.port}}}"
+        assert services[app.name]["command"] == [app.config.module]
+        assert services[app.name]["ports"] == [f"127.0.0.1:{published}:8080"]
 
 
 def test_each_app_gets_only_its_own_secrets(services):
     stack = compose.load_stack("dev")
     for app in compose.local_apps(stack):
         secrets = {key for key, value in services[app.name]["environment"].items() if "${" in str(value)}
-        secrets.discard("OTEL_EXPORTER_OTLP_ENDPOINT")
+        secrets -= {"OTEL_EXPORTER_OTLP_ENDPOINT", "MCP_RESOURCE_URL"}  # a switch and a published port, no secret
         needs = app.server.needs
         redis = {"REDIS_URL"} if fleet.uses_redis(app.config, app.server) else set()
         expected = {*needs.postgres, *needs.secrets, "MCP_JWT_SECRET"} | redis
