@@ -30,7 +30,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import Send
@@ -108,25 +108,29 @@ class Answers:
         if left:
             self._pending[principal] = left
 
-    async def wait(self, ask_id: str, principal: str, seconds: float) -> dict[str, Any] | None:
-        """The answer the principal gave, or None when none came in time."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
+    async def open(self, ask_id: str, principal: str, seconds: float) -> None:
+        """Before the question is sent: from now on, that principal's answer to it is taken."""
         if self.redis is None:
-            self._waiting[ask_id] = (principal, loop.create_future())
+            self._waiting[ask_id] = (principal, asyncio.get_running_loop().create_future())
         else:
             await self.redis.set(self.prefix + ask_id + ":open", principal, ex=int(seconds) + 1)
-        try:
-            while (left := deadline - loop.time()) > 0:
-                payload = await self._next(ask_id, min(left, POLL_SECONDS))
-                if payload is not None:
-                    answer = payload.get("answer")
-                    return answer if isinstance(answer, dict) else None
-            return None
-        finally:
-            self._waiting.pop(ask_id, None)
-            if self.redis is not None:
-                await self.redis.delete(self.prefix + ask_id + ":open", self.prefix + ask_id)
+
+    async def wait(self, ask_id: str, seconds: float) -> dict[str, Any] | None:
+        """The answer to an open question, or None when none came in time."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while (left := deadline - loop.time()) > 0:
+            payload = await self._next(ask_id, min(left, POLL_SECONDS))
+            if payload is not None:
+                answer = payload.get("answer")
+                return answer if isinstance(answer, dict) else None
+        return None
+
+    async def close(self, ask_id: str) -> None:
+        """No answer to the question is taken any more (answered, timed out, or the client went away)."""
+        self._waiting.pop(ask_id, None)
+        if self.redis is not None:
+            await self.redis.delete(self.prefix + ask_id + ":open", self.prefix + ask_id)
 
     async def _next(self, ask_id: str, seconds: float) -> dict[str, Any] | None:
         if self.redis is None:
@@ -148,7 +152,6 @@ class Asker:
     principal: str
     headers: list[tuple[bytes, bytes]]
     started: bool = False
-    asked: list[str] = field(default_factory=list)
 
     async def ask(self, message: str, schema: dict[str, Any]) -> dict[str, Any] | None:
         if not self.answers.begin(self.principal):
@@ -165,9 +168,12 @@ class Asker:
                 "method": "elicitation/create",
                 "params": {"mode": "form", "message": message, "requestedSchema": schema},
             }
-            await self.event(request)
-            self.asked.append(ask_id)
-            return await self.answers.wait(ask_id, self.principal, ASK_SECONDS)
+            await self.answers.open(ask_id, self.principal, ASK_SECONDS)  # before the client can see the question
+            try:
+                await self.event(request)
+                return await self.answers.wait(ask_id, ASK_SECONDS)
+            finally:
+                await self.answers.close(ask_id)
         finally:
             self.answers.end(self.principal)
 
