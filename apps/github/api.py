@@ -185,8 +185,7 @@ class GitHubApi:
         more = 'rel="next"' in answer.headers.get("link", "")
         etag = answer.headers.get("etag")
         if etag:
-            size = int(answer.headers.get("content-length") or 0) or len(json.dumps(answer.body))
-            self.cache.put(key, etag, answer.body, more, size)
+            self.cache.put(key, etag, answer.body, more, answer.size, current_principal().rate_key)
         return Page(answer.body, more)
 
     async def write(self, owner: str, repo: str, path: str, body: dict[str, Any]) -> Any:

@@ -152,15 +152,15 @@ class GitHub:
                 continue
         return False
 
-    async def as_read_at(self, owner: str, repo: str, own: bool, value: str | None) -> Any:
-        """A text read at a ref: as it is when the ref is the repository's own (`own_ref`), else labelled (or
-        withheld in lockdown), the principal marked."""
-        if value is None or own:
-            return value
+    async def read_at(self, owner: str, repo: str, ref: str | None, values: list[str | None]) -> list[Any]:
+        """Texts read at `ref`: as they are when the ref is the repository's own (`own_ref`), else labelled (or
+        withheld in lockdown), the principal marked once."""
+        if all(value is None for value in values) or await self.own_ref(owner, repo, ref):
+            return list(values)
         if self.settings.github_lockdown and await self.public(owner, repo):
-            return WITHHELD
+            return [None if value is None else WITHHELD for value in values]
         await self.taint.mark(current_principal().rate_key)
-        return untrusted(value)
+        return [untrusted(value) for value in values]
 
     async def confirm_unless_clear(self, target: In, what: str) -> None:
         """Before a write: the repository must be allowed; then, if the principal read untrusted text within the
@@ -265,6 +265,14 @@ class NewComment(NumberArgs):
     body: Text
 
 
+def merged_meta(*parts: WithMeta) -> dict[str, Any]:
+    """The `_meta` of several labelled lists answered together."""
+    return {
+        "mcpfleet/trust": [label for part in parts for label in part.meta["mcpfleet/trust"]],
+        "mcpfleet/untrusted_text": any(part.meta["mcpfleet/untrusted_text"] for part in parts),
+    }
+
+
 def _per_page(github: GitHub) -> dict[str, Any]:
     return {"per_page": github.settings.github_max_items}
 
@@ -275,16 +283,15 @@ async def get_file_contents(args: FileArgs, github: GitHub) -> dict[str, Any]:
     Content at a ref that is not one of the repository's branches or tags is labelled untrusted."""
     params = {"ref": args.ref} if args.ref else None
     page = await github.api.read(args.owner, args.repo, f"/contents/{args.path}", params)
-    own = await github.own_ref(args.owner, args.repo, args.ref)
     if isinstance(page.body, list):
         entries = github.page(page.body)
-        names = [await github.as_read_at(args.owner, args.repo, own, github.text(e.get("name"))) for e in entries]
+        names = await github.read_at(args.owner, args.repo, args.ref, [github.text(e.get("name")) for e in entries])
         return {"directory": [{"name": n, "type": e.get("type")} for n, e in zip(names, entries, strict=True)]}
     try:
         text = base64.b64decode(page.body.get("content", ""), validate=False).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         return {"path": args.path, "binary": True, "size": page.body.get("size")}
-    shown = await github.as_read_at(args.owner, args.repo, own, github.text(text))
+    [shown] = await github.read_at(args.owner, args.repo, args.ref, [github.text(text)])
     return {"path": args.path, "sha": page.body.get("sha"), "text": shown}
 
 
@@ -294,17 +301,13 @@ async def list_commits(args: CommitArgs, github: GitHub) -> dict[str, Any]:
     not one of the repository's branches or tags)."""
     params = _per_page(github) | ({"sha": args.ref} if args.ref else {})
     page = await github.api.read(args.owner, args.repo, "/commits", params)
-    own = await github.own_ref(args.owner, args.repo, args.ref)
-    commits = []
-    for c in github.page(page.body):
-        message = github.text(str((c.get("commit") or {}).get("message", "")).split("\n", 1)[0][:200])
-        commits.append(
-            {
-                "sha": c.get("sha"),
-                "author": (c.get("author") or {}).get("login"),
-                "message": await github.as_read_at(args.owner, args.repo, own, message),
-            }
-        )
+    listed = github.page(page.body)
+    first_lines = [github.text(str((c.get("commit") or {}).get("message", "")).split("\n", 1)[0][:200]) for c in listed]
+    messages = await github.read_at(args.owner, args.repo, args.ref, first_lines)
+    commits = [
+        {"sha": c.get("sha"), "author": (c.get("author") or {}).get("login"), "message": message}
+        for c, message in zip(listed, messages, strict=True)
+    ]
     return {"commits": commits, "more": page.more}
 
 
@@ -351,10 +354,7 @@ async def get_issue(args: NumberArgs, github: GitHub) -> WithMeta:
     comments = await github.api.read(args.owner, args.repo, f"/issues/{args.number}/comments", _per_page(github))
     shown = await github.items(args.owner, args.repo, [issue.body], ("title", "body"), ("state",))
     said = await github.items(args.owner, args.repo, github.page(comments.body), ("body",))
-    meta = {
-        "mcpfleet/trust": shown.meta["mcpfleet/trust"] + said.meta["mcpfleet/trust"],
-        "mcpfleet/untrusted_text": shown.meta["mcpfleet/untrusted_text"] or said.meta["mcpfleet/untrusted_text"],
-    }
+    meta = merged_meta(shown, said)
     return WithMeta({"issue": shown.value[0], "comments": said.value, "more_comments": comments.more}, meta)
 
 
@@ -378,8 +378,7 @@ async def get_pull_request(args: NumberArgs, github: GitHub) -> WithMeta:
     changed = await github.items(args.owner, args.repo, by_author, ("filename",), ("status", "additions", "deletions"))
     for entry in changed.value:
         entry.pop("author"), entry.pop("author_trusted")
-    meta = {**shown.meta, "mcpfleet/untrusted_text": shown.meta["mcpfleet/untrusted_text"] or changed.meta[
-        "mcpfleet/untrusted_text"]}  # fmt: skip
+    meta = {**merged_meta(shown, changed), "mcpfleet/trust": shown.meta["mcpfleet/trust"]}  # files: the pull's author
     return WithMeta({"pull_request": shown.value[0], "files": changed.value, "more_files": files.more}, meta)
 
 

@@ -58,6 +58,7 @@ class Answer:
     status: int
     body: Any
     headers: Mapping[str, str] = field(default_factory=dict)
+    size: int = 0  # bytes read, before parsing
 
 
 async def read_capped(response: httpx.Response, max_bytes: int) -> bytes:
@@ -203,7 +204,7 @@ class Upstream:
                 body = json.loads(raw) if raw else None
         except ValueError:
             body = {"error": bounded(raw.decode("utf-8", "replace"), 300)}
-        answer = Answer(status, body, answer_headers)
+        answer = Answer(status, body, answer_headers, len(raw))
         if status >= 500 and status != 503 and not self._tolerated(answer):
             raise UpstreamUnavailable(f"{self.name} answered HTTP {status}", status, body)
         return answer

@@ -183,7 +183,7 @@ def test_principals_holding_bodies_they_never_send_leave_a_bystander_served(atta
         print(f"\n{attack} x{principals}: bystander {dict(statuses)}; held requests got {dict(holders.answers)}")
         assert answered_share(statuses) >= 0.99, (statuses, holders.answers)
         if attack == "slots":
-            assert holders.answers[429] > 0 and holders.answers[408] + holders.answers[429] > 0
+            assert holders.answers[429] > 0  # the attackers were refused their share's excess
     finally:
         process.process.kill()
         process.process.wait()
