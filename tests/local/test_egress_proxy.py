@@ -140,6 +140,10 @@ def test_every_request_is_logged_as_one_json_line_with_its_verdict(proxy: LocalS
     before = len(proxy.entries())
     _get(proxy.url("mcp-db"), f"http://exfil.test:{upstream}/x")
     _get(proxy.url("mcp-db"), f"http://keys.internal.test:{upstream}/jwks.json")
+    deadline = time.monotonic() + 10
+    while len(proxy.entries()) < before + 2:  # Squid writes its log lines a moment after it answers
+        assert time.monotonic() < deadline, proxy.entries()[before:]
+        time.sleep(0.05)
     denied, allowed = proxy.entries()[before:]
     assert denied | {"ms": 0, "bytes": 0} == {
         "event": "egress",
