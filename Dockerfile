@@ -23,10 +23,11 @@ RUN groupadd --system --gid 10001 mcp && useradd --system --uid 10001 --gid mcp 
 WORKDIR /app
 COPY --from=build /app/.venv /app/.venv
 COPY apps/ /app/apps/
+COPY sidecars/ /app/sidecars/
 COPY runbooks/ /app/runbooks/
 # The apps' bytecode, compiled once here: the root filesystem is read-only at run time (and
 # PYTHONDONTWRITEBYTECODE), so without it every start (every serverless cold start) compiles them again.
-RUN python -m compileall -q -j 0 /app/apps
+RUN python -m compileall -q -j 0 /app/apps /app/sidecars
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PORT=8080
 USER 10001:10001
 EXPOSE 8080

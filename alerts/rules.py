@@ -11,7 +11,7 @@ from typing import Any
 
 from alerts.params import AlertParams, BurnRate
 from apps import fleet
-from apps.kit.metrics import SERVER_FAULT_OUTCOMES
+from apps.kit import SERVER_FAULT_OUTCOMES
 
 SERVER_FAULTS = "|".join(SERVER_FAULT_OUTCOMES)  # tool-call outcomes that spend the error budget
 

@@ -8,6 +8,7 @@ from apps import collector
 
 def serve(module: str) -> None:
     collector.pause()
-    from apps.kit.server import load_server
+    from apps.kit import load_server
+    from apps.kit import serve as serve_server
 
-    load_server(module).serve()
+    serve_server(load_server(module))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from apps.kit.server import FocusedServer, load_server
+from apps.kit import FocusedServer, load_server
 
 APPS_DIR = Path(__file__).resolve().parent
 FLEET_RUNBOOKS = APPS_DIR.parent / "runbooks"

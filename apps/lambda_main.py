@@ -9,6 +9,6 @@ import os
 from apps import collector
 
 collector.pause()
-from apps.kit.serverless import lambda_app  # noqa: E402
+from apps.kit import lambda_app  # noqa: E402
 
 handler = lambda_app(os.environ["MCP_SERVER"])

@@ -47,10 +47,9 @@ from typing import Any
 import asyncpg
 import httpx
 
-from apps.db.apply_schema import apply
 from apps.db.config import DbSettings
-from apps.kit.config import KitSettings
-from apps.kit.token import mint
+from apps.db.server import server as db_server
+from apps.kit import KitSettings, apply_schema, mint, schema_files
 from infra.components.observability.collector import sampling_env
 from infra.config import ObservabilityConfig, Resources
 from tests.support.postgres import LocalPostgres, free_port
@@ -193,7 +192,8 @@ def ensure_fastmcp() -> Path:
 
 async def prepare_database(pg: LocalPostgres) -> str:
     """The project's schema and roles, plus 20 bench products so every variant returns 10 rows."""
-    await apply(pg.admin_url, {"mcpfleet.reader_password": "bench-reader", "mcpfleet.writer_password": "bench-writer"})
+    passwords = {"mcp_db_reader": "bench-reader", "mcp_db_writer": "bench-writer"}
+    await apply_schema(pg.admin_url, schema_files("apps.db", db_server), passwords)
     conn = await asyncpg.connect(pg.admin_url)
     try:
         await conn.executemany(

@@ -5,7 +5,7 @@ Runtime API of the tests (`tests/support/lambda_runtime.py`), on the server core
   lifespan) and its first invocation, as Lambda runs a function without SnapStart.
 - `lambda-snapstart`: the same sandbox with `AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`. Its init ends when the
   runtime client asks for `/restore/next` (where Lambda takes the snapshot); what is timed is the restore to
-  the first answered call: the app built, its lifespan entered, the call served (`apps.kit.serverless`). Lambda's
+  the first answered call: the app built, its lifespan entered, the call served (`apps.kit.run.serverless`). Lambda's
   own restore of the snapshot comes on top and cannot be measured here.
 """
 
@@ -16,7 +16,7 @@ import statistics
 import subprocess
 import time
 
-from apps.kit.token import mint
+from apps.kit import mint
 from tests.support.lambda_runtime import RESOURCE, RuntimeApi, http_api_event, start_sandbox
 from tests.support.raw import BASE_HEADERS, tool_call
 

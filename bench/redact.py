@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from apps.kit.logs import MAX_LINE_CHARS, redact
+from apps.kit import MAX_LINE_CHARS, redact
 from apps.notify.policy import secret_kind
 
 MIB = 1024 * 1024

@@ -32,8 +32,7 @@ from typing import Any
 
 import yaml
 
-from apps.db.apply_schema import ROLES
-from apps.kit import FocusedServer
+from apps.kit import FocusedServer, role_password_variable
 from infra import fleet, redis_acl
 from infra.components.observability import SERVICES
 from infra.components.observability.alertmanager import alertmanager_files
@@ -125,7 +124,10 @@ def _secret_values(app: LocalApp) -> dict[str, str]:
     """The app's secret settings as `${...}` references into `.env`."""
     needs = app.server.needs
     host = f"postgres.{DATA_NAMESPACE}.svc:5432/{DATABASE}"
-    values = {env: f"postgresql://{role}:{required(ROLES[role][1])}@{host}" for env, role in needs.postgres.items()}
+    values = {
+        env: f"postgresql://{role}:{required(role_password_variable(role))}@{host}"
+        for env, role in needs.postgres.items()
+    }
     if fleet.uses_redis(app.config, app.server):
         password = required(redis_acl.password_variable(app.name))
         values["REDIS_URL"] = redis_acl.url(app.name, password, f"redis.{DATA_NAMESPACE}.svc")
@@ -200,6 +202,7 @@ def render(stack_name: str = "dev") -> dict[str, str]:
     fleet.check_connections(composed, {app.name: app.server for app in apps})
     volumes: dict[str, Any] = {"postgres-data": {}, "prometheus-data": {}, "alertmanager-data": {}, "grafana-data": {}}
     volumes |= {f"{app.name}-{v.name}": {} for app in apps for v in app.server.needs.volumes}
+    schemas = fleet.schemas({app.config.module: app.server for app in apps})
     services: dict[str, Any] = {
         "postgres": {
             "image": image("postgres"),
@@ -210,13 +213,13 @@ def render(stack_name: str = "dev") -> dict[str, str]:
             "restart": "unless-stopped",
             **_aliases("postgres", DATA_NAMESPACE),
         },
-        "postgres-roles": {  # the roles Job of the cluster: the one SQL source, applied by the apps image
+        "postgres-roles": {  # the roles Job of the cluster: each app's declared SQL, applied by the apps image
             "image": APPS_IMAGE,
-            "command": ["apps.db.apply_schema"],
+            "command": ["apps.kit.cli.schema", *(schema.module for schema in schemas)],
             "environment": {
                 "DATABASE_ADMIN_URL": f"postgresql://postgres:{required('POSTGRES_PASSWORD')}"
                 f"@postgres.{DATA_NAMESPACE}.svc:5432/{DATABASE}",
-                **{env: required(env) for _, env in ROLES.values()},
+                **{role_password_variable(r): required(role_password_variable(r)) for s in schemas for r in s.roles},
             },
             "depends_on": {"postgres": {"condition": "service_healthy"}},
             "restart": "on-failure",
@@ -294,6 +297,8 @@ def render(stack_name: str = "dev") -> dict[str, str]:
         "# secrets to .env once), or `docker compose up -d` after that. Grafana, Loki and the collector:\n"
         f"# `--profile {OBSERVABILITY_PROFILE}`.\n"
     )
+    if not schemas:  # no app declares SQL: nothing to apply
+        del services["postgres-roles"]
     compose = {"services": services, "volumes": volumes}  # the project name is in .env (Compose 1.29 has no `name:`)
     return {
         COMPOSE_FILE: header + yaml.safe_dump(compose, sort_keys=False, width=120),

@@ -16,12 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from apps.kit import FocusedServer
-from apps.kit.egress_meter import LOG_PORT as METER_LOG_PORT
-from apps.kit.needs import OutsideHost
+from apps.kit import FocusedServer, OutsideHost
 from infra import fleet
 from infra.components.network import Reachable
 from infra.config import DATA_NAMESPACE, AppConfig, StackConfig, in_cluster_host
+from sidecars.egress_meter import LOG_PORT as METER_LOG_PORT
 
 FIRST_APP_PORT = 3130  # 3128 stays unassigned: a caller that reaches the proxy without an app port gets nothing
 PROXY_NAME = "egress-proxy"

@@ -6,14 +6,14 @@ what it needs. This checks that the entry configures only what the app declared,
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from apps.kit.config import KitSettings, describe_errors, settings_from_env
-from apps.kit.needs import Volume
-from apps.kit.server import FocusedServer
-from apps.kit.server import load_server as kit_load_server
+from apps.kit import FocusedServer, KitSettings, Volume, describe_errors, schema_files, settings_from_env
+from apps.kit import load_server as kit_load_server
 from infra.config import NAMESPACE, AppConfig, StackConfig, StackConfigError
 
 PLACEHOLDER_SECRET = "placeholder-for-the-check-0123456789"  # noqa: S105 - never deployed; only for the check
@@ -25,6 +25,26 @@ def load_server(module: str) -> FocusedServer[Any, Any]:
         return kit_load_server(module)
     except (ImportError, AttributeError, TypeError) as error:
         raise StackConfigError(f"module {module!r}: no FocusedServer `server` in {module}.server ({error})") from None
+
+
+@dataclass(frozen=True)
+class Schema:
+    """One app's declared SQL (`Needs.schema`) as the platform applies it: `folder` is where its files are mounted
+    for `python -m apps.kit.cli.schema` (the module's last part), `files` their names and text in order."""
+
+    module: str
+    folder: str
+    files: dict[str, str]
+    roles: list[str]
+
+
+def schemas(modules: Mapping[str, FocusedServer[Any, Any]]) -> list[Schema]:
+    """The schema of every server (by module) that declares one, each module once, in module order."""
+    return [
+        Schema(module, module.rsplit(".", 1)[-1], {p.name: p.read_text() for p in schema_files(module, server)}, roles)
+        for module, server in sorted(modules.items())
+        if server.needs.schema is not None and (roles := server.needs.roles)
+    ]
 
 
 def uses_redis(app: AppConfig, server: FocusedServer[Any, Any]) -> bool:

@@ -51,6 +51,7 @@ APP_IMAGE_INPUTS = (
     "pyproject.toml",
     "uv.lock",
     "apps",
+    "sidecars",  # the egress proxy's meter runs from this image
     "runbooks",  # the on-call server ships them
     "certs",
 )

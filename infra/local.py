@@ -34,8 +34,7 @@ from typing import Any
 
 import httpx
 
-from apps.db.apply_schema import ROLES
-from apps.kit.token import mint
+from apps.kit import mint, role_password_variable
 from infra import redis_acl
 from infra.compose import (
     COMPOSE_FILE,
@@ -120,7 +119,7 @@ def ensure_secrets(apps: list[LocalApp], stack_name: str) -> dict[str, str]:
     fresh = "POSTGRES_PASSWORD" not in values
     wanted = ["POSTGRES_PASSWORD", "REDIS_PASSWORD", "MCP_JWT_SECRET", "GRAFANA_ADMIN_PASSWORD"]
     wanted += [redis_acl.password_variable(user) for user in redis_users(apps)]
-    wanted += [env for _, env in ROLES.values()]
+    wanted += sorted({role_password_variable(role) for app in apps for role in app.server.needs.roles})
     wanted += [secret_variable(app.name, key) for app in apps for key in app.server.needs.secrets.values()]
     missing = [key for key in wanted if key not in values]
     # Ports: the defaults for a checkout that ran before ports could move (its stack may be up on them), else the

@@ -105,6 +105,7 @@ def main() -> None:
         stack.postgres,
         cluster.image,
         cluster.provider,
+        fleet.schemas({app.module: servers[name] for name, app in stack.apps.items()}),
         admin_password=secrets.get_secret("postgresAdminPassword"),
         external_admin_url=secrets.get_secret("postgresAdminUrl"),
         opts=after_baseline,
@@ -177,7 +178,7 @@ def main() -> None:
             "dev_token_command",
             {
                 name: "MCP_JWT_SECRET=$(pulumi stack output --show-secrets jwt_secret) "
-                f"uv run python -m apps.kit.token --sub you --server {app.module} "
+                f"uv run python -m apps.kit.cli.token --sub you --server {app.module} "
                 f"--aud {app.resource_url} --iss {stack.issuer}"
                 for name, app in stack.apps.items()
             },

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from apps.kit.config import KitSettings
-from apps.kit.logs import JsonFormatter
-from apps.kit.token import mint
+from apps.kit import create_app
+from apps.kit.cli.token import mint
+from apps.kit.declare.config import KitSettings
+from apps.kit.observe.logs import JsonFormatter
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
 ISSUER = "https://issuer.mcpfleet.test"
@@ -130,7 +131,7 @@ def start_server(make_settings: Callable[..., KitSettings]) -> Iterator[Callable
         settings = make_settings(
             server.settings_cls, **{"MCP_RESOURCE_URL": f"http://127.0.0.1:{port}/mcp", **overrides}
         )
-        app = server.create_app(settings)
+        app = create_app(server, settings)
         serving = serve_app(app, port)
         base = serving.__enter__()
         started.append(serving)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from apps.kit.config import KitSettings
+from apps.kit import KitSettings
 
 
 class DbSettings(KitSettings):

@@ -22,9 +22,7 @@ from opentelemetry.trace import SpanKind, Tracer
 from apps.db.config import DbSettings
 from apps.db.sql import Column, Table
 from apps.db.telemetry import PoolCollector, PoolStat
-from apps.kit import CallerError, Check, ServerError, Telemetry
-from apps.kit.admission import Admission, Overloaded
-from apps.kit.logs import bounded
+from apps.kit import Admission, CallerError, Check, Overloaded, ServerError, Telemetry, bounded
 
 CATALOG_SQL = """
 SELECT c.relname AS table_name, a.attname AS column_name,

@@ -7,6 +7,7 @@ server promises.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
@@ -28,7 +29,9 @@ server: FocusedServer[Database, DbSettings] = FocusedServer(
     instructions="Read and change rows in the allowed schema. Tables and columns are discovered with "
     "list_tables and describe_table; there is no delete and no raw SQL.",
     needs=Needs(
-        postgres={"DB_READ_URL": "mcp_db_reader", "DB_WRITE_URL": "mcp_db_writer"}, postgres_pool_setting="db_pool_max"
+        postgres={"DB_READ_URL": "mcp_db_reader", "DB_WRITE_URL": "mcp_db_writer"},
+        schema=Path(__file__).with_name("schema"),
+        postgres_pool_setting="db_pool_max",
     ),
     dashboard=DASHBOARD,
 )

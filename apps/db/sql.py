@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from apps.kit.tools import CallerError
+from apps.kit import CallerError
 
 Scalar = str | int | float | bool | None
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from apps.kit.config import KitSettings
+from apps.kit import KitSettings
 
 RootName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 # Never read, written, listed or matched by a search, at any depth (see `apps.files.paths.DenyList`).

@@ -27,9 +27,19 @@ from apps.files.operations import Done
 from apps.files.paths import MAX_PATH_CHARS
 from apps.files.sandbox import Sandbox, StartupError, Target
 from apps.files.telemetry import DASHBOARD, FileCounters
-from apps.kit import CallerError, Check, FocusedServer, Needs, ServerError, Telemetry, ToolArgs, Volume
+from apps.kit import (
+    CallerError,
+    Check,
+    FocusedServer,
+    Needs,
+    ServerError,
+    Telemetry,
+    ToolArgs,
+    Volume,
+    bounded,
+    log_event,
+)
 from apps.kit import current_principal as caller
-from apps.kit.logs import bounded, log_event
 
 T = TypeVar("T")
 Path = Annotated[str, StringConstraints(max_length=MAX_PATH_CHARS)]

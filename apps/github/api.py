@@ -34,8 +34,16 @@ from apps.github.cache import ResponseCache
 from apps.github.config import GithubSettings
 from apps.github.credential import Credential, FineGrainedToken, InstallationToken
 from apps.github.telemetry import GithubMetrics
-from apps.kit import CallerError, ServerError, current_principal
-from apps.kit.upstream import Answer, Upstream, UpstreamRedirected, UpstreamUnavailable, retry_after_seconds
+from apps.kit import (
+    Answer,
+    CallerError,
+    ServerError,
+    Upstream,
+    UpstreamRedirected,
+    UpstreamUnavailable,
+    current_principal,
+    retry_after_seconds,
+)
 
 API_VERSION = "2022-11-28"
 MAX_BLOCK_SECONDS = 3600  # the longest wait believed from GitHub (Retry-After, a reset): its windows are an hour

@@ -11,8 +11,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from apps.kit.config import KitSettings, split_list
-from apps.kit.needs import OutsideHost
+from apps.kit import KitSettings, OutsideHost, split_list
 
 Toolset = Literal["repos", "issues", "pulls"]
 TOOLSETS: tuple[Toolset, ...] = ("repos", "issues", "pulls")

@@ -32,8 +32,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from redis.asyncio import Redis
 
 from apps.github.config import GithubSettings, app_key
-from apps.kit import ServerError
-from apps.kit.upstream import Upstream
+from apps.kit import ServerError, Upstream
 
 JWT_SECONDS = 540  # GitHub accepts at most 10 minutes
 CLOCK_DRIFT_SECONDS = 60

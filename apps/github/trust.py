@@ -14,7 +14,7 @@ steer a later write (prompt injection). So:
 - with lockdown, such text in a public repository is withheld (the item is listed, its text replaced by a notice);
 - every text is cleaned first: control, bidi and tag characters removed, cut at the server's limit;
 - a principal who read untrusted text is marked for `github_untrusted_window_seconds` (in Redis, for every
-  replica), and a write by a marked principal is confirmed by the person (MCP elicitation, `apps/kit/asking.py`)
+  replica), and a write by a marked principal is confirmed by the person (MCP elicitation, `apps/kit/call/asking.py`)
   or refused: the model that read the text cannot be the one to confirm the write, so no id it could pass back
   is offered.
 """

@@ -1,24 +1,55 @@
 """The production layer every focused MCP server gets by composition.
 
-A server needs only what this package exports: `FocusedServer` to declare itself and its tools,
-`Needs` for what it uses outside its process, `ToolArgs` for strict argument models, `CallerError`
-and `ServerError` to say whose fault a failed call was, `Check` / `ReadinessSource` to name its
-dependencies, `Telemetry` to add its own metrics and spans, and `current_principal` to name the
-caller in its own audit events.
+Everything outside the kit imports what this package exports and nothing deeper (a test holds every server,
+`infra/`, `onebox/`, `alerts/`, `dashboards/` and `bench/` to it), so the kit's rooms can move without
+touching a server. Its families, bottom up:
+
+- `declare`: what a server says about itself (tools, settings, needs, dashboard row, alerts, manifest);
+- `wire`: the words every layer shares (JSON out, JSON-RPC codes, outcome and refusal vocabularies);
+- `observe`: logs, metrics, traces, volumes, readiness;
+- `upstream`: the hardened outbound HTTP client; `identity`: bearer tokens verified;
+- `call`: one admitted JSON-RPC request, through the SDK's kernel to the tool;
+- `http`: `/mcp` over HTTP, from shedding to the endpoint; `run`: the app, under uvicorn or serverless;
+- `cli`: pin manifests, mint development tokens.
 """
 
-from apps.kit.asking import ask_person, can_ask_person
-from apps.kit.auth import Principal
-from apps.kit.call import current_principal
-from apps.kit.config import KitSettings, load_settings
-from apps.kit.needs import Needs, OutsideHost, Volume
-from apps.kit.probes import Check, ReadinessSource
-from apps.kit.server import FocusedServer
-from apps.kit.telemetry import AlertCase, Chart, DashboardRow, ServerAlert, Telemetry
-from apps.kit.tools import CallerError, ServerError, ToolArgs, WithMeta
+from apps.kit.call.admission import Admission
+from apps.kit.call.asking import ask_person, can_ask_person
+from apps.kit.call.pipeline import current_principal
+from apps.kit.cli.schema import apply as apply_schema
+from apps.kit.cli.schema import schema_files
+from apps.kit.cli.token import mint
+from apps.kit.declare.config import KitSettings, describe_errors, load_settings, settings_from_env, split_list
+from apps.kit.declare.needs import Needs, OutsideHost, Volume, role_password_variable, url_port
+from apps.kit.declare.server import FocusedServer, load_server
+from apps.kit.declare.telemetry import AlertCase, Chart, DashboardRow, ServerAlert, Telemetry
+from apps.kit.declare.tools import CallerError, Overloaded, ServerError, ToolArgs, WithMeta
+from apps.kit.identity.tokens import Principal
+from apps.kit.observe.logs import MAX_LINE_CHARS, bounded, log_event, redact
+from apps.kit.observe.metrics import SERVER_FAULT_OUTCOMES
+from apps.kit.observe.probes import Check, ReadinessSource
+from apps.kit.run.app import create_app, mount, resource_metadata_path
+from apps.kit.run.serve import serve
+from apps.kit.run.serverless import LAMBDA_HANDLER, lambda_app
+from apps.kit.upstream import (
+    Answer,
+    AnswerTooLarge,
+    Upstream,
+    UpstreamRedirected,
+    UpstreamUnavailable,
+    read_capped,
+    retry_after_seconds,
+)
+from apps.kit.wire.encoding import dumps
 
 __all__ = [
+    "LAMBDA_HANDLER",
+    "MAX_LINE_CHARS",
+    "SERVER_FAULT_OUTCOMES",
+    "Admission",
     "AlertCase",
+    "Answer",
+    "AnswerTooLarge",
     "CallerError",
     "Chart",
     "Check",
@@ -27,16 +58,40 @@ __all__ = [
     "KitSettings",
     "Needs",
     "OutsideHost",
+    "Overloaded",
     "Principal",
     "ReadinessSource",
     "ServerAlert",
     "ServerError",
     "Telemetry",
     "ToolArgs",
+    "Upstream",
+    "UpstreamRedirected",
+    "UpstreamUnavailable",
     "Volume",
     "WithMeta",
+    "apply_schema",
     "ask_person",
+    "bounded",
     "can_ask_person",
+    "create_app",
     "current_principal",
+    "describe_errors",
+    "dumps",
+    "lambda_app",
+    "load_server",
     "load_settings",
+    "log_event",
+    "mint",
+    "mount",
+    "read_capped",
+    "redact",
+    "resource_metadata_path",
+    "retry_after_seconds",
+    "role_password_variable",
+    "schema_files",
+    "serve",
+    "settings_from_env",
+    "split_list",
+    "url_port",
 ]

@@ -25,8 +25,8 @@ import httpx
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from apps.kit.logs import bounded
-from apps.kit.tools import CallerError, ServerError
+from apps.kit.declare.tools import CallerError, ServerError
+from apps.kit.observe.logs import bounded
 
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)
 WAIT_STATUSES = (429, 503)  # an upstream asking to be called again later (Retry-After)

@@ -18,8 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator, model_validator
 
-from apps.kit.config import KitSettings
-from apps.kit.needs import OutsideHost
+from apps.kit import KitSettings, OutsideHost
 
 SLACK_HOST = "hooks.slack.com"
 

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import aiosmtplib
 import httpx
 
-from apps.kit.upstream import AnswerTooLarge, read_capped
+from apps.kit import AnswerTooLarge, read_capped
 from apps.notify.config import Target
 from apps.notify.network import DeliveryFailed, DeliveryRefused, Pinned, pin
 

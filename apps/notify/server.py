@@ -23,8 +23,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StringConstraints
 from redis.asyncio import Redis
 
-from apps.kit import CallerError, Check, FocusedServer, Needs, Telemetry, ToolArgs, current_principal
-from apps.kit.logs import log_event
+from apps.kit import CallerError, Check, FocusedServer, Needs, Telemetry, ToolArgs, current_principal, log_event
 from apps.notify.config import NotifySettings, Target, TargetName
 from apps.notify.delivery import Courier, Delivered, DeliveryUncertain, Throttled, subject_problem
 from apps.notify.ledger import Ledger

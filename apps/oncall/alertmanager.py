@@ -11,9 +11,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from apps.kit import CallerError
-from apps.kit.logs import bounded, redact
-from apps.kit.upstream import Upstream, UpstreamUnavailable
+from apps.kit import CallerError, Upstream, UpstreamUnavailable, bounded, redact
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import AnyHttpUrl, Field, SecretStr
 
-from apps.kit.config import KitSettings
+from apps.kit import KitSettings
 
 # The fleet's runbooks/ (the image copies it to /app/runbooks, beside /app/apps); servers' own pages come
 # from their folders (apps.fleet.runbook_dirs).

@@ -16,9 +16,7 @@ from typing import Any
 
 import promql_parser
 
-from apps.kit import CallerError
-from apps.kit.encoding import dumps
-from apps.kit.logs import bounded
+from apps.kit import CallerError, bounded, dumps
 
 PROMETHEUS_MAX_POINTS = 11_000  # Prometheus refuses a range query with more points per series
 SUMMARY_POINTS = 240  # the default resolution of a summarised range

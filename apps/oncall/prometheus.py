@@ -13,9 +13,7 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
-from apps.kit import CallerError
-from apps.kit.logs import bounded, redact
-from apps.kit.upstream import Upstream, UpstreamUnavailable
+from apps.kit import CallerError, Upstream, UpstreamUnavailable, bounded, redact
 from apps.oncall.guards import RangePlan, bounded_labels, iso, number, summarise
 
 

@@ -19,10 +19,18 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StringConstraints
 
 from apps import fleet
-from apps.kit import CallerError, FocusedServer, Needs, Telemetry, ToolArgs, current_principal
-from apps.kit.encoding import dumps
-from apps.kit.logs import bounded, log_event
-from apps.kit.upstream import Upstream
+from apps.kit import (
+    CallerError,
+    FocusedServer,
+    Needs,
+    Telemetry,
+    ToolArgs,
+    Upstream,
+    bounded,
+    current_principal,
+    dumps,
+    log_event,
+)
 from apps.oncall.alertmanager import Alertmanager
 from apps.oncall.config import OncallSettings
 from apps.oncall.guards import check_comment, check_query_cost, fit, parse_time, plan_range

@@ -5,7 +5,7 @@ port on it (a NetworkPolicy on the proxy's side admits that app's pods on that p
 proxy knows the app by the port and never trusts a pod address. The proxy's own egress is DNS, public
 addresses on the ports some public host is declared on, and private ranges only on the ports of hosts the
 stack marks internal; Squid refuses private addresses for every other name after resolving it. A meter
-beside Squid (`apps.kit.egress_meter`, from the apps image) counts each request for Prometheus.
+beside Squid (`sidecars.egress_meter`, from the apps image) counts each request for Prometheus.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from apps.kit.egress_meter import METRICS_PORT
 from infra.components.k8s import child_opts, config_hash, container_security, labels, pod_security, resources
 from infra.components.network import Reachable, tcp
 from infra.config import DATA_NAMESPACE, OBSERVABILITY_NAMESPACE
 from infra.egress import PRIVATE_DESTINATIONS, PROXY_NAME, EgressPlan, squid_conf
 from infra.images import image
+from sidecars.egress_meter import METRICS_PORT
 
 SQUID_UID = 13  # the `proxy` user of the Debian/Ubuntu squid package the official image is built from
 CONFIG_DIR = "/etc/mcpfleet-squid"
@@ -85,7 +85,7 @@ class EgressProxy(pulumi.ComponentResource):
                                 # Counts Squid's log lines (UDP on loopback) by client and verdict, for Prometheus.
                                 "name": "meter",
                                 "image": apps_image,
-                                "args": ["apps.kit.egress_meter", *(f"--client={client}" for client in self.ports)],
+                                "args": ["sidecars.egress_meter", *(f"--client={client}" for client in self.ports)],
                                 "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
                                 "readinessProbe": {"tcpSocket": {"port": "metrics"}, "periodSeconds": 10},
                                 "livenessProbe": {"tcpSocket": {"port": "metrics"}, "periodSeconds": 20},

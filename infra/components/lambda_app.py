@@ -12,7 +12,7 @@ Lambda's KMS key and kept secret in Pulumi's state; an environment over Lambda's
 Each deployment publishes a version and the API calls it through the `live` alias: SnapStart (on unless the
 stack's `serverless.aws.snapStart` is false) applies to published versions only. The image's runtime client
 (awslambdaric) already speaks SnapStart's `/restore/next`, and the kit opens the app after the restore
-(`apps.kit.serverless`).
+(`apps.kit.run.serverless`).
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ import pulumi
 import pulumi_aws as aws
 
 from alerts.serverless import SATURATED, SERVER_ERROR_RATE, SERVER_ERRORS, ServerlessAlert
-from apps.kit import FocusedServer
-from apps.kit.serverless import LAMBDA_HANDLER
+from apps.kit import LAMBDA_HANDLER, FocusedServer
 from infra.components.route import routed_paths
 from infra.components.serverless import ServerlessPlatform, app_secret_values, serverless_wiring
 from infra.config import AppConfig

@@ -1,5 +1,6 @@
 """Postgres: a StatefulSet (official image) or an external managed instance; either way a Job
-applies the same SQL files the tests apply, and scoped DSNs are handed to the apps."""
+applies the SQL each app declares (`Needs.schema`, the files the tests apply), and scoped DSNs are handed to the
+apps. The component knows no app: it is given the declared schemas and their login roles."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from apps.db.apply_schema import ROLES, SQL_DIR
+from apps.kit import role_password_variable
 from infra.components.backing import BackingService
 from infra.components.k8s import (
     child_opts,
@@ -22,9 +23,9 @@ from infra.components.k8s import (
 )
 from infra.components.network import Reachable, tcp
 from infra.config import DATA_NAMESPACE, PostgresConfig
+from infra.fleet import Schema
 from infra.images import image
 
-SQL_FILES = {path.name: path.read_text() for path in sorted(SQL_DIR.glob("*.sql"))}
 POSTGRES_UID = 70  # the official alpine image's postgres user
 
 
@@ -40,6 +41,7 @@ class Postgres(pulumi.ComponentResource):
         config: PostgresConfig,
         apps_image: pulumi.Input[str],
         provider: k8s.Provider,
+        schemas: list[Schema],
         admin_password: pulumi.Input[str] | None = None,
         external_admin_url: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
@@ -58,7 +60,7 @@ class Postgres(pulumi.ComponentResource):
                 f"{name}-{purpose}", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
             ).result
 
-        self.passwords = {role: password(f"{role}-password") for role in ROLES}
+        self.passwords = {role: password(f"{role}-password") for schema in schemas for role in schema.roles}
         if config.mode == "statefulset":
             admin_password = admin_password or password("admin-password")
             admin_url = pulumi.Output.concat("postgresql://postgres:", admin_password, f"@{self.host}:{port}/{db}")
@@ -68,23 +70,37 @@ class Postgres(pulumi.ComponentResource):
                 raise ValueError("postgres mode external needs the secret postgresAdminUrl")
             admin_url = pulumi.Output.secret(external_admin_url)
 
+        if schemas:
+            self._roles_job(name, schemas, admin_url, apps_image, provider)
+        self.register_outputs({"host": self.host})
+
+    def _roles_job(
+        self,
+        name: str,
+        schemas: list[Schema],
+        admin_url: pulumi.Input[str],
+        apps_image: pulumi.Input[str],
+        provider: k8s.Provider,
+    ) -> None:
+        """The Job that applies every declared schema, with its Secret, its SQL and its egress (the database alone)."""
+        password_variables = [role_password_variable(role) for role in self.passwords]
         roles_secret = k8s.core.v1.Secret(
             f"{name}-roles-secret",
             metadata={"name": "postgres-roles", "namespace": DATA_NAMESPACE},
             string_data={
                 "DATABASE_ADMIN_URL": admin_url,
-                **{env: self.passwords[role] for role, (_, env) in ROLES.items()},
+                **{role_password_variable(role): password for role, password in self.passwords.items()},
             },
             opts=child_opts(self, provider),
         )
         sql = k8s.core.v1.ConfigMap(
             f"{name}-sql",
             metadata={"name": "postgres-sql", "namespace": DATA_NAMESPACE},
-            data=SQL_FILES,
+            data={f"{s.folder}.{file}": text for s in schemas for file, text in s.files.items()},
             opts=child_opts(self, provider),
         )
         job_labels = labels("postgres-roles", "database-roles")
-        digest = config_hash(*SQL_FILES.values())[:8]
+        digest = config_hash(*(text for s in schemas for text in s.files.values()))[:8]
         k8s.batch.v1.Job(
             f"{name}-roles",
             metadata={"name": f"postgres-roles-{digest}", "namespace": DATA_NAMESPACE, "labels": job_labels},
@@ -100,10 +116,10 @@ class Postgres(pulumi.ComponentResource):
                             {
                                 "name": "apply",
                                 "image": apps_image,
-                                "args": ["apps.db.apply_schema"],
+                                "args": ["apps.kit.cli.schema", *(s.module for s in schemas)],
                                 "env": [
                                     secret_env(k, "postgres-roles", k)
-                                    for k in ("DATABASE_ADMIN_URL", *(env for _, env in ROLES.values()))
+                                    for k in ("DATABASE_ADMIN_URL", *password_variables)
                                 ]
                                 + [{"name": "MCPFLEET_SQL_DIR", "value": "/sql"}],
                                 "volumeMounts": [{"name": "sql", "mountPath": "/sql", "readOnly": True}],
@@ -111,7 +127,19 @@ class Postgres(pulumi.ComponentResource):
                                 "resources": resources("50m", "64Mi", "500m", "256Mi"),
                             }
                         ],
-                        "volumes": [{"name": "sql", "configMap": {"name": "postgres-sql"}}],
+                        "volumes": [
+                            {
+                                "name": "sql",
+                                "configMap": {
+                                    "name": "postgres-sql",
+                                    "items": [
+                                        {"key": f"{s.folder}.{file}", "path": f"{s.folder}/{file}"}
+                                        for s in schemas
+                                        for file in s.files
+                                    ],
+                                },
+                            }
+                        ],
                     },
                 },
             },
@@ -127,7 +155,6 @@ class Postgres(pulumi.ComponentResource):
             },
             opts=child_opts(self, provider),
         )
-        self.register_outputs({"host": self.host})
 
     def dsn(self, role: str) -> pulumi.Output[str]:
         """The connection string of one login role (secret)."""

@@ -9,7 +9,7 @@ import math
 from typing import Any
 from urllib.parse import urlsplit
 
-from apps.kit.app import resource_metadata_path
+from apps.kit import resource_metadata_path
 from infra.config import RoutesConfig
 
 MIB = 1024 * 1024

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from apps.kit.token import mint
+from apps.kit.cli.token import mint
 from tests.support.mcp_client import mcp_client
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from apps.kit.server import load_server
+from apps.kit.declare.server import load_server
 from infra import compose, fleet
 from infra.components.observability import SERVICES
 from infra.config import parse

@@ -130,7 +130,7 @@ def test_prometheus_scrapes_each_proxy_replicas_meter_and_may_reach_it(prod):
     [meter] = [c for c in pod["spec"]["containers"] if c["name"] == "meter"]
     [port] = meter["ports"]
     assert keep["regex"] == f"{pod['metadata']['labels']['app.kubernetes.io/name']};{port['name']}"
-    assert meter["args"] == ["apps.kit.egress_meter", *(f"--client={c}" for c in proxy_ports(prod))]
+    assert meter["args"] == ["sidecars.egress_meter", *(f"--client={c}" for c in proxy_ports(prod))]
     reaches = prod.one("NetworkPolicy", "prometheus-egress", OBS)["spec"]["egress"]
     assert {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": DATA}},
                     "podSelector": {"matchLabels": PROXY_LABELS}}],

@@ -158,7 +158,7 @@ def test_stack_outputs(stack):
     assert outputs["grafana_url"] == "http://grafana.mcp-observability.svc:3000"
     assert outputs["port_forward"]["mcp-db"] == "kubectl -n mcp-apps port-forward svc/mcp-db 8080:80"
     if stack.stack == "dev":
-        assert "python -m apps.kit.token" in outputs["dev_token_command"]["mcp-db"]
+        assert "python -m apps.kit.cli.token" in outputs["dev_token_command"]["mcp-db"]
         assert outputs["dev_token_command"]["mcp-db"].endswith("--iss https://auth.mcpfleet.dev")
 
 

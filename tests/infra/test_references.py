@@ -16,7 +16,7 @@ import yaml
 from alerts.params import AlertParams
 from alerts.render import RULES_FILE, TEMPLATES_DIR
 from alerts.routing import render_alertmanager
-from apps.db.apply_schema import SQL_DIR
+from apps import fleet as apps_fleet
 from infra.config import parse
 from infra.fleet import load_server, uses_redis
 from infra.mocked import stack_config
@@ -181,15 +181,20 @@ def test_app_network_policy_allows_exactly_the_needed_ports(dev):
     }
 
 
-def test_roles_job_mounts_the_same_sql_the_tests_apply(stack):
+def test_roles_job_mounts_the_sql_each_server_declares(stack):
+    """The Job applies every declared schema (`Needs.schema`) by the kit's command; its files, mounted under the
+    module's name, are the ones the tests apply."""
+    declared = {m: s.needs.schema for m, s in apps_fleet.servers().items() if s.needs.schema is not None}
+    assert set(declared) == {"apps.db"}
     [job] = stack.of_kind("Job", DATA)
     pod = job["spec"]["template"]["spec"]
     [container] = pod["containers"]
-    assert container["args"] == ["apps.db.apply_schema"]
+    assert container["args"] == ["apps.kit.cli.schema", "apps.db"]
     assert {"name": "MCPFLEET_SQL_DIR", "value": "/sql"} in container["env"]
     [volume] = pod["volumes"]
     config_map = stack.one("ConfigMap", volume["configMap"]["name"], DATA)
-    assert config_map["data"] == {p.name: p.read_text() for p in sorted(SQL_DIR.glob("*.sql"))}
+    mounted = {item["path"]: config_map["data"][item["key"]] for item in volume["configMap"]["items"]}
+    assert mounted == {f"db/{p.name}": p.read_text() for p in sorted(declared["apps.db"].glob("*.sql"))}
 
 
 def test_prometheus_carries_the_exact_rule_files(stack):

@@ -10,7 +10,7 @@ import docker
 import pytest
 from testcontainers.core.network import Network
 
-from apps.kit.token import mint
+from apps.kit.cli.token import mint
 from infra.images import build_apps_image, image, overridden
 from tests.conftest import ISSUER, SECRET, requirement_missing
 from tests.support import stack

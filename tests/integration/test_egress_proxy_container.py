@@ -25,11 +25,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from testcontainers.core.container import DockerContainer
 
-from apps.kit.egress_meter import METRICS_PORT
-from apps.kit.needs import OutsideHost
+from apps.kit.declare.needs import OutsideHost
 from infra.components.egress_proxy import CONFIG_DIR, SCRATCH, SQUID_COMMAND, SQUID_UID
 from infra.egress import EgressPlan, squid_conf
 from infra.images import image
+from sidecars.egress_meter import METRICS_PORT
 from tests.conftest import ISSUER
 from tests.integration.conftest import measured
 from tests.support.mcp_client import mcp_client
@@ -130,7 +130,7 @@ def egress(apps_image: str, network) -> Iterator[EgressStack]:
             container.start()
             started_containers.append(container)
         # The meter shares the proxy's network namespace, as the sidecar shares the pod's.
-        meter = DockerContainer(apps_image).with_command(f"apps.kit.egress_meter --client={APP}")
+        meter = DockerContainer(apps_image).with_command(f"sidecars.egress_meter --client={APP}")
         meter.with_kwargs(network_mode=f"container:{squid.get_wrapped_container().id}", read_only=True)
         meter.start()
         started_containers.append(meter)

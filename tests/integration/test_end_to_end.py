@@ -6,7 +6,7 @@ import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from apps.kit.token import mint
+from apps.kit.cli.token import mint
 from tests.conftest import ISSUER, SECRET
 from tests.support.mcp_client import mcp_client
 from tests.support.stack import wait_until

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from testcontainers.core.container import DockerContainer
 
-from apps.kit.token import mint
+from apps.kit.cli.token import mint
 from tests.conftest import ISSUER, SECRET
 from tests.integration.conftest import measured
 from tests.support.files_corpus import ATTACKS, INSIDE, build_tree, outside_state

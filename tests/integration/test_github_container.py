@@ -13,7 +13,7 @@ import httpx
 import pytest
 from testcontainers.core.container import DockerContainer
 
-from apps.kit.token import mint
+from apps.kit.cli.token import mint
 from tests.conftest import ISSUER, SECRET
 from tests.integration.conftest import measured
 from tests.support.fake_github import FakeGitHub, issue

@@ -50,7 +50,7 @@ PAYLOADS = [
     "lo_import('/etc/passwd')",
     "id::text",
     "pg_read_file('/etc/passwd')",
-    "current_setting('mcpfleet.reader_password')",
+    "current_setting('mcpfleet.mcp_db_reader_password')",
     "set_config('role', 'postgres', false)",
     "x" * 5000,
 ]

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from testcontainers.core.container import DockerContainer
 
-from apps.kit.encoding import dumps
-from apps.kit.token import mint
+from apps.kit.cli.token import mint
+from apps.kit.wire.encoding import dumps
 from tests.conftest import ISSUER, SECRET
 from tests.integration.conftest import measured
 from tests.support.mcp_client import mcp_client

@@ -142,7 +142,7 @@ def test_the_person_confirms_a_write_after_an_untrusted_read_through_the_typescr
     the call's own stream, and the answer, POSTed to whichever replica the balancer picks, reaches the call
     waiting for it. Accepted: written; declined: refused. The model never sees anything it could pass back."""
     from apps.github.server import server as github_server
-    from apps.kit.token import mint
+    from apps.kit.cli.token import mint
     from tests.conftest import ISSUER, SECRET
     from tests.support.fake_github import FakeGitHub, issue
     from tests.support.proxy import RoundRobinProxy

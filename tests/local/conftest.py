@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from apps.db.apply_schema import apply
+from apps.db.server import server as db_server
+from apps.kit import apply_schema, schema_files
 from tests.conftest import ISSUER, SECRET, requirement_missing
 from tests.support import postgres
 from tests.support.otlp import OtlpReceiver
@@ -49,8 +50,10 @@ def pg() -> Iterator[LocalPostgres]:
         requirement_missing("PostgreSQL 15 server binaries are not installed (apt-get install postgresql-15)")
     server = LocalPostgres().start()
     asyncio.run(
-        apply(
-            server.admin_url, {"mcpfleet.reader_password": READER_PASSWORD, "mcpfleet.writer_password": WRITER_PASSWORD}
+        apply_schema(
+            server.admin_url,
+            schema_files("apps.db", db_server),
+            {"mcp_db_reader": READER_PASSWORD, "mcp_db_writer": WRITER_PASSWORD},
         )
     )
     yield server

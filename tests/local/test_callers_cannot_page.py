@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from apps.kit.metrics import SERVER_FAULT_OUTCOMES
-from apps.kit.server import FocusedServer
+from apps.kit.declare.server import FocusedServer
+from apps.kit.observe.metrics import SERVER_FAULT_OUTCOMES
 from tests.conftest import requirement_missing
 from tests.support import local_monitoring
 from tests.support.fake_upstreams import FakeUpstream

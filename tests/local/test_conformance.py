@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from apps import fleet
-from apps.kit.token import mint
+from apps.kit import create_app
+from apps.kit.cli.token import mint
 from tests.conftest import ISSUER, SECRET, requirement_missing
 from tests.support.postgres import free_port
 from tests.support.running import serve_app
@@ -57,7 +58,7 @@ def run_suite(server: Any, scopes: str, directory: Path, make_settings: Any, **s
         requirement_missing("the conformance suite and Node 22 in tests/interop (scripts/test installs them)")
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
-    app = server.create_app(make_settings(server.settings_cls, MCP_RESOURCE_URL=url, **settings))
+    app = create_app(server, make_settings(server.settings_cls, MCP_RESOURCE_URL=url, **settings))
     token = mint(SECRET, issuer=ISSUER, audience=url, subject="conformance", scopes=scopes)
     module = server_module(server)
     with serve_app(WithToken(app, token), port):

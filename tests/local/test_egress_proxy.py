@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from apps.kit.auth import JwksKeys
-from apps.kit.needs import OutsideHost
+from apps.kit.declare.needs import OutsideHost
+from apps.kit.identity.tokens import JwksKeys
 from apps.notify.config import Target
 from apps.notify.delivery import Courier
 from apps.notify.network import DeliveryFailed

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from apps.files.server import server as files_server
-from apps.kit.pin import main as pin
+from apps.kit.cli.pin import main as pin
 from tests.support.files_corpus import ATTACKS, INSIDE, SECRET, Attack, build_tree, outside_state
 from tests.support.mcp_client import mcp_client
 from tests.support.raw import post, rpc, tool_call

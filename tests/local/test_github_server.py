@@ -465,7 +465,7 @@ def test_the_persons_answer_reaches_the_waiting_call_through_another_replica(sta
     import httpx
 
     from apps.github.server import server as github_server
-    from apps.kit.token import mint
+    from apps.kit.cli.token import mint
     from tests.conftest import ISSUER, SECRET
 
     resource = "http://github.replicas.test/mcp"

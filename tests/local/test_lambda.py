@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from apps.kit.token import mint
+from apps.kit.cli.token import mint
 from tests.conftest import ISSUER, SECRET
 from tests.local.conftest import READER_PASSWORD, WRITER_PASSWORD
 from tests.support.lambda_runtime import RESOURCE, RuntimeApi, http_api_event, start_sandbox
@@ -160,7 +160,7 @@ def test_with_snapstart_nothing_is_connected_in_the_snapshot_and_the_pools_open_
 def test_a_restored_sandbox_draws_its_own_random_numbers(monkeypatch):
     """Every sandbox restored from one snapshot starts with the snapshot's `random` state; OpenTelemetry draws
     trace and span ids from it, so without a reseed they would repeat across sandboxes."""
-    from apps.kit.serverless import LambdaApp
+    from apps.kit.run.serverless import LambdaApp
     from tests.support import demo_server
 
     monkeypatch.setenv("MCP_ISSUER", ISSUER)

@@ -14,7 +14,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from apps.kit import CallerError, Check, FocusedServer, KitSettings, ServerError, Telemetry, ToolArgs
+from apps.kit import CallerError, Check, FocusedServer, KitSettings, ServerError, Telemetry, ToolArgs, serve
 
 
 @dataclass
@@ -90,4 +90,4 @@ async def fail(args: FailArgs, state: DemoState) -> dict[str, object]:
 
 
 if __name__ == "__main__":
-    server.serve()
+    serve(server)

@@ -20,7 +20,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2Model
 
-from apps.kit.serverless import LAMBDA_HANDLER
+from apps.kit.run.serverless import LAMBDA_HANDLER
 
 PREFIX = "/2018-06-01/runtime"
 DOMAIN = "abc123.execute-api.eu-west-1.amazonaws.com"

@@ -29,7 +29,7 @@ class OtlpReceiver:
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def gauges(self) -> dict[str, list[tuple[dict[str, str], float]]]:
-        """The gauge points of every metrics export received, by metric name (as `apps.kit.metrics_push` sends)."""
+        """The gauge points of every metrics export received, by metric name (as `apps.kit.observe.push` sends)."""
         from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
         points: dict[str, list[tuple[dict[str, str], float]]] = {}

@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import uvicorn
 
-from apps.kit.serving import uvicorn_config
-from apps.kit.token import mint
+from apps.kit.cli.token import mint
+from apps.kit.http.serving import uvicorn_config
 from tests.conftest import ISSUER, SECRET
 from tests.support.postgres import free_port
 

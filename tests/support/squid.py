@@ -49,7 +49,7 @@ class LocalSquid:
         (self.workdir / "hosts").write_text("".join(f"{address} {name}\n" for name, address in self.hosts.items()))
         self.meter = subprocess.Popen(
             [
-                *(sys.executable, "-m", "apps.kit.egress_meter", *(f"--client={c}" for c in self.plan.ports)),
+                *(sys.executable, "-m", "sidecars.egress_meter", *(f"--client={c}" for c in self.plan.ports)),
                 *(f"--log-port={self.meter_log_port}", f"--metrics-port={self.meter_metrics_port}"),
             ]
         )

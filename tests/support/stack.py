@@ -87,7 +87,7 @@ def apply_roles(apps_image: str, network: Network) -> str:
     """Run the platform's own roles command (the Kubernetes Job's command) in the apps image."""
     job = (
         DockerContainer(apps_image)
-        .with_command("apps.db.apply_schema")
+        .with_command(["apps.kit.cli.schema", "apps.db"])
         .with_env("DATABASE_ADMIN_URL", f"postgresql://postgres:{ADMIN_PASSWORD}@postgres:5432/{DATABASE}")
         .with_env("MCP_DB_READER_PASSWORD", READER_PASSWORD)
         .with_env("MCP_DB_WRITER_PASSWORD", WRITER_PASSWORD)

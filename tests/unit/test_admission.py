@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from apps.kit.admission import Admission, Overloaded
+from apps.kit.call.admission import Admission, Overloaded
 
 
 async def test_waiters_are_served_in_arrival_order_and_newcomers_never_overtake():

@@ -1,4 +1,4 @@
-"""Asking the person mid-call (apps/kit/asking.py) on one process without Redis: the answer is handed over in
+"""Asking the person mid-call (apps/kit/call/asking.py) on one process without Redis: the answer is handed over in
 memory. The cross-replica path through Redis, and a client we did not write, are in tests/local/test_github_server.py
 and tests/interop/test_foreign_clients.py."""
 
@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import httpx
 
 from apps.kit import FocusedServer, KitSettings, Telemetry, ToolArgs, ask_person, can_ask_person
-from apps.kit.asking import session_for
+from apps.kit.call.asking import session_for
 from tests.support.raw import BASE_HEADERS, post, rpc, tool_call
 
 

@@ -18,9 +18,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from apps.kit.auth import AuthFailure, JwksUnavailable, JwtVerifier
-from apps.kit.metrics import KitMetrics
-from apps.kit.token import mint
+from apps.kit.cli.token import mint
+from apps.kit.identity.tokens import AuthFailure, JwksUnavailable, JwtVerifier
+from apps.kit.observe.metrics import KitMetrics
 from tests.conftest import ISSUER, SECRET
 
 AUD = "http://127.0.0.1:9/mcp"
@@ -122,8 +122,8 @@ async def test_garbage_is_malformed(hs_verifier, garbage):
 
 
 def test_every_reason_is_exported_from_the_start(hs_verifier):
-    from apps.kit.auth import _REASONS
-    from apps.kit.outcomes import AuthFailureReason
+    from apps.kit.identity.tokens import _REASONS
+    from apps.kit.wire.outcomes import AuthFailureReason
 
     assert {reason for _, reason in _REASONS} <= set(AuthFailureReason)
     registry = hs_verifier._metrics.registry

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from apps.db.config import DbSettings
-from apps.kit.config import ConfigError, KitSettings, RedisFailureMode, load_settings
+from apps.kit.declare.config import ConfigError, KitSettings, RedisFailureMode, load_settings
 from tests.conftest import ISSUER, SECRET
 
 REPO = Path(__file__).resolve().parents[2]

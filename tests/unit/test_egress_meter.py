@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from apps.kit.egress_meter import EgressMeter
+from sidecars.egress_meter import EgressMeter
 
 
 def line(app: str, verdict: str, host: str = "api.example.com") -> bytes:

@@ -1,5 +1,5 @@
 """The FastAPI shell: a focused server's own routes are documented by FastAPI, `/mcp` is not routed through
-it, and `apps.kit.app.mount` adds a focused server to a FastAPI application a team already runs."""
+it, and `apps.kit.run.app.mount` adds a focused server to a FastAPI application a team already runs."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from apps.kit.app import mount
-from apps.kit.token import mint
+from apps.kit.cli.token import mint
+from apps.kit.run.app import mount
 from tests.conftest import ISSUER, SECRET
 from tests.support import demo_server
 from tests.support.postgres import free_port
@@ -64,10 +64,10 @@ import asyncio, sys
 import httpx
 from apps import collector
 collector.pause()
-from apps.kit.token import mint
+from apps.kit import create_app, mint
 from tests.support import demo_server
 from tests.support.raw import BASE_HEADERS, tool_call
-app = demo_server.server.create_app()
+app = create_app(demo_server.server)
 token = mint(sys.argv[1], issuer=sys.argv[2], audience="http://127.0.0.1/mcp", subject="alice", scopes="demo:read")
 async def main():
     async with app.runtime.lifespan(app):

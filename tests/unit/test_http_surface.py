@@ -12,7 +12,7 @@ import jwt
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from apps.kit.metrics import SERVER_FAULT_OUTCOMES
+from apps.kit.observe.metrics import SERVER_FAULT_OUTCOMES
 from tests.conftest import ISSUER, SECRET
 from tests.support.mcp_client import mcp_client
 from tests.support.raw import post, rpc, tool_call
@@ -123,7 +123,7 @@ async def test_tools_list_shows_only_permitted_tools(demo, token_for):
         names = {t.name for t in (await client.list_tools()).tools}
     assert names == {"echo", "sleep", "fail", "write"}
     # A token with no scope of this server could never call a tool: refused with a step-up challenge
-    # before its body is read (apps.kit.intake), not served an empty list.
+    # before its body is read (apps.kit.http.intake), not served an empty list.
     refusal = post(demo.mcp_url, rpc("tools/list"), token_for("", demo.mcp_url))
     assert refusal.status_code == 403 and 'scope="demo:read demo:write"' in refusal.headers["www-authenticate"]
 

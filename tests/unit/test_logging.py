@@ -8,8 +8,8 @@ import logging
 
 import httpx
 
-from apps.kit.call import input_digest
-from apps.kit.logs import JsonFormatter, redact
+from apps.kit.call.pipeline import input_digest
+from apps.kit.observe.logs import JsonFormatter, redact
 from tests.conftest import SECRET
 from tests.support.mcp_client import mcp_client
 
@@ -106,7 +106,7 @@ def test_redaction_input_is_bounded_and_keeps_a_digest():
 
 
 def test_bounded_keeps_short_strings_and_marks_long_ones():
-    from apps.kit.logs import bounded
+    from apps.kit.observe.logs import bounded
 
     assert bounded("query") == "query"
     long = "t" * 10_000
@@ -137,7 +137,7 @@ def test_redaction_still_masks_after_the_rewrite():
 def test_configured_secrets_are_masked_and_library_info_lines_are_dropped(capsys, make_settings):
     """A library's INFO line (httpx logs each request's URL) is not written below DEBUG; a warning is, with
     every configured secret masked wherever it appears (here the URL inside a JSON secret)."""
-    from apps.kit.logs import configure_logging, ours_or_warning
+    from apps.kit.observe.logs import configure_logging, ours_or_warning
 
     webhook = "https://hooks.example.test/services/T0/B0/credential-in-a-url"
     settings = make_settings(REDIS_URL="redis://:redis-password-0123@localhost:6379/0")

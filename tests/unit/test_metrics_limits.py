@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from apps.kit.metrics import CgroupLimitsCollector
+from apps.kit.observe.metrics import CgroupLimitsCollector
 
 
 def write(root, files: dict[str, str]) -> None:

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from apps.kit import metrics_push
-from apps.kit.config import KitSettings
+from apps.kit.declare.config import KitSettings
+from apps.kit.observe import push as metrics_push
 from tests.support.otlp import OtlpReceiver
 
 

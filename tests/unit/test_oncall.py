@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from apps.kit import CallerError
-from apps.kit.encoding import dumps
+from apps.kit.wire.encoding import dumps
 from apps.oncall.guards import PROMETHEUS_MAX_POINTS, fit, plan_range, summarise
 from apps.oncall.server import server as oncall_server
 from tests.support.fake_upstreams import FakeUpstream, matrix, vector

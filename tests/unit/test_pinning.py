@@ -9,8 +9,16 @@ import httpx
 import pytest
 
 from apps import fleet
-from apps.kit.manifest import DIGEST_META, MANIFEST_PATH, SCOPES_META, drift, manifest, to_lock_text, tool_digest
-from apps.kit.pin import main as pin
+from apps.kit.cli.pin import main as pin
+from apps.kit.declare.manifest import (
+    DIGEST_META,
+    MANIFEST_PATH,
+    SCOPES_META,
+    drift,
+    manifest,
+    to_lock_text,
+    tool_digest,
+)
 from tests.support import demo_server
 from tests.support.mcp_client import mcp_client
 
@@ -19,7 +27,7 @@ FLEET = fleet.modules()
 
 @pytest.mark.parametrize("module", FLEET)
 def test_every_server_matches_its_committed_lock(module):
-    assert pin(["check", module]) == 0, f"run: python -m apps.kit.pin lock {module}"
+    assert pin(["check", module]) == 0, f"run: python -m apps.kit.cli.pin lock {module}"
 
 
 def definitions() -> list[dict]:
@@ -66,7 +74,7 @@ def test_drift_names_the_field_and_the_command_that_accepts_it(tmp_path, monkeyp
     err = capsys.readouterr().err
     lines = [line.strip() for line in err.splitlines()]
     assert "~ tool 'query'" in err and "tools.query.annotations.readOnlyHint: false -> true" in lines
-    assert "python -m apps.kit.pin lock apps.db" in err
+    assert "python -m apps.kit.cli.pin lock apps.db" in err
 
 
 def test_a_scope_change_fails_pin_check_and_names_the_path(tmp_path, monkeypatch, capsys):

@@ -10,10 +10,10 @@ import pytest
 from mcp.shared.exceptions import MCPError
 from redis.asyncio import Redis
 
-from apps.kit.config import RedisFailureMode
-from apps.kit.metrics import KitMetrics
-from apps.kit.ratelimit import MemoryLimiter
-from apps.kit.ratelimit_redis import RedisLimiter
+from apps.kit.call.ratelimit.memory import MemoryLimiter
+from apps.kit.call.ratelimit.redis import RedisLimiter
+from apps.kit.declare.config import RedisFailureMode
+from apps.kit.observe.metrics import KitMetrics
 from tests.support.mcp_client import mcp_client
 from tests.support.raw import post, tool_call
 

@@ -1,4 +1,4 @@
-"""What a request may hold while it is read (apps.kit.intake, apps.kit.serving), shown by the attacks that
+"""What a request may hold while it is read (apps.kit.http.intake, apps.kit.http.serving), shown by the attacks that
 used to work: bodies held one byte short, headers that never complete, a token with no scope, a flood of
 requests. Each runs against a real uvicorn on loopback through raw sockets."""
 
@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from apps.kit.intake import BODY_WINDOW_BYTES
-from apps.kit.token import mint
+from apps.kit.cli.token import mint
+from apps.kit.http.intake import BODY_WINDOW_BYTES
 from tests.conftest import ISSUER, SECRET
 from tests.support.demo_process import start_demo_process
 from tests.support.held_bodies import Holders, answered_share, bystander
@@ -300,7 +300,7 @@ def _wait(condition, seconds: float = 5) -> None:
 
 
 def test_uvicorn_s_protocol_still_offers_what_early_shedding_relies_on():
-    """`apps.kit.serving` subclasses uvicorn's httptools protocol, which is not a public API: this names every
+    """`apps.kit.http.serving` subclasses uvicorn's httptools protocol, which is not a public API: this names every
     attribute and hook it uses, so an upgrade that moves one fails here, by name, before the shedding tests do."""
     import asyncio as aio
 

@@ -1,4 +1,4 @@
-"""What the kit relies on from the MCP SDK's internals (`apps/kit/sdk.py`), pinned.
+"""What the kit relies on from the MCP SDK's internals (`apps/kit/call/sdk.py`), pinned.
 
 An SDK release that moves the kernel, changes the era routing or the result envelopes fails
 here first, with the behaviour named, instead of somewhere inside a server's tests.
@@ -13,9 +13,10 @@ import pytest
 from mcp.server.connection import Connection
 from mcp.server.runner import ServerRunner
 
-from apps.kit import sdk
-from apps.kit.outcomes import CallOutcome
-from apps.kit.tools import Outcome
+from apps.kit.call import sdk
+from apps.kit.call.running import CallResult
+from apps.kit.wire import jsonrpc
+from apps.kit.wire.outcomes import CallOutcome
 
 MODERN = "2026-07-28"
 ENVELOPE = {
@@ -32,10 +33,10 @@ def protocol() -> sdk.Protocol:
 def served(calls: list[Any] | None = None) -> sdk.Served:
     """A request context whose tool records its arguments and answers "ok"."""
 
-    async def run(arguments: Any) -> Outcome:
+    async def run(arguments: Any) -> CallResult:
         if calls is not None:
             calls.append(arguments)
-        return Outcome(CallOutcome.OK, {"content": [{"type": "text", "text": "ok"}], "isError": False})
+        return CallResult(CallOutcome.OK, {"content": [{"type": "text", "text": "ok"}], "isError": False})
 
     return sdk.Served(lambda: [TOOL], run)
 
@@ -73,7 +74,7 @@ async def test_handshake_era_tools_round_trip_and_ping(version):
     call = request("tools/call", {"name": "echo", "arguments": {"a": 1}})
     called = await kernel.answer(call, version, [], served(calls))
     assert called.message["result"] == {"content": [{"type": "text", "text": "ok"}], "isError": False}
-    assert called.tool_outcome is not None and called.tool_outcome.label is CallOutcome.OK
+    assert called.tool_result is not None and called.tool_result.label is CallOutcome.OK
     assert calls == [{"a": 1}]
     assert (await kernel.answer(request("ping"), version, [], served())).message["result"] == {}
 
@@ -85,7 +86,7 @@ async def test_handshake_era_errors_travel_with_200():
     calls: list[Any] = []
     malformed = await kernel.answer(request("tools/call", {"arguments": {}}), "2025-11-25", [], served(calls))
     assert (malformed.status, malformed.error_code) == (200, -32602)
-    assert calls == [] and malformed.tool_outcome is None  # refused before the tool ran
+    assert calls == [] and malformed.tool_result is None  # refused before the tool ran
 
 
 async def test_modern_era_needs_its_envelope_and_maps_errors_to_statuses():
@@ -97,14 +98,14 @@ async def test_modern_era_needs_its_envelope_and_maps_errors_to_statuses():
     assert result["resultType"] == "complete" and result["tools"] == [TOOL]
     assert result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "contract"
     bare = await kernel.answer(request("tools/list"), MODERN, headers, served())
-    assert (bare.status, bare.error_code) == (400, sdk.INVALID_PARAMS)
+    assert (bare.status, bare.error_code) == (400, jsonrpc.INVALID_PARAMS)
     unknown = await kernel.answer(
         request("resources/list", {"_meta": ENVELOPE}),
         MODERN,
         [("mcp-protocol-version", MODERN), ("mcp-method", "resources/list")],
         served(),
     )
-    assert (unknown.status, unknown.error_code) == (404, sdk.METHOD_NOT_FOUND)
+    assert (unknown.status, unknown.error_code) == (404, jsonrpc.METHOD_NOT_FOUND)
 
 
 async def test_modern_era_discover_names_the_served_versions():
@@ -115,7 +116,7 @@ async def test_modern_era_discover_names_the_served_versions():
 
 
 async def test_a_crash_in_a_handler_reaches_the_wire_as_a_generic_internal_error():
-    async def crash(arguments: Any) -> Outcome:
+    async def crash(arguments: Any) -> CallResult:
         raise RuntimeError("secret internal detail")
 
     reply = await protocol().answer(request("tools/call", {"name": "x"}), "2025-11-25", [], sdk.Served(list, crash))

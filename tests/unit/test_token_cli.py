@@ -3,8 +3,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from apps.kit.auth import JwtVerifier
-from apps.kit.metrics import KitMetrics
+from apps.kit.identity.tokens import JwtVerifier
+from apps.kit.observe.metrics import KitMetrics
 from tests.conftest import ISSUER, SECRET
 
 AUD = "http://127.0.0.1:9/mcp"
@@ -13,7 +13,7 @@ AUD = "http://127.0.0.1:9/mcp"
 async def test_cli_prints_a_token_the_server_accepts(make_settings):
     settings = make_settings(MCP_RESOURCE_URL=AUD)
     out = subprocess.run(
-        [sys.executable, "-m", "apps.kit.token", "--sub", "alice", "--scopes", "db:read db:write", "--aud", AUD],
+        [sys.executable, "-m", "apps.kit.cli.token", "--sub", "alice", "--scopes", "db:read db:write", "--aud", AUD],
         capture_output=True,
         text=True,
         check=True,
@@ -25,7 +25,7 @@ async def test_cli_prints_a_token_the_server_accepts(make_settings):
 
 def test_cli_refuses_without_secret():
     out = subprocess.run(
-        [sys.executable, "-m", "apps.kit.token", "--sub", "a", "--aud", AUD, "--iss", ISSUER],
+        [sys.executable, "-m", "apps.kit.cli.token", "--sub", "a", "--aud", AUD, "--iss", ISSUER],
         capture_output=True,
         text=True,
         env={},
@@ -39,7 +39,7 @@ async def test_cli_grants_every_scope_a_server_declares(make_settings):
 
     settings = make_settings(MCP_RESOURCE_URL=AUD)
     out = subprocess.run(
-        [sys.executable, "-m", "apps.kit.token", "--sub", "alice", "--server", "apps.db", "--aud", AUD],
+        [sys.executable, "-m", "apps.kit.cli.token", "--sub", "alice", "--server", "apps.db", "--aud", AUD],
         capture_output=True,
         text=True,
         check=True,

@@ -1,5 +1,5 @@
 -- Least-privilege login roles for the database MCP server. Idempotent.
--- Passwords are never in this file: `python -m infra.postgres.apply` passes SCRAM
+-- Passwords are never in this file: `python -m apps.kit.cli.schema` passes SCRAM
 -- verifiers (computed client-side) through the session settings read below.
 --   mcp_db_reader: SELECT in `sales`, nothing else.
 --   mcp_db_writer: SELECT, INSERT, UPDATE in `sales` (no DELETE, no DDL), nothing else.
@@ -12,8 +12,8 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'mcp_db_writer') THEN
         CREATE ROLE mcp_db_writer LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT;
     END IF;
-    EXECUTE format('ALTER ROLE mcp_db_reader PASSWORD %L', current_setting('mcpfleet.reader_password'));
-    EXECUTE format('ALTER ROLE mcp_db_writer PASSWORD %L', current_setting('mcpfleet.writer_password'));
+    EXECUTE format('ALTER ROLE mcp_db_reader PASSWORD %L', current_setting('mcpfleet.mcp_db_reader_password'));
+    EXECUTE format('ALTER ROLE mcp_db_writer PASSWORD %L', current_setting('mcpfleet.mcp_db_writer_password'));
 END
 $$;
 

@@ -12,7 +12,7 @@ import yaml
 from alerts.params import AlertParams
 from alerts.render import TEMPLATES_DIR
 from alerts.routing import render_alertmanager
-from apps.kit.needs import url_port
+from apps.kit import url_port
 from infra.components.k8s import config_hash, http_probe, resources
 from infra.components.network import Reachable, namespace_peer, tcp
 from infra.components.observability.backend import Backend, read

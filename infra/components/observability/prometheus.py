@@ -8,7 +8,6 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from alerts.render import RULES_FILE
-from apps.kit.egress_meter import METRICS_PORT as EGRESS_METRICS_PORT
 from infra.components.k8s import config_hash, http_probe, resources
 from infra.components.network import api_server_egress, namespace_peer, tcp
 from infra.components.observability.backend import CONFIG_DIR, Backend, read, volume_claim
@@ -17,6 +16,7 @@ from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, DATA_NAMESPACE, StackC
 from infra.egress import PROXY_NAME, EgressPlan
 from infra.images import image
 from infra.names import METRICS_PORT as APP_METRICS_PORT
+from sidecars.egress_meter import METRICS_PORT as EGRESS_METRICS_PORT
 
 PORT = 9090
 

@@ -1,0 +1,1 @@
+"""Per-principal call rate limits: in one process, or across replicas through Redis."""

@@ -1,0 +1,196 @@
+"""The one module that reaches into the MCP SDK's internals.
+
+The kit serves `/mcp` itself (HTTP checks, authentication, limits, one span), and
+hands each JSON-RPC request to the SDK's protocol kernel (`ServerRunner` through
+`serve_one`), which owns the protocol: the `initialize` handshake and version
+negotiation, `ping`, `server/discover`, unknown methods, parameter shapes and
+result envelopes for both protocol eras. What the kit takes from the SDK is named
+here and pinned by `tests/unit/test_sdk_contract.py`, so an SDK release that moves
+any of it breaks this file and that test, not the servers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+import anyio
+from mcp.server.connection import Connection
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel.server import Server
+from mcp.server.runner import ServerRunner, aclose_shielded, modern_error_data
+from mcp.shared.exceptions import MCPError, NoBackChannelError
+from mcp.shared.inbound import (
+    ERROR_CODE_HTTP_STATUS,
+    InboundLadderRejection,
+    classify_inbound_request,
+    find_duplicated_routing_header,
+)
+from mcp.shared.jsonrpc_dispatcher import handler_exception_to_error_data
+from mcp.shared.message import ServerMessageMetadata
+from mcp.shared.transport_context import TransportContext
+from mcp_types import (
+    DEFAULT_NEGOTIATED_VERSION,
+    HEADER_MISMATCH,
+    CallToolRequestParams,
+    ErrorData,
+    PaginatedRequestParams,
+)
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+
+from apps.kit.wire.jsonrpc import INTERNAL_ERROR
+
+if TYPE_CHECKING:
+    from apps.kit.call.running import CallResult
+
+__all__ = [
+    "HANDSHAKE_PROTOCOL_VERSIONS",
+    "MODERN_PROTOCOL_VERSIONS",
+    "SUPPORTED_VERSIONS",
+    "MCPError",
+    "Protocol",
+    "Reply",
+    "Served",
+]
+
+SUPPORTED_VERSIONS = (*HANDSHAKE_PROTOCOL_VERSIONS, *MODERN_PROTOCOL_VERSIONS)
+
+ListTools = Callable[[], list[dict[str, Any]]]
+RunTool = Callable[[Any], Awaitable["CallResult"]]
+
+
+@dataclass
+class Served:
+    """What the kit hands the kernel with one request, as the SDK's transport request context.
+
+    `tools` lists what this caller may see; `run` runs the tool a `tools/call` names, once the kernel
+    has accepted its params, and what it came to is kept here for the reply.
+    """
+
+    tools: ListTools
+    run: RunTool | None = None
+    result: CallResult | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One JSON-RPC reply, the HTTP status it travels with, and what the tool came to if one ran."""
+
+    status: int
+    message: dict[str, Any]
+    tool_result: CallResult | None = None
+
+    @property
+    def error_code(self) -> int | None:
+        error = self.message.get("error")
+        return error.get("code") if isinstance(error, dict) else None
+
+
+@dataclass
+class _Exchange:
+    """`DispatchContext` for one request answered by one JSON body: no back-channel, no notifications.
+
+    A JSON response carries only the reply, as in the SDK's own JSON-response and 2026-07-28 entries.
+    """
+
+    transport: TransportContext
+    request_id: Any
+    message_metadata: ServerMessageMetadata = field(default_factory=ServerMessageMetadata)
+    cancel_requested: anyio.Event = field(default_factory=anyio.Event)
+    can_send_request: bool = False
+
+    async def send_raw_request(self, method: str, params: Mapping[str, Any] | None, opts: Any = None) -> dict[str, Any]:
+        raise NoBackChannelError(method)
+
+    async def notify(self, method: str, params: Mapping[str, Any] | None, opts: Any = None) -> None:
+        return None
+
+    async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        return None
+
+
+class Protocol:
+    """The SDK's protocol kernel for one focused server that serves tools and nothing else.
+
+    Capabilities are derived from the handlers registered, so the server advertises
+    `tools` only: no prompts, resources, logging or completions it would not serve.
+    The SDK's own span middleware is removed: the kit's endpoint owns the one span
+    per request.
+    """
+
+    def __init__(self, name: str, version: str, instructions: str | None) -> None:
+        async def on_list_tools(
+            ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams | None
+        ) -> dict[str, Any]:
+            # Listing depends on the caller's scopes: private, and never cached (the 2026-07-28 fields; the
+            # handshake-era serializer drops them).
+            served = cast(Served, ctx.request)
+            return {"tools": served.tools(), "resultType": "complete", "ttlMs": 0, "cacheScope": "private"}
+
+        async def on_call_tool(ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams) -> dict[str, Any]:
+            served = cast(Served, ctx.request)
+            assert served.run is not None, "a tools/call is answered with the tool to run"
+            served.result = await served.run(params.arguments)
+            return {**served.result.result, "resultType": "complete"}
+
+        self.server: Server[Any] = Server(name, version=version, instructions=instructions)
+        self.server.add_request_handler("tools/list", PaginatedRequestParams, on_list_tools)
+        self.server.add_request_handler("tools/call", CallToolRequestParams, on_call_tool)
+        self.server.middleware.clear()
+
+    async def answer(
+        self, message: dict[str, Any], header_version: str | None, headers: list[tuple[str, str]], served: Served
+    ) -> Reply:
+        """Serve one JSON-RPC request in the protocol era the client speaks."""
+        request_id, method, params = message["id"], message["method"], message.get("params")
+        modern = header_version in MODERN_PROTOCOL_VERSIONS
+        if modern:
+            duplicated = find_duplicated_routing_header(headers)
+            if duplicated is not None:
+                error = ErrorData(code=HEADER_MISMATCH, message=f"{duplicated} header appears more than once")
+                return _error(request_id, error, modern)
+            route = classify_inbound_request(message, headers=dict(headers))
+            if isinstance(route, InboundLadderRejection):
+                return _error(request_id, ErrorData(code=route.code, message=route.message, data=route.data), modern)
+            connection = Connection.from_envelope(route.protocol_version, route.client_info, route.client_capabilities)
+        else:
+            connection = Connection.from_envelope(header_version or DEFAULT_NEGOTIATED_VERSION, None, None)
+        exchange = _Exchange(TransportContext(kind="streamable-http", can_send_request=False), request_id)
+        exchange.message_metadata = ServerMessageMetadata(request_context=served)
+        try:
+            result = await self._serve_one(exchange, method, params, connection)
+        except Exception as error:  # noqa: BLE001 - mapped to a JSON-RPC error; internals never reach the wire
+            if modern:
+                return _error(request_id, modern_error_data(error), modern)
+            data = handler_exception_to_error_data(error)
+            return _error(request_id, data or ErrorData(code=INTERNAL_ERROR, message="Internal server error"), modern)
+        return Reply(200, {"jsonrpc": "2.0", "id": request_id, "result": result}, served.result)
+
+    async def _serve_one(
+        self, exchange: _Exchange, method: str, params: dict[str, Any] | None, connection: Connection
+    ) -> dict[str, Any]:
+        """The SDK's `serve_one`, less its reference cycle.
+
+        The runner caches `on_request` as a bound method of itself, so each request left a cycle (runner,
+        connection, exit stack, events) for the cycle collector. Under load thousands piled up, and the
+        full collections that freed them stalled the loop for 46-100 ms: the 1-connection stalls and much
+        of the tail at 256. Dropping the cached method lets reference counting free it all at once.
+        """
+        runner = ServerRunner(self.server, connection, {})
+        try:
+            return await runner.on_request(exchange, method, params)
+        finally:
+            runner.__dict__.pop("on_request", None)
+            await aclose_shielded(connection)
+
+
+def _error(request_id: Any, error: ErrorData, modern: bool) -> Reply:
+    """2026-07-28 maps error codes to HTTP statuses (the SDK's table); the handshake era answers 200."""
+    body = {"jsonrpc": "2.0", "id": request_id, "error": error.model_dump(mode="json", exclude_none=True)}
+    return Reply(ERROR_CODE_HTTP_STATUS.get(error.code, 200) if modern else 200, body)
+
+
+def tool_error(code: int, message: str) -> MCPError:
+    """A JSON-RPC error raised from a tool handler (e.g. an unknown tool: INVALID_PARAMS)."""
+    return MCPError(code=code, message=message)

@@ -1,0 +1,1 @@
+"""Command lines for developers and the platform: pin tool manifests, mint development tokens."""

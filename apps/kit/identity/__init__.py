@@ -1,0 +1,1 @@
+"""Who is calling: bearer tokens verified against the issuer's signing keys."""
