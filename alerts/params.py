@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra.names import APP_NAMESPACE, EGRESS_JOB, SCRAPE_JOB
+from alerts.names import APP_NAMESPACE, EGRESS_JOB, SCRAPE_JOB
 
 
 @dataclass(frozen=True)

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import json
 from ipaddress import IPv4Network, IPv6Network, ip_network
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from infra.names import AGENTS_NAMESPACE as AGENTS_NAMESPACE
-from infra.names import APP_NAMESPACE as APP_NAMESPACE
-from infra.names import DATA_NAMESPACE as DATA_NAMESPACE
-from infra.names import OBSERVABILITY_NAMESPACE as OBSERVABILITY_NAMESPACE
+from alerts.names import AGENTS_NAMESPACE as AGENTS_NAMESPACE
+from alerts.names import APP_NAMESPACE as APP_NAMESPACE
+from alerts.names import DATA_NAMESPACE as DATA_NAMESPACE
+from alerts.names import OBSERVABILITY_NAMESPACE as OBSERVABILITY_NAMESPACE
 
 NAMESPACE = "mcpfleet"
+REPO = Path(__file__).resolve().parents[1]  # where the stack files are
 
 
 class Model(BaseModel):
@@ -66,6 +69,12 @@ class EgressConfig(Model):
         return self
 
 
+def stack_config(stack: str) -> dict[str, Any]:
+    """The `config` of `Pulumi.<stack>.yaml` as written, read the way `pulumi up` reads it (no Pulumi CLI needed)."""
+    document = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text()) or {}
+    return dict(document.get("config") or {})
+
+
 class AppConfig(Model):
     """One focused MCP app; the seed's numbers are the defaults. What it may reach is the app's own
     declaration (`Needs` in its server module); the stack gives sizes, addresses and secrets for it."""
@@ -82,6 +91,9 @@ class AppConfig(Model):
     # The app's own settings (its settings class, as environment variables), e.g. FILES_ROOTS; checked
     # against that class before anything is deployed. Platform settings and secrets are not set here.
     settings: dict[str, str] = Field(default_factory=dict)
+    # On the one-machine target only, over `settings`: what differs there (a webhook target that is the
+    # composition's own sink); checked the same way.
+    one_machine_settings: dict[str, str] = Field(default_factory=dict)
     # Where it runs: the cluster, or serverless (`infra/components/cloud_run.py`, `lambda_app.py`) for a
     # low-traffic server; its declaration (Needs, settings, secrets) is the same. Serverless: `maxReplicas` is
     # the most instances, `minInstances` the fewest (0: scale to zero), `concurrency` the requests one instance

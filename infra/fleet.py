@@ -71,7 +71,7 @@ def check(name: str, app: AppConfig, server: FocusedServer[Any, Any]) -> None:
     own = own_settings(server)
     problems += [
         f"  {key}.settings.{variable}: not a setting of {server.name} (its own settings: {sorted(own) or 'none'})"
-        for variable in app.settings
+        for variable in {**app.settings, **app.one_machine_settings}
         if variable.lower() not in own
     ]
     if problems:

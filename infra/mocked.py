@@ -12,12 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
-import yaml
+from infra.config import stack_config
 
-REPO = Path(__file__).resolve().parents[1]
 FAKE_KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n"
 
 # Secrets that `pulumi config set --secret` would provide; stand-ins so the program runs under mocks.
@@ -36,11 +34,6 @@ MOCK_SECRETS = {
         "serverlessRedisUrl": "rediss://:mock-redis-password@redis.internal:6379/0",
     },
 }
-
-
-def stack_config(stack: str) -> dict[str, Any]:
-    document = yaml.safe_load((REPO / f"Pulumi.{stack}.yaml").read_text()) or {}
-    return dict(document.get("config") or {})
 
 
 def collect(stack: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:

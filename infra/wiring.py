@@ -1,5 +1,8 @@
 """An app's wiring: the environment it runs with, derived once from its declaration (`Needs`) and its
-stack entry, for every target: Kubernetes (`McpApp`) and the one-machine composition (`infra.compose`).
+stack entry, for every target: Kubernetes (`McpApp`), Cloud Run and Lambda (`serverless_wiring`) and the
+one-machine composition (`onebox.compose`). What differs between targets is stated once per target as a
+`Target`, and the environment is checked by the app's own settings class as the target will start it: nothing
+changes it after the check.
 
 Plain values come back as they are; values that are secrets (its DSNs, the Redis URL, the token secret,
 its declared secrets) come back as names only, for the target to fill from where it keeps secrets (a
@@ -9,14 +12,14 @@ Kubernetes Secret, a git-ignored file).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from alerts.names import METRICS_PORT, PORT
 from apps.kit import FocusedServer
 from infra import fleet, redis_acl
 from infra.components.observability.collector import otlp_endpoint, sampling_env
 from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, AppConfig, StackConfig
-from infra.names import METRICS_PORT, PORT
 
 SHUTDOWN_GRACE_SECONDS = 25  # the app drains this long after SIGTERM
 JWKS_ALGORITHMS = "RS256 ES256"
@@ -41,6 +44,33 @@ def secret_values(
     values |= {env: provided[key] for env, key in needs.secrets.items()}
     values |= {env: provided[key] for env, key in needs.optional_secrets.items() if key in provided}
     return values
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """A value the target fills in when the app starts (a Compose `${VAR:-default}`): written as `written`,
+    checked as `checked` (what it comes to when nothing moves it)."""
+
+    written: str
+    checked: str
+
+
+Value = str | Deferred
+
+
+@dataclass(frozen=True)
+class Target:
+    """What one target changes in every app's environment. `resource_url` and `otlp_endpoint` replace the
+    stack's and the cluster's; `unset` drops settings the target has no use for; `overrides` are the target's own
+    values (a serverless instance's grace and concurrency)."""
+
+    resource_url: Value | None = None
+    otlp_endpoint: Value | None = None
+    unset: frozenset[str] = frozenset()
+    overrides: Mapping[str, str] = field(default_factory=dict)
+
+
+KUBERNETES = Target()
 
 
 @dataclass(frozen=True)
@@ -69,15 +99,15 @@ def wiring(
     *,
     provided_secrets: Collection[str],
     shared_jwt_secret: bool,
-    resource_url: str | None = None,
+    target: Target = KUBERNETES,
     egress_proxy: str | None = None,
 ) -> Wiring:
-    """Everything an app's process is started with. `service_urls` are the platform services' URLs by the
-    name `Needs.services` uses; `resource_url` overrides the stack's (the one-machine target's local URL);
-    `egress_proxy` is the app's own port on the egress proxy, when it reaches any outside host."""
+    """Everything an app's process is started with, on `target`. `service_urls` are the platform services' URLs
+    by the name `Needs.services` uses; `egress_proxy` is the app's own port on the egress proxy, when it reaches
+    any outside host."""
     needs = server.needs
-    env = {
-        "MCP_RESOURCE_URL": resource_url or str(app.resource_url),
+    env: dict[str, Value] = {
+        "MCP_RESOURCE_URL": target.resource_url or str(app.resource_url),
         "MCP_ISSUER": str(stack.issuer),
         "RATE_LIMIT_PER_MINUTE": str(app.rate_limit_per_minute),
         "RATE_LIMIT_REDIS_FAILURE": stack.redis_failure_mode,
@@ -85,7 +115,7 @@ def wiring(
         "MCP_METRICS_PORT": str(METRICS_PORT),
         "SHUTDOWN_GRACE_SECONDS": str(SHUTDOWN_GRACE_SECONDS),
         "OTEL_SERVICE_NAME": name,
-        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint(AGENTS_NAMESPACE),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": target.otlp_endpoint or otlp_endpoint(AGENTS_NAMESPACE),
         "OTEL_RESOURCE_ATTRIBUTES": f"service.namespace={APP_NAMESPACE}",
         **sampling_env(stack.observability.trace_sample_ratio),
         **{variable: service_urls[service] for variable, service in needs.services.items()},
@@ -99,6 +129,11 @@ def wiring(
         env["MCP_EGRESS_PROXY"] = egress_proxy
     if stack.jwks_url:
         env |= {"MCP_JWKS_URL": str(stack.jwks_url), "MCP_JWT_ALGORITHMS": JWKS_ALGORITHMS}
-    wired = Wiring(env, secret_env(app, server, provided_secrets, shared_jwt_secret))
-    fleet.check_wiring(name, wired.env, wired.secret_env, server)
+    env = {key: value for key, value in env.items() if key not in target.unset} | dict(target.overrides)
+    wired = Wiring(
+        {key: value.written if isinstance(value, Deferred) else value for key, value in env.items()},
+        secret_env(app, server, provided_secrets, shared_jwt_secret),
+    )
+    checked = {key: value.checked if isinstance(value, Deferred) else value for key, value in env.items()}
+    fleet.check_wiring(name, checked, wired.secret_env, server)
     return wired

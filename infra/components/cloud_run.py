@@ -16,11 +16,11 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
+from alerts.names import PORT
 from alerts.serverless import SATURATED, SERVER_ERROR_RATE, SERVER_ERRORS
 from apps.kit import FocusedServer
 from infra.components.serverless import ServerlessPlatform, app_secret_values, serverless_wiring
 from infra.config import AppConfig
-from infra.names import PORT
 
 
 def _condition(title: str, filter_: str, threshold: float, seconds: int, aligner: str, reducer: str) -> dict[str, Any]:

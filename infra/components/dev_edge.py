@@ -17,12 +17,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
+from alerts.names import PORT
 from infra.components.baseline import guarded_namespace
 from infra.components.cluster import HTTPS_NODE_PORT
 from infra.components.k8s import child_opts
 from infra.components.network import api_server_egress, namespace_peer, tcp
 from infra.config import APP_NAMESPACE, SELF_SIGNED_SECRET, StackConfig
-from infra.names import PORT
 
 TRAEFIK_CHART = "traefik"
 TRAEFIK_CHART_VERSION = "41.3.0"  # Traefik v3.7.11

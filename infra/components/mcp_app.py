@@ -16,6 +16,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from alerts.names import METRICS_PORT, PORT
 from apps.kit import FocusedServer
 from infra import fleet
 from infra.components.k8s import (
@@ -34,7 +35,6 @@ from infra.components.redis import Redis
 from infra.components.route import ingress_spec
 from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, OBSERVABILITY_NAMESPACE, AppConfig, StackConfig
 from infra.egress import EgressPlan
-from infra.names import METRICS_PORT, PORT
 from infra.wiring import SHUTDOWN_GRACE_SECONDS, secret_values, wiring
 
 APP_UID = 10001

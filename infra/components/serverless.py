@@ -16,11 +16,10 @@ from apps.kit import FocusedServer
 from infra import fleet
 from infra.components.postgres import Postgres
 from infra.config import NAMESPACE, AppConfig, StackConfig, StackConfigError
-from infra.wiring import Wiring, secret_values, wiring
+from infra.wiring import Target, Wiring, secret_values, wiring
 
 # Seconds between SIGTERM and the kill: Cloud Run gives 10, Lambda's shutdown phase 2 (with an extension).
 NOTICE_SECONDS = {"cloudrun": 10, "lambda": 2}
-UNSET_ON_SERVERLESS = ("MCP_METRICS_PORT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 
 @dataclass
@@ -55,24 +54,20 @@ def check(name: str, app: AppConfig, server: FocusedServer[Any, Any], stack: Sta
 
 
 def serverless_wiring(name: str, app: AppConfig, server: FocusedServer[Any, Any], stack: StackConfig) -> Wiring:
-    wired = wiring(
-        name,
-        app,
-        server,
-        stack,
-        {},
-        provided_secrets=(),
-        shared_jwt_secret=stack.jwks_url is None,
+    # No metrics port (metrics are pushed) and no node agent: spans go to the stack's OTLP endpoint, or nowhere.
+    otlp = stack.serverless.otlp_endpoint
+    target = Target(
+        otlp_endpoint=str(otlp) if otlp is not None else None,
+        unset=frozenset({"MCP_METRICS_PORT"} | ({"OTEL_EXPORTER_OTLP_ENDPOINT"} if otlp is None else set())),
+        overrides={
+            "MCP_SERVERLESS": "true",
+            "SHUTDOWN_GRACE_SECONDS": str(NOTICE_SECONDS[app.target] - 2),  # drained, spans flushed, within notice
+            "MCP_MAX_CONCURRENT_REQUESTS": str(1 if app.target == "lambda" else app.concurrency),
+        },
     )
-    env = {key: value for key, value in wired.env.items() if key not in UNSET_ON_SERVERLESS}
-    env |= {
-        "MCP_SERVERLESS": "true",
-        "SHUTDOWN_GRACE_SECONDS": str(NOTICE_SECONDS[app.target] - 2),  # drained, spans flushed, within notice
-        "MCP_MAX_CONCURRENT_REQUESTS": str(1 if app.target == "lambda" else app.concurrency),
-    }
-    if stack.serverless.otlp_endpoint is not None:
-        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = str(stack.serverless.otlp_endpoint)
-    return Wiring(env, wired.secret_env)
+    return wiring(
+        name, app, server, stack, {}, provided_secrets=(), shared_jwt_secret=stack.jwks_url is None, target=target
+    )
 
 
 def app_secret_values(

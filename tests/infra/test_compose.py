@@ -12,10 +12,12 @@ import pytest
 import yaml
 
 from apps.kit.declare.server import load_server
-from infra import compose, fleet
+from infra import fleet
 from infra.components.observability import SERVICES
 from infra.config import parse
 from infra.images import PINNED, env_name
+from infra.wiring import wiring
+from onebox import compose
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,17 +34,25 @@ def services(rendered) -> dict[str, dict]:
 
 def test_the_committed_composition_is_the_rendered_model(rendered):
     stale = compose.drifted(rendered)
-    assert stale == [], f"{stale} drifted; run: uv run python -m infra.compose"
+    assert stale == [], f"{stale} drifted; run: uv run python -m onebox.compose"
 
 
 def test_every_app_of_the_stack_runs_with_the_environment_pulumi_up_derives(services):
     stack = compose.load_stack("dev")
     for app in compose.local_apps(stack):
-        kubernetes = compose.platform_wiring(app, stack).env
+        services_at = {name: reachable.url for name, reachable in SERVICES.items()}
+        on_cluster = stack.apps[app.name]  # the entry as the cluster runs it, without its one-machine settings
+        shared = stack.jwks_url is None
+        kubernetes = wiring(
+            app.name, on_cluster, app.server, stack, services_at, provided_secrets=(), shared_jwt_secret=shared
+        )
         local = services[app.name]["environment"]
-        differs = {key for key in kubernetes if local.get(key) != kubernetes[key]}
-        # The documented differences: the local URL, traces only with the collector, notify's sink target.
-        assert differs <= {"MCP_RESOURCE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "NOTIFY_TARGETS"}, (app.name, differs)
+        differs = {key for key in kubernetes.env if local.get(key) != kubernetes.env[key]}
+        # The documented differences: the local URL, traces only with the collector, the entry's one-machine settings.
+        assert differs <= {"MCP_RESOURCE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", *on_cluster.one_machine_settings}, (
+            app.name,
+            differs,
+        )
         # Its loopback URL, on the port the checkout publishes it (the default unless .env moves it).
         published = compose.published(app.name, app.port)
         assert local["MCP_RESOURCE_URL"] == f"http://127.0.0.1:{published}/mcp"

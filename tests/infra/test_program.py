@@ -200,7 +200,8 @@ def test_the_prod_stack_file_lists_every_secret_the_program_reads():
     """The comment at the top of Pulumi.prod.yaml is what a new operator follows before the first `pulumi up`."""
     import re
 
-    from infra.mocked import MOCK_SECRETS, REPO
+    from infra.config import REPO
+    from infra.mocked import MOCK_SECRETS
 
     listed = set(re.findall(r"pulumi config set --secret mcpfleet:([\w.-]+)", (REPO / "Pulumi.prod.yaml").read_text()))
     assert listed == set(MOCK_SECRETS["prod"])

@@ -17,9 +17,8 @@ from alerts.params import AlertParams
 from alerts.render import RULES_FILE, TEMPLATES_DIR
 from alerts.routing import render_alertmanager
 from apps import fleet as apps_fleet
-from infra.config import parse
+from infra.config import parse, stack_config
 from infra.fleet import load_server, uses_redis
-from infra.mocked import stack_config
 from tests.infra.rendered_proxy import proxy_allowlists, proxy_ports
 
 APPS, DATA, OBS, AGENTS = "mcp-apps", "mcp-data", "mcp-observability", "mcp-node-agents"

@@ -13,9 +13,8 @@ import httpx
 import pytest
 
 from infra.components.serverless import serverless_wiring
-from infra.config import parse
+from infra.config import parse, stack_config
 from infra.fleet import load_server
-from infra.mocked import stack_config
 from tests.integration.conftest import measured
 from tests.support.mcp_client import mcp_client
 from tests.support.otlp import OtlpReceiver

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.local import SECRETS_FILE, compose_command, read_env_file
+from onebox.machine import SECRETS_FILE, compose_command, read_env_file
 from tests.conftest import requirement_missing
 from tests.support.raw import post, rpc, tool_call
 from tests.support.stack import wait_until

@@ -138,7 +138,7 @@ def start_monitoring(network: Network, static: list[dict[str, Any]], params: Ale
     am = shared_dir()
     (am / "alertmanager.yml").write_text(yaml.safe_dump(render_alertmanager(params, "/etc/alertmanager/templates")))
     receiver = shared_dir()
-    (receiver / "sink.py").write_text((ROOT / "infra/sink.py").read_text())
+    (receiver / "sink.py").write_text((ROOT / "onebox/sink.py").read_text())
     for directory in (config, am, receiver):
         for file in directory.iterdir():
             if file.is_file():

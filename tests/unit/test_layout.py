@@ -86,3 +86,15 @@ def test_the_rules_can_fail(tmp_path):
     seen = {family(module) for _, module in imported_modules(sample)}
     assert seen == {"http", "run", None}
     assert FAMILIES.index("http") > FAMILIES.index("call")
+
+
+@pytest.mark.parametrize("top", ["alerts", "dashboards"])
+def test_monitoring_code_imports_nothing_of_the_platform(top):
+    """The rules and dashboards are below the platform that renders them: no arrow runs back up."""
+    upward = [
+        f"{path.relative_to(ROOT)}:{line}: {module}"
+        for path in python_files(ROOT / top)
+        for line, module in imported_modules(path)
+        if module.split(".")[0] in ("infra", "onebox")
+    ]
+    assert upward == []

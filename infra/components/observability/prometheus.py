@@ -7,6 +7,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from alerts.names import METRICS_PORT as APP_METRICS_PORT
 from alerts.render import RULES_FILE
 from infra.components.k8s import config_hash, http_probe, resources
 from infra.components.network import api_server_egress, namespace_peer, tcp
@@ -15,7 +16,6 @@ from infra.components.observability.collector import SPANMETRICS
 from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, DATA_NAMESPACE, StackConfig
 from infra.egress import PROXY_NAME, EgressPlan
 from infra.images import image
-from infra.names import METRICS_PORT as APP_METRICS_PORT
 from sidecars.egress_meter import METRICS_PORT as EGRESS_METRICS_PORT
 
 PORT = 9090

@@ -1,7 +1,7 @@
 """The one-machine platform: a stack rendered as a Compose file, from the model `pulumi up` deploys.
 
-    python -m infra.compose            # (re)write compose.yaml and compose/ from Pulumi.dev.yaml
-    python -m infra.compose --check    # exit 1 when they drifted from the model
+    python -m onebox.compose            # (re)write compose.yaml and compose/ from Pulumi.dev.yaml
+    python -m onebox.compose --check    # exit 1 when they drifted from the model
 
 The apps, their settings and needs come from the stack file and each app's `FocusedServer`; each app's
 environment is `infra.wiring`'s, as for Kubernetes; images are `infra.images`' pins, each overridable
@@ -15,8 +15,9 @@ cluster hold here unchanged. What differs, and why:
 - Prometheus finds the apps by a static list instead of pod discovery (`compose/prometheus.yml`);
 - secrets come from `.env` (git-ignored; `scripts/up` writes it once) through `${...}`, and each app's
   environment names only its own;
-- the notify server gets one more target, `local-sink`, the composition's webhook sink (`infra/sink.py`),
-  which is also where Alertmanager's webhook goes (`alert-receiver`);
+- an entry's `oneMachineSettings` in the stack file apply here over its settings: the dev stack gives the
+  notify server one more target, `local-sink`, the composition's webhook sink (`onebox/sink.py`), which is
+  also where Alertmanager's webhook goes (`alert-receiver`);
 - Grafana, Loki and the collector are in the `observability` profile; without it the apps export no
   traces (`MCPFLEET_OTLP_ENDPOINT` empty). There is no NetworkPolicy on Docker.
 """
@@ -24,34 +25,31 @@ cluster hold here unchanged. What differs, and why:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from alerts.names import METRICS_PORT, PORT
 from apps.kit import FocusedServer, role_password_variable
 from infra import fleet, redis_acl
 from infra.components.observability import SERVICES
 from infra.components.observability.alertmanager import alertmanager_files
-from infra.config import DATA_NAMESPACE, NAMESPACE, AppConfig, StackConfig, parse
+from infra.components.observability.collector import otlp_endpoint
+from infra.config import AGENTS_NAMESPACE, DATA_NAMESPACE, NAMESPACE, REPO, AppConfig, StackConfig, parse, stack_config
 from infra.images import PINNED, env_name
-from infra.mocked import stack_config
-from infra.names import METRICS_PORT, PORT
-from infra.wiring import Wiring, wiring
+from infra.wiring import Deferred, Target, Wiring, wiring
 
-REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = "compose.yaml"
 GENERATED_DIR = "compose"
 FIRST_APP_PORT = 8081
 SINK_PORT = 8089
 PUBLISHED = {"prometheus": 9090, "alertmanager": 9093, "grafana": 3000}
 APPS_IMAGE = "${MCPFLEET_APPS_IMAGE:-mcpfleet/apps:dev}"
-OTLP = "${MCPFLEET_OTLP_ENDPOINT-http://otel-collector.mcp-node-agents.svc:4318}"
+OTLP_DEFAULT = otlp_endpoint(AGENTS_NAMESPACE)  # the collector, when the observability profile runs
+OTLP = f"${{MCPFLEET_OTLP_ENDPOINT-{OTLP_DEFAULT}}}"
 OBSERVABILITY_PROFILE = "observability"
-SINK_TARGET = "local-sink"
 DATABASE = "mcpfleet"
 APP_USER = "10001:10001"
 
@@ -103,21 +101,17 @@ def local_apps(stack: StackConfig) -> list[LocalApp]:
     found = []
     for index, (name, config) in enumerate(stack.apps.items()):
         server = fleet.load_server(config.module)
+        config = on_one_machine(config)
         fleet.check(name, config, server)
         if server.needs.issued_secrets:  # somebody else's API credential: the one-machine stack has none
             continue
-        found.append(LocalApp(name, _with_sink(config, server), server, FIRST_APP_PORT + index))
+        found.append(LocalApp(name, config, server, FIRST_APP_PORT + index))
     return found
 
 
-def _with_sink(config: AppConfig, server: FocusedServer[Any, Any]) -> AppConfig:
-    """The notify server's targets plus the composition's sink (an internal, plain-http webhook)."""
-    if "notify_targets" not in server.settings_cls.model_fields:
-        return config
-    targets = json.loads(config.settings.get("NOTIFY_TARGETS", "{}"))
-    targets[SINK_TARGET] = {"kind": "webhook", "url": "http://alert-receiver.mcp-observability.svc:8080/notify"}
-    targets[SINK_TARGET]["internal"] = True
-    return config.model_copy(update={"settings": {**config.settings, "NOTIFY_TARGETS": json.dumps(targets)}})
+def on_one_machine(config: AppConfig) -> AppConfig:
+    """The entry as this target runs it: its settings, with what differs on one machine (`oneMachineSettings`)."""
+    return config.model_copy(update={"settings": {**config.settings, **config.one_machine_settings}})
 
 
 def _secret_values(app: LocalApp) -> dict[str, str]:
@@ -140,10 +134,15 @@ def _aliases(name: str, namespace: str) -> dict[str, Any]:
     return {"networks": {"default": {"aliases": [f"{name}.{namespace}.svc"]}}}
 
 
-def platform_wiring(app: LocalApp, stack: StackConfig, resource_url: str | None = None) -> Wiring:
-    """The app's environment as `infra.wiring` derives it for the cluster (the platform services at their
-    Service names, no optional secrets); with `resource_url`, the URL a client on this machine calls."""
+def platform_wiring(app: LocalApp, stack: StackConfig) -> Wiring:
+    """The app's environment as `infra.wiring` derives it (the platform services at their Service names, no
+    optional secrets) on this target: its resource URL is the one a client on this machine calls, at the port the
+    checkout publishes, and its spans go to the collector only when the observability profile runs."""
     services = {name: reachable.url for name, reachable in SERVICES.items()}
+    target = Target(
+        resource_url=Deferred(f"http://127.0.0.1:{published(app.name, app.port)}/mcp", app.url),
+        otlp_endpoint=Deferred(OTLP, OTLP_DEFAULT),
+    )
     return wiring(
         app.name,
         app.config,
@@ -152,16 +151,14 @@ def platform_wiring(app: LocalApp, stack: StackConfig, resource_url: str | None 
         services,
         provided_secrets=(),
         shared_jwt_secret=stack.jwks_url is None,
-        resource_url=resource_url,
+        target=target,
     )
 
 
 def app_service(app: LocalApp, stack: StackConfig) -> dict[str, Any]:
-    wired = platform_wiring(app, stack, app.url)
+    wired = platform_wiring(app, stack)
     secrets = _secret_values(app)
-    env = {**wired.env, "OTEL_EXPORTER_OTLP_ENDPOINT": OTLP, **{key: secrets[key] for key in wired.secret_env}}
-    # The URL checked above, with its port as the checkout publishes it (the same URL where it is not moved).
-    env["MCP_RESOURCE_URL"] = f"http://127.0.0.1:{published(app.name, app.port)}/mcp"
+    env = {**wired.env, **{key: secrets[key] for key in wired.secret_env}}
     needs = app.server.needs
     depends: dict[str, Any] = {}
     if needs.postgres:
@@ -269,7 +266,7 @@ def render(stack_name: str = "dev") -> dict[str, str]:
             "image": image("python"),
             "command": ["python3", "/sink/sink.py"],
             "environment": {"NOTIFY_SIGNING_KEY": _signing_key_reference(apps)},
-            "volumes": ["./infra/sink.py:/sink/sink.py:ro"],
+            "volumes": ["./onebox/sink.py:/sink/sink.py:ro"],
             "ports": [f"127.0.0.1:{published('alert-receiver', SINK_PORT)}:8080"],
             "user": APP_USER,
             "restart": "unless-stopped",
@@ -292,7 +289,7 @@ def render(stack_name: str = "dev") -> dict[str, str]:
         }
     services |= {app.name: app_service(app, stack) for app in apps}
     header = (
-        f"# Generated by `python -m infra.compose` from Pulumi.{stack_name}.yaml and the apps' declarations; do not\n"
+        f"# Generated by `python -m onebox.compose` from Pulumi.{stack_name}.yaml and the apps' declarations; do not\n"
         "# edit (tests/infra/test_compose.py fails on drift). Start it with scripts/up (which writes the dev\n"
         "# secrets to .env once), or `docker compose up -d` after that. Grafana, Loki and the collector:\n"
         f"# `--profile {OBSERVABILITY_PROFILE}`.\n"
@@ -371,7 +368,7 @@ def _prometheus(apps: list[LocalApp]) -> str:
         "alerting": cluster["alerting"],
         "scrape_configs": [apps_job, *kept],
     }
-    return "# Generated by `python -m infra.compose` from infra/observability/prometheus.yml; do not edit.\n" + (
+    return "# Generated by `python -m onebox.compose` from infra/observability/prometheus.yml; do not edit.\n" + (
         yaml.safe_dump(document, sort_keys=False)
     )
 
@@ -400,7 +397,7 @@ def drifted(files: dict[str, str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.compose", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m onebox.compose", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", default="dev")
     parser.add_argument("--check", action="store_true", help="exit 1 if the committed files drifted")
     args = parser.parse_args(argv)
@@ -408,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = drifted(files)
         for path in stale:
-            print(f"{path} drifted from the model; run: uv run python -m infra.compose --stack {args.stack}")
+            print(f"{path} drifted from the model; run: uv run python -m onebox.compose --stack {args.stack}")
         return 1 if stale else 0
     write(files)
     print("wrote " + ", ".join(files))

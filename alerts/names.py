@@ -1,7 +1,8 @@
 """Names every part of the platform agrees on: namespaces, the apps' ports, and the Prometheus jobs.
 
-One source: the Pulumi program, the alert rules, the dashboards and the runbooks read these;
-`infra/observability/prometheus.yml` is data, and a test holds it to them.
+The alert rules and dashboards select on them (`job="mcp-apps"`, `namespace="mcp-apps"`), and the platform
+(`infra/`, `onebox/`) puts things where they say, so they live here, below both: the monitoring code imports
+nothing of the platform. `infra/observability/prometheus.yml` is data, and a test holds it to them.
 """
 
 APP_NAMESPACE = "mcp-apps"

@@ -1,8 +1,8 @@
-"""`scripts/up` and `scripts/down`: the dev stack on this machine, from `compose.yaml` (see `infra.compose`).
+"""`scripts/up` and `scripts/down`: the dev stack on this machine, from `compose.yaml` (see `onebox.compose`).
 
-    python -m infra.local up [--json] [--no-observability]
-    python -m infra.local token mcp-db [--scopes "db:read"]
-    python -m infra.local down [--volumes]
+    python -m onebox.machine up [--json] [--no-observability]
+    python -m onebox.machine token mcp-db [--scopes "db:read"]
+    python -m onebox.machine down [--volumes]
 
 `up` writes the dev secrets to `.env` once (git-ignored, mode 600; never printed), builds the apps image,
 starts everything, waits for every app's `/ready`, and prints per app its URL, a dev token with its
@@ -36,7 +36,8 @@ import httpx
 
 from apps.kit import mint, role_password_variable
 from infra import redis_acl
-from infra.compose import (
+from infra.images import build_apps_image
+from onebox.compose import (
     COMPOSE_FILE,
     OBSERVABILITY_PROFILE,
     LocalApp,
@@ -47,7 +48,6 @@ from infra.compose import (
     redis_users,
     secret_variable,
 )
-from infra.images import build_apps_image
 
 REPO = Path(__file__).resolve().parents[1]
 SECRETS_FILE = REPO / ".env"
@@ -293,7 +293,7 @@ def down(volumes: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra.local")
+    parser = argparse.ArgumentParser(prog="python -m onebox.machine")
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("up", help="bring the dev stack up on this machine")
     start.add_argument("--json", action="store_true", help="print one JSON object (apps, tokens, URLs)")
