@@ -76,9 +76,12 @@ def without_uncredentialed(
     return stack.model_copy(update={"apps": kept})
 
 
-def main() -> None:
+def checked_stack(
+    secrets: pulumi.Config,
+) -> tuple[StackConfig, dict[str, FocusedServer[Any, Any]]]:
+    """The stack file as its apps declare themselves: every entry checked against its server, apps without their
+    issued credential left out (dev), serverless apps sized per instance; stops before anything is created."""
     stack = stack_config.load()
-    secrets = pulumi.Config(stack_config.NAMESPACE)
     servers = {name: fleet.load_server(app.module) for name, app in stack.apps.items()}
     for name, app in stack.apps.items():
         if app.module not in apps_fleet.modules():  # a demo or an outside module: deployed, but not in the registry
@@ -92,11 +95,18 @@ def main() -> None:
     servers = {name: servers[name] for name in stack.apps}
     sized = {name: serverless.sized_for_instance(app, servers[name]) for name, app in stack.apps.items()}
     stack = stack.model_copy(update={"apps": sized})
-    serverless_redis = secrets.get_secret("serverlessRedisUrl")
     for name, app in stack.apps.items():
         if app.serverless:
-            serverless.check(name, app, servers[name], stack, has_redis=serverless_redis is not None)
+            has_redis = secrets.get_secret("serverlessRedisUrl") is not None
+            serverless.check(name, app, servers[name], stack, has_redis=has_redis)
     fleet.check_connections(stack, servers)
+    return stack, servers
+
+
+def main() -> None:
+    secrets = pulumi.Config(stack_config.NAMESPACE)
+    stack, servers = checked_stack(secrets)
+    serverless_redis = secrets.get_secret("serverlessRedisUrl")
 
     cluster = Cluster("cluster", stack.cluster)
     after_baseline = pulumi.ResourceOptions(depends_on=[Baseline("baseline", cluster.provider)])
@@ -163,6 +173,17 @@ def main() -> None:
         elif app.target == "lambda":
             urls[name] = LambdaApp(name, app, servers[name], elsewhere).url
 
+    export_outputs(stack, urls, observability, jwt_secret)
+
+
+def export_outputs(
+    stack: StackConfig,
+    urls: dict[str, pulumi.Input[str]],
+    observability: Observability,
+    jwt_secret: pulumi.Input[str] | None,
+) -> None:
+    """What a person needs after `pulumi up`: each app's URL, Grafana, port-forwards, and on a stack with the
+    shared dev secret, how to mint a token for each app."""
     pulumi.export("app_urls", urls)
     pulumi.export("grafana_url", observability.grafana_url)
     pulumi.export(
