@@ -139,3 +139,42 @@ async def test_a_served_request_leaves_no_reference_cycle_behind():
     finally:
         gc.enable()
     assert left == []
+
+
+# The two places the kit changes the SDK's objects, each pinned to what it relies on: when a release moves
+# either, these fail and name it, instead of a span doubling or the event loop stalling under load.
+
+
+def test_the_sdk_still_puts_its_span_middleware_where_the_kit_removes_it():
+    """`Protocol` empties `Server.middleware`: the SDK's default holds its OpenTelemetry middleware, whose span
+    would nest a second one inside the kit's span per request."""
+    from mcp.server.lowlevel.server import Server
+
+    default = Server("probe").middleware
+    assert isinstance(default, list) and default, "the SDK's Server keeps its middleware in a list"
+    assert any("OpenTelemetry" in type(m).__name__ for m in default)
+    assert protocol().server.middleware == []
+
+
+async def test_a_request_served_by_the_kernel_opens_no_span_of_the_sdks(monkeypatch):
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr("opentelemetry.trace._TRACER_PROVIDER", provider)
+    reply = await protocol().answer(
+        request("tools/call", {"name": "echo", "arguments": {}}), "2025-11-25", [], served()
+    )
+    assert reply.message["result"]["content"][0]["text"] == "ok"
+    assert exporter.get_finished_spans() == ()
+
+
+def test_the_runner_still_caches_on_request_in_its_instance_dict():
+    """`_serve_one` pops `on_request` from the runner's `__dict__` after each request; that frees the cycle
+    only while the SDK caches it there (a `functools.cached_property`)."""
+    from functools import cached_property
+
+    assert isinstance(ServerRunner.__dict__.get("on_request"), cached_property)
