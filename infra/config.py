@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -21,8 +21,10 @@ from alerts.names import AGENTS_NAMESPACE as AGENTS_NAMESPACE
 from alerts.names import APP_NAMESPACE as APP_NAMESPACE
 from alerts.names import DATA_NAMESPACE as DATA_NAMESPACE
 from alerts.names import OBSERVABILITY_NAMESPACE as OBSERVABILITY_NAMESPACE
+from apps.kit import KitSettings
 
 NAMESPACE = "mcpfleet"
+KIT_RATE_LIMIT = KitSettings.model_fields["rate_limit_per_minute"]
 REPO = Path(__file__).resolve().parents[1]  # where the stack files are
 
 
@@ -85,7 +87,8 @@ class AppConfig(Model):
     max_replicas: int = Field(default=10, ge=1, le=200)
     target_cpu_utilization: int = Field(default=70, ge=10, le=100)
     resources: Resources = Resources()
-    rate_limit_per_minute: int = Field(default=100, ge=1)
+    # the kit's own default and bounds: one definition (`KitSettings`), refused here as the app would refuse it
+    rate_limit_per_minute: Annotated[int, *KIT_RATE_LIMIT.metadata] = KIT_RATE_LIMIT.default
     volumes: dict[str, VolumeConfig] = Field(default_factory=dict)
     egress: list[EgressConfig] = Field(default_factory=list)
     # The app's own settings (its settings class, as environment variables), e.g. FILES_ROOTS; checked

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alerts.names import METRICS_PORT, PORT
-from apps.kit import FocusedServer
+from apps.kit import FocusedServer, KitSettings
 from infra import fleet, redis_acl
 from infra.components.observability.collector import otlp_endpoint, sampling_env
 from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, AppConfig, StackConfig
 
-SHUTDOWN_GRACE_SECONDS = 25  # the app drains this long after SIGTERM
+# the app drains this long after SIGTERM: the kit's default, written once (`KitSettings`)
+SHUTDOWN_GRACE_SECONDS = int(KitSettings.model_fields["shutdown_grace_seconds"].default)
 JWKS_ALGORITHMS = "RS256 ES256"
 
 

@@ -13,7 +13,8 @@ import yaml
 
 from alerts.params import AlertParams
 from alerts.render import RULES_FILE
-from infra.config import StackConfigError, parse
+from apps.kit import KitSettings
+from infra.config import AppConfig, StackConfigError, parse
 from infra.fleet import check, load_server
 from infra.mocked import kubernetes_objects
 from tests.infra.conftest import Declared, run_program
@@ -129,11 +130,15 @@ def test_a_single_node_volume_with_many_replicas_is_refused():
 
 def test_a_value_the_app_would_refuse_at_start_stops_pulumi_up_naming_it():
     """A stack rate limit over the kit's bound (1,000,000) passed `pulumi up`, then every pod exited at start.
-    The environment the platform derives is now checked with the app's own settings class first."""
+    The stack entry now takes the kit's own bound (one definition, `KitSettings`), and the environment the
+    platform derives is checked with the app's own settings class as well."""
     apps = {"mcp-db": {"module": "apps.db", "resourceUrl": DB_URL, "maxReplicas": 3, "rateLimitPerMinute": 2_000_000}}
     result = run_program("dev", {"mcpfleet:apps": apps})
     assert result.returncode != 0
-    assert "mcpfleet:apps.mcp-db: RATE_LIMIT_PER_MINUTE: Input should be less than or equal to 1000000" in result.stderr
+    assert "mcpfleet:apps.mcp-db.rateLimitPerMinute: Input should be less than or equal to 1000000" in result.stderr
+    limit = KitSettings.model_fields["rate_limit_per_minute"]
+    assert AppConfig.model_fields["rate_limit_per_minute"].metadata == limit.metadata
+    assert AppConfig.model_fields["rate_limit_per_minute"].default == limit.default
 
 
 def test_the_rate_limit_gets_redis_whenever_an_app_may_run_more_than_one_replica():
