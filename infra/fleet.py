@@ -82,9 +82,7 @@ def check(name: str, app: AppConfig, server: FocusedServer[Any, Any]) -> None:
 def own_settings(server: FocusedServer[Any, Any]) -> set[str]:
     """The settings a stack may give an app: its own, not the platform's (kit) ones and not secrets."""
     fields = server.settings_cls.model_fields
-    needs = server.needs
-    from_platform = {env.lower() for env in (*needs.postgres, *needs.services, *needs.secrets, *needs.optional_secrets)}
-    from_platform |= {key.lower() for key in volume_env(server, set()) if key.endswith("_PATH")}
+    from_platform = {env.lower() for env in server.needs.platform_env}
     return {
         name
         for name, info in fields.items()

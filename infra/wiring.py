@@ -34,8 +34,9 @@ def secret_values(
     jwt_secret: Any,
     provided: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """The values of `secret_env`, for every target: its DSNs (`dsn(role)`), the Redis URL, the token secret
-    when tokens are HS256, and the declared secrets the stack provides (`provided`: key -> value)."""
+    """An app's secret settings, for every target, from where that target keeps them: its DSNs (`dsn(role)`),
+    the Redis URL (`fleet.uses_redis`), the token secret when tokens are HS256 (`jwt_secret` not None), its
+    declared secrets and the optional ones the stack provides (`provided`: key -> value)."""
     needs = server.needs
     values: dict[str, Any] = {env: dsn(role) for env, role in needs.postgres.items()}
     if fleet.uses_redis(app, server) and redis_url is not None:
@@ -83,12 +84,17 @@ class Wiring:
 def secret_env(
     app: AppConfig, server: FocusedServer[Any, Any], provided: Collection[str], shared_jwt_secret: bool
 ) -> list[str]:
-    """The env vars an app gets from its secret: its DSNs, declared secrets, the Redis URL (`fleet.uses_redis`),
-    optional secrets the stack provides (`provided`: their keys), and the token secret when tokens are HS256."""
-    needs = server.needs
-    keys = [*needs.postgres, *needs.secrets] + (["REDIS_URL"] if fleet.uses_redis(app, server) else [])
-    keys += [env for env, key in needs.optional_secrets.items() if key in provided]
-    return sorted(keys + (["MCP_JWT_SECRET"] if shared_jwt_secret else []))
+    """The names of `secret_values` (the one derivation), before any value exists: what a Kubernetes Secret
+    reference or a `.env` entry is made for. `provided`: the keys of the optional secrets the stack gives."""
+    values = secret_values(
+        app,
+        server,
+        dsn=str,
+        redis_url="",
+        jwt_secret="" if shared_jwt_secret else None,
+        provided=dict.fromkeys([*server.needs.secrets.values(), *provided], ""),
+    )
+    return sorted(values)
 
 
 def wiring(

@@ -39,7 +39,7 @@ from infra.components.observability.alertmanager import alertmanager_files
 from infra.components.observability.collector import otlp_endpoint
 from infra.config import AGENTS_NAMESPACE, DATA_NAMESPACE, NAMESPACE, REPO, AppConfig, StackConfig, parse, stack_config
 from infra.images import PINNED, env_name
-from infra.wiring import Deferred, Target, Wiring, wiring
+from infra.wiring import Deferred, Target, Wiring, secret_values, wiring
 
 COMPOSE_FILE = "compose.yaml"
 GENERATED_DIR = "compose"
@@ -114,20 +114,19 @@ def on_one_machine(config: AppConfig) -> AppConfig:
     return config.model_copy(update={"settings": {**config.settings, **config.one_machine_settings}})
 
 
-def _secret_values(app: LocalApp) -> dict[str, str]:
-    """The app's secret settings as `${...}` references into `.env`."""
-    needs = app.server.needs
+def _secret_values(app: LocalApp, stack: StackConfig) -> dict[str, str]:
+    """The app's secret settings (`infra.wiring.secret_values`) as `${...}` references into `.env`."""
     host = f"postgres.{DATA_NAMESPACE}.svc:5432/{DATABASE}"
-    values = {
-        env: f"postgresql://{role}:{required(role_password_variable(role))}@{host}"
-        for env, role in needs.postgres.items()
-    }
-    if fleet.uses_redis(app.config, app.server):
-        password = required(redis_acl.password_variable(app.name))
-        values["REDIS_URL"] = redis_acl.url(app.name, password, f"redis.{DATA_NAMESPACE}.svc")
-    values["MCP_JWT_SECRET"] = required("MCP_JWT_SECRET")
-    values |= {env: required(secret_variable(app.name, key)) for env, key in needs.secrets.items()}
-    return values
+    return secret_values(
+        app.config,
+        app.server,
+        dsn=lambda role: f"postgresql://{role}:{required(role_password_variable(role))}@{host}",
+        redis_url=redis_acl.url(
+            app.name, required(redis_acl.password_variable(app.name)), f"redis.{DATA_NAMESPACE}.svc"
+        ),
+        jwt_secret=required("MCP_JWT_SECRET") if stack.jwks_url is None else None,
+        provided={key: required(secret_variable(app.name, key)) for key in app.server.needs.secrets.values()},
+    )
 
 
 def _aliases(name: str, namespace: str) -> dict[str, Any]:
@@ -157,7 +156,7 @@ def platform_wiring(app: LocalApp, stack: StackConfig) -> Wiring:
 
 def app_service(app: LocalApp, stack: StackConfig) -> dict[str, Any]:
     wired = platform_wiring(app, stack)
-    secrets = _secret_values(app)
+    secrets = _secret_values(app, stack)
     env = {**wired.env, **{key: secrets[key] for key in wired.secret_env}}
     needs = app.server.needs
     depends: dict[str, Any] = {}

@@ -7,6 +7,15 @@ negotiation, `ping`, `server/discover`, unknown methods, parameter shapes and
 result envelopes for both protocol eras. What the kit takes from the SDK is named
 here and pinned by `tests/unit/test_sdk_contract.py`, so an SDK release that moves
 any of it breaks this file and that test, not the servers.
+
+The one seam: the kernel checks a `tools/call`'s params for the client's era before any
+tool may run, and frames whatever the tool returns, but offers no call that only checks
+or only frames. So the kit decides everything before the kernel (tool, rate limit,
+scopes) and hands it the decided tool as `Served.run`, which the kernel's `tools/call`
+handler calls back exactly once; what it came to comes back in `Served.result`. The
+kit changes two SDK objects, each pinned by a test that fails when the SDK moves it:
+it empties `Server.middleware` (the SDK's span would nest inside the kit's) and pops
+the runner's cached `on_request` after each request (a reference cycle per request).
 """
 
 from __future__ import annotations

@@ -101,14 +101,21 @@ class Needs:
         names = [v.name for v in self.volumes]
         if len(set(names)) != len(names):
             raise ValueError(f"volume names repeat: {names}")
-        envs = [*self.postgres, *self.services, *self.secrets, *self.optional_secrets]
-        envs += ["REDIS_URL"] if self.redis else []
+        envs = self.platform_env
         if len(set(envs)) != len(envs):
             raise ValueError(f"environment variables repeat: {envs}")
         if self.schema is not None and not self.postgres:
             raise ValueError("a schema creates login roles: declare them in `postgres`")
         if stray := self.issued_secrets - set(self.secrets.values()):
             raise ValueError(f"issued secrets {sorted(stray)} are not keys of `secrets`")
+
+    @property
+    def platform_env(self) -> list[str]:
+        """The environment variables the platform sets from this declaration (never a stack's setting): DSNs,
+        service URLs, secrets, the Redis URL, each volume's path."""
+        envs = [*self.postgres, *self.services, *self.secrets, *self.optional_secrets]
+        envs += ["REDIS_URL"] if self.redis else []
+        return envs + [f"{volume.env_prefix}_PATH" for volume in self.volumes]
 
     @property
     def roles(self) -> list[str]:
