@@ -29,6 +29,10 @@ ALLOWED_ALGORITHMS = frozenset({"HS256", "HS384", "HS512", "RS256", "RS384", "RS
 SYMMETRIC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 
 
+# How an identity provider shapes its access tokens (`apps.kit.identity.profiles`).
+TokenProfileName = Literal["rfc9068", "keycloak", "entra", "okta", "auth0", "cognito"]
+
+
 class RedisFailureMode(StrEnum):
     """What the rate limiter does when Redis does not answer."""
 
@@ -60,6 +64,11 @@ class KitSettings(BaseSettings):
     # the cluster goes through it, explicitly; proxies from the environment (HTTPS_PROXY) are ignored.
     mcp_egress_proxy: AnyHttpUrl | None = None
     mcp_jwt_require_at_typ: bool = False  # RFC 9068: refuse tokens whose header `typ` is not at+jwt
+    # Where the identity provider puts audience, client, scopes and groups (`apps.kit.identity.profiles`), and
+    # what else than the resource URL it writes as the audience (Entra's application ID URI, Cognito's app
+    # client ids): only what is named here is accepted.
+    mcp_token_profile: TokenProfileName = "rfc9068"  # noqa: S105 - a profile name, not a secret
+    mcp_accepted_audiences: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Browser origins allowed to call /mcp. A request with an Origin header not listed is refused (403);
     # requests without one (every non-browser client) are unaffected.
     mcp_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -102,7 +111,7 @@ class KitSettings(BaseSettings):
     otel_service_name: str | None = None
     otel_exporter_otlp_endpoint: str | None = None
 
-    @field_validator("mcp_jwt_algorithms", "mcp_allowed_origins", mode="before")
+    @field_validator("mcp_jwt_algorithms", "mcp_allowed_origins", "mcp_accepted_audiences", mode="before")
     @classmethod
     def _split_list(cls, value: Any) -> Any:
         return split_list(value)
@@ -154,6 +163,11 @@ class KitSettings(BaseSettings):
         elif symmetric:
             # A public key used as an HMAC secret is the classic alg-confusion attack.
             raise ValueError("MCP_JWKS_URL allows only asymmetric algorithms in MCP_JWT_ALGORITHMS")
+        if self.mcp_token_profile == "cognito" and not self.mcp_accepted_audiences:  # noqa: S105 - a name
+            raise ValueError(
+                "MCP_TOKEN_PROFILE=cognito: Cognito access tokens carry no aud; name the app client ids this "
+                "server accepts in MCP_ACCEPTED_AUDIENCES"
+            )
         return self
 
     def secret_values(self) -> list[str]:

@@ -6,7 +6,9 @@ is used), it is unexpired (`exp` required, `nbf`/`iat` honoured with the
 configured leeway, the one expiry check in the request path), its `iss` is our
 issuer, its `aud` names this server (scheme and host compared
 case-insensitively, RFC 3986), and it names a principal (`sub`, or a client
-id). Every refusal is counted and logged with a reason, never with the token.
+id). Where a provider puts the audience, client, scopes and groups is its token
+profile (`apps.kit.identity.profiles`). Every refusal is counted and logged with
+a reason, never with the token.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import httpx
 import jwt
 
 from apps.kit.declare.config import KitSettings
+from apps.kit.identity.profiles import PROFILES
 from apps.kit.observe.logs import log_event
 from apps.kit.observe.metrics import KitMetrics
 from apps.kit.upstream import read_capped
@@ -52,6 +55,7 @@ class Principal:
     client_id: str | None
     scopes: frozenset[str]
     expires_at: int
+    groups: frozenset[str] = frozenset()  # as the provider's token profile names them
 
     @property
     def rate_key(self) -> str:
@@ -160,17 +164,6 @@ _REASONS: list[tuple[type[Exception], AuthFailureReason]] = [
 ]
 
 
-def scopes_of(claims: dict[str, Any]) -> frozenset[str]:
-    """RFC 8693/9068 `scope` (space-separated), or `scp` as a list or a space-separated string."""
-    for claim in ("scope", "scp"):
-        value = claims.get(claim)
-        if isinstance(value, str):
-            return frozenset(value.split())
-        if isinstance(value, list):
-            return frozenset(s for s in value if isinstance(s, str))
-    return frozenset()
-
-
 def normalized_uri(uri: str) -> str:
     """RFC 3986 §6.2.2-6.2.3: scheme and host are case-insensitive, default ports and a trailing slash drop."""
     try:
@@ -198,7 +191,11 @@ class JwtVerifier:
 
     def __init__(self, settings: KitSettings, metrics: KitMetrics, jwks: JwksKeys | None = None):
         self._issuer = settings.mcp_issuer
+        self._resource = settings.resource_url
         self._audience = normalized_uri(settings.resource_url)
+        self._profile = PROFILES[settings.mcp_token_profile]
+        self._accepted = {self._audience} | {normalized_uri(a) for a in settings.mcp_accepted_audiences}
+        self._required = ["exp", "iss", *(["aud"] if self._profile.audience_claim else [])]
         self._algorithms = list(settings.mcp_jwt_algorithms)
         self._leeway = settings.mcp_jwt_leeway_seconds
         self._require_typ = settings.mcp_jwt_require_at_typ
@@ -262,7 +259,7 @@ class JwtVerifier:
                 algorithms=[alg],
                 issuer=self._issuer,
                 leeway=self._leeway,
-                options={"require": ["exp", "iss", "aud"], "verify_iat": True, "verify_aud": False},
+                options={"require": self._required, "verify_iat": True, "verify_aud": False},
             )
         except jwt.PyJWTError as error:
             raise AuthFailure(self._reason(error)) from None
@@ -273,18 +270,20 @@ class JwtVerifier:
             value = claims.get(name)
             if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
                 raise AuthFailure(AuthFailureReason.MALFORMED)
-        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
-        if not any(isinstance(a, str) and normalized_uri(a) == self._audience for a in audiences):
+        profile = self._profile
+        if not profile.holds_required(claims):
+            raise AuthFailure(AuthFailureReason.WRONG_TOKEN_TYPE)  # e.g. a Cognito ID token
+        if not any(normalized_uri(a) in self._accepted for a in profile.audiences(claims)):
             raise AuthFailure(AuthFailureReason.WRONG_AUDIENCE)
         subject = claims.get("sub")
         subject = subject if isinstance(subject, str) and subject else None
-        client_id = claims.get("client_id") or claims.get("azp")
-        client_id = client_id if isinstance(client_id, str) and client_id else None
+        client_id = profile.client(claims)
         if subject is None and client_id is None:
             raise AuthFailure(
                 AuthFailureReason.MISSING_PRINCIPAL
             )  # else every such token would share one rate-limit bucket
-        return Principal(subject, client_id, scopes_of(claims), int(claims["exp"]))
+        scopes, groups = profile.scopes(claims, self._resource), profile.groups(claims)
+        return Principal(subject, client_id, scopes, int(claims["exp"]), groups)
 
     async def _key_for(self, header: dict[str, Any]) -> Any:
         if self._secret is not None:
