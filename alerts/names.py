@@ -15,3 +15,7 @@ SCRAPE_JOB = "mcp-apps"  # the Prometheus job of every MCP app; rules and dashbo
 EGRESS_JOB = "egress-proxy"  # the Prometheus job of the egress proxy's meter (denied egress, by app)
 PORT = 8080  # every app's MCP port (and its probes)
 METRICS_PORT = 9464  # /metrics alone, admitted from Prometheus only (the OpenTelemetry Prometheus exporter's port)
+# The local authorization server (`authz/`), in a namespace of its own: authz.mcp-auth.svc:9400 in the cluster and
+# the one-machine composition alike.
+AUTH_NAMESPACE = "mcp-auth"
+AUTHZ_PORT = 9400

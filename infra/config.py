@@ -19,6 +19,8 @@ from pydantic.alias_generators import to_camel
 
 from alerts.names import AGENTS_NAMESPACE as AGENTS_NAMESPACE
 from alerts.names import APP_NAMESPACE as APP_NAMESPACE
+from alerts.names import AUTH_NAMESPACE as AUTH_NAMESPACE
+from alerts.names import AUTHZ_PORT as AUTHZ_PORT
 from alerts.names import DATA_NAMESPACE as DATA_NAMESPACE
 from alerts.names import OBSERVABILITY_NAMESPACE as OBSERVABILITY_NAMESPACE
 from apps.kit import KitSettings
@@ -26,6 +28,7 @@ from apps.kit import KitSettings
 NAMESPACE = "mcpfleet"
 KIT_RATE_LIMIT = KitSettings.model_fields["rate_limit_per_minute"]
 REPO = Path(__file__).resolve().parents[1]  # where the stack files are
+AUTHZ_HOST = f"authz.{AUTH_NAMESPACE}.svc"  # the local authorization server, in the cluster and the composition
 
 
 class Model(BaseModel):
@@ -135,6 +138,8 @@ class ClusterConfig(Model):
     name: str = Field(default="mcpfleet", pattern=r"^[a-z0-9-]{1,40}$")
     context: str | None = None  # existing: a kubeconfig context (default: the current one)
     image: str | None = None  # existing: the apps image in a registry, pinned (no :latest)
+    # existing, with identity.provider local: the authorization server's image (`authz/`) in a registry, pinned
+    authz_image: str | None = None
     # kind: the laptop port (on 127.0.0.1 only) that reaches the dev ingress controller's HTTPS entry point;
     # routed resourceUrls name it unless it is 443
     https_port: int = Field(default=443, ge=1, le=65535)
@@ -157,8 +162,9 @@ class ClusterConfig(Model):
         if self.mode == "existing":
             if not self.image:
                 raise ValueError("image is required when mode is existing (a registry reference)")
-            if ":" not in self.image.rsplit("/", 1)[-1] or self.image.endswith(":latest"):
-                raise ValueError("image must be pinned to a tag or digest, not latest")
+            for key, reference in (("image", self.image), ("authzImage", self.authz_image)):
+                if reference and (":" not in reference.rsplit("/", 1)[-1] or reference.endswith(":latest")):
+                    raise ValueError(f"{key} must be pinned to a tag or digest, not latest")
         return self
 
 
@@ -255,16 +261,56 @@ class ServerlessConfig(Model):
     otlp_endpoint: HttpUrl | None = None
 
 
-class StackConfig(Model):
-    cluster: ClusterConfig = ClusterConfig()
-    issuer: str  # compared verbatim with the tokens' `iss`, so kept exactly as written
+class PersonConfig(Model):
+    """A development login of the local authorization server, and the scopes that person may grant a client."""
+
+    scopes: list[str] = Field(min_length=1)
+
+
+class IdentityConfig(Model):
+    """Who issues the tokens. `local`: the platform's own authorization server (`authz/`, oidc-provider), for the
+    dev and one-machine stacks, with the `people` below; `external`: an issuer the platform does not manage,
+    whose keys are at the stack's `jwksUrl`. Every server verifies tokens by the issuer's JWKS: no stack has a
+    shared secret."""
+
+    provider: Literal["local", "external"] = "external"
+    people: dict[str, PersonConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _issuer_is_url(self) -> StackConfig:
-        HttpUrl(self.issuer)
+    def _people_are_local(self) -> IdentityConfig:
+        if self.people and self.provider != "local":
+            raise ValueError("identity.people are logins of the local authorization server: provider local")
+        if self.provider == "local" and not self.people:
+            raise ValueError("identity.provider local needs at least one login in identity.people")
+        for login in self.people:
+            if not login.replace("-", "").isalnum() or not login.islower():
+                raise ValueError(f"identity.people: login {login!r} must be lower-case letters, digits and dashes")
         return self
 
-    jwks_url: HttpUrl | None = None  # set for RS/ES tokens; else a shared HS256 secret is used
+
+class StackConfig(Model):
+    cluster: ClusterConfig = ClusterConfig()
+    # The tokens' `iss`, compared verbatim, so kept exactly as written: the local authorization server's public
+    # URL, or the external issuer's.
+    issuer: str
+    identity: IdentityConfig = IdentityConfig()
+    jwks_url: HttpUrl | None = None  # the external issuer's signing keys (the local one's are derived)
+
+    @model_validator(mode="after")
+    def _local_issuer_has_an_image(self) -> StackConfig:
+        if self.identity.provider == "local" and self.cluster.mode == "existing" and not self.cluster.authz_image:
+            raise ValueError("identity.provider local on an existing cluster: set cluster.authzImage")
+        return self
+
+    @model_validator(mode="after")
+    def _issuer_and_keys(self) -> StackConfig:
+        HttpUrl(self.issuer)
+        if self.identity.provider == "external" and self.jwks_url is None:
+            raise ValueError("identity.provider external: set jwksUrl, the issuer's signing keys")
+        if self.identity.provider == "local" and self.jwks_url is not None:
+            raise ValueError("identity.provider local publishes its own keys: remove jwksUrl")
+        return self
+
     apps: dict[str, AppConfig] = Field(min_length=1)
     postgres: PostgresConfig = PostgresConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
@@ -273,6 +319,14 @@ class StackConfig(Model):
     routes: RoutesConfig = RoutesConfig()
     redis_failure_mode: Literal["local", "open", "closed"] = "local"
     serverless: ServerlessConfig = ServerlessConfig()
+
+    @property
+    def keys_url(self) -> str:
+        """Where every server fetches the issuer's signing keys: the local authorization server's JWKS at its
+        in-cluster name (the one-machine composition answers to it too), or the external issuer's."""
+        if self.identity.provider == "local":
+            return f"http://{AUTHZ_HOST}:{AUTHZ_PORT}/jwks"
+        return str(self.jwks_url)
 
     def on_cluster(self) -> dict[str, AppConfig]:
         return {name: app for name, app in self.apps.items() if not app.serverless}
@@ -297,8 +351,22 @@ class StackConfig(Model):
             if not in_cluster_host((urlsplit(str(app.resource_url)).hostname or "").lower())
         }
 
+    def issuer_routed(self) -> bool:
+        """The local authorization server is reached from outside the cluster (its issuer is not a Service name):
+        routed like an app, with TLS, at the issuer's host."""
+        host = (urlsplit(self.issuer).hostname or "").lower()
+        return self.identity.provider == "local" and not in_cluster_host(host)
+
     @model_validator(mode="after")
     def _routes_have_tls(self) -> StackConfig:
+        if self.issuer_routed():
+            if urlsplit(self.issuer).scheme != "https":
+                raise ValueError(f"issuer {self.issuer} is outside the cluster, so it is routed with TLS: use https")
+            if not (self.routes.cluster_issuer or self.routes.secret_name):
+                raise ValueError(
+                    "the local issuer is routed from outside the cluster: set routes.clusterIssuer, routes.tlsSecret "
+                    "or, on kind, routes.selfSigned"
+                )
         for name, app in self.routed().items():
             if urlsplit(str(app.resource_url)).scheme != "https":
                 raise ValueError(

@@ -116,7 +116,8 @@ def app_settings(name: str, app: AppConfig, server: FocusedServer[Any, Any]) -> 
     env = {
         "MCP_RESOURCE_URL": str(app.resource_url),
         "MCP_ISSUER": "https://issuer.invalid",
-        "MCP_JWT_SECRET": PLACEHOLDER_SECRET,
+        "MCP_JWKS_URL": "https://issuer.invalid/jwks",
+        "MCP_JWT_ALGORITHMS": "RS256",
         **required_secrets,
         **{env: f"http://{service}.invalid" for env, service in server.needs.services.items()},
         **volume_env(server, {v.name for v in server.needs.volumes if v.read_only}),

@@ -11,12 +11,14 @@ import hashlib
 import os
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 PINNED: dict[str, str] = {
     "postgres": "postgres:16.6-alpine",
     "redis": "redis:7.4.1-alpine",
     "python": "python:3.11.11-slim-bookworm",
+    "node": "node:22.22.0-bookworm-slim",  # the local authorization server's base (`authz/`)
     "prometheus": "prom/prometheus:v2.55.1",
     "alertmanager": "prom/alertmanager:v0.27.0",
     "grafana": "grafana/grafana:11.3.1",
@@ -44,52 +46,82 @@ def overridden() -> dict[str, str]:
 
 
 REPO = Path(__file__).resolve().parents[1]
-# Everything the apps image is built from (the Dockerfile copies exactly these): a change to any of them
-# gives the image a new tag, for the kind build and the container tests alike.
-APP_IMAGE_INPUTS = (
-    "Dockerfile",
-    "pyproject.toml",
-    "uv.lock",
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    """An image built from this repository: its build context, every input its Dockerfile copies (a change to any
+    gives it a new tag, for the kind build and the container tests alike), and the pinned base it builds on."""
+
+    name: str
+    context: Path
+    inputs: tuple[str, ...]  # relative to the context
+    base: str  # a key of PINNED
+
+    def digest(self, base: str | None = None) -> str:
+        """A digest of the image's inputs and its base image (the pin, or its override)."""
+        digest = hashlib.sha256()
+        for entry in self.inputs:
+            path = self.context / entry
+            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+            for file in files:
+                if "__pycache__" in file.parts or "node_modules" in file.parts or file.suffix == ".pyc":
+                    continue
+                digest.update(str(file.relative_to(self.context)).encode() + b"\0" + file.read_bytes())
+        digest.update((base or image(self.base)).encode())
+        return digest.hexdigest()[:12]
+
+    def tag(self) -> str:
+        """A tag that changes whenever anything copied into the image, or its base, changes."""
+        return f"mcpfleet/{self.name}:{self.digest()}"
+
+    def build_command(self, tag: str) -> list[str]:
+        """`docker build` on the pinned base (or its override), as the kind stack and the tests run it."""
+        return ["docker", "build", "--build-arg", f"BASE_IMAGE={image(self.base)}", "-t", tag, str(self.context)]
+
+    def build(self) -> tuple[str, float]:
+        """Build (or reuse) the image; returns its tag and the seconds spent. The build runs on the host network
+        with the classic builder: the offline stand-in bases install packages while they build."""
+        tag = self.tag()
+        started = time.monotonic()
+        if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode != 0:
+            command = self.build_command(tag)
+            command[2:2] = ["--network", "host"]
+            built = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "DOCKER_BUILDKIT": "0"})
+            if built.returncode != 0:
+                raise RuntimeError(f"docker build failed:\n{built.stdout[-3000:]}{built.stderr[-3000:]}")
+        return tag, time.monotonic() - started
+
+
+APPS = BuiltImage(
     "apps",
-    "sidecars",  # the egress proxy's meter runs from this image
-    "runbooks",  # the on-call server ships them
-    "certs",
+    REPO,
+    (
+        "Dockerfile",
+        "pyproject.toml",
+        "uv.lock",
+        "apps",
+        "sidecars",  # the egress proxy's meter runs from this image
+        "runbooks",  # the on-call server ships them
+        "certs",
+    ),
+    "python",
 )
+AUTHZ = BuiltImage("authz", REPO / "authz", ("Dockerfile", "package.json", "package-lock.json", "server.mjs"), "node")
+APP_IMAGE_INPUTS = APPS.inputs
 
 
 def app_image_digest(base: str | None = None) -> str:
-    """A digest of the image's inputs and its base image (the pin, or its override)."""
-    digest = hashlib.sha256()
-    for entry in APP_IMAGE_INPUTS:
-        path = REPO / entry
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for file in files:
-            if "__pycache__" in file.parts or file.suffix in (".pyc",):
-                continue
-            digest.update(str(file.relative_to(REPO)).encode() + b"\0" + file.read_bytes())
-    digest.update((base or image("python")).encode())
-    return digest.hexdigest()[:12]
+    return APPS.digest(base)
 
 
 def build_command(tag: str) -> list[str]:
-    """`docker build` of the apps image on the pinned base (or its override), as the kind stack and the tests run it."""
-    return ["docker", "build", "--build-arg", f"BASE_IMAGE={image('python')}", "-t", tag, str(REPO)]
+    return APPS.build_command(tag)
 
 
 def apps_image_tag() -> str:
-    """A tag that changes whenever anything copied into the apps image, or its base, changes."""
-    return f"mcpfleet/apps:{app_image_digest()}"
+    return APPS.tag()
 
 
 def build_apps_image() -> tuple[str, float]:
-    """Build (or reuse) the apps image; returns its tag and the seconds spent. The build runs on the host
-    network with the classic builder: the offline stand-in base installs packages while it builds."""
-    tag = apps_image_tag()
-    started = time.monotonic()
-    if subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode != 0:
-        command = build_command(tag)
-        command[2:2] = ["--network", "host"]
-        built = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "DOCKER_BUILDKIT": "0"})
-        if built.returncode != 0:
-            raise RuntimeError(f"docker build failed:\n{built.stdout[-3000:]}{built.stderr[-3000:]}")
-    return tag, time.monotonic() - started
+    return APPS.build()

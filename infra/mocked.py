@@ -58,6 +58,9 @@ def collect(stack: str, overrides: dict[str, Any] | None = None) -> dict[str, An
             outputs = dict(args.inputs)
             if args.typ == "random:index/randomPassword:RandomPassword":
                 outputs["result"] = f"mock-{args.name}-{'x' * 24}"
+            if args.typ == "tls:index/privateKey:PrivateKey":  # a key's PEM, as the provider computes it
+                pem = f"-----BEGIN PRIVATE KEY-----\nmock-{args.name}\n-----END PRIVATE KEY-----\n"
+                outputs |= {"privateKeyPem": pem, "privateKeyPemPkcs8": pem, "publicKeyPem": pem}
             if args.typ == "command:local:Command":
                 outputs["stdout"] = FAKE_KUBECONFIG
             if args.typ == "aws:lambda/function:Function":  # what publishing gives: the first version

@@ -13,9 +13,10 @@ import pulumi_random as random
 
 from apps import fleet as apps_fleet
 from apps.kit import FocusedServer
+from infra import authz, fleet
 from infra import config as stack_config
-from infra import fleet
-from infra.components import serverless
+from infra.components import authorization_server, serverless
+from infra.components.authorization_server import AuthorizationServer
 from infra.components.baseline import Baseline
 from infra.components.cloud_run import CloudRunApp
 from infra.components.cluster import Cluster
@@ -91,6 +92,7 @@ def checked_stack(
             )
     for name, app in stack.apps.items():
         fleet.check(name, app, servers[name])
+    authz.check_people(stack, authz.stack_scopes(stack))
     stack = without_uncredentialed(stack, servers, secrets)
     servers = {name: servers[name] for name in stack.apps}
     sized = {name: serverless.sized_for_instance(app, servers[name]) for name, app in stack.apps.items()}
@@ -108,8 +110,17 @@ def main() -> None:
     stack, servers = checked_stack(secrets)
     serverless_redis = secrets.get_secret("serverlessRedisUrl")
 
-    cluster = Cluster("cluster", stack.cluster)
-    after_baseline = pulumi.ResourceOptions(depends_on=[Baseline("baseline", cluster.provider)])
+    local_issuer = stack.identity.provider == "local"
+    cluster = Cluster("cluster", stack.cluster, local_issuer=local_issuer)
+    baseline = Baseline("baseline", cluster.provider, local_issuer=local_issuer)
+    after_baseline = pulumi.ResourceOptions(depends_on=[baseline])
+    issuer = None
+    if local_issuer:
+        assert cluster.authz_image is not None  # kind builds it; an existing cluster names it (stack check)
+        issuer = AuthorizationServer(
+            "authz", stack, servers, cluster.authz_image, cluster.provider, opts=after_baseline
+        )
+        pulumi.export("dev_logins", {login: pulumi.Output.secret(p) for login, p in issuer.passwords.items()})
     postgres = Postgres(
         "postgres",
         stack.postgres,
@@ -135,12 +146,7 @@ def main() -> None:
         grafana_admin_password=secrets.get_secret("grafanaAdminPassword"),
         opts=after_baseline,
     )
-    jwt_secret = None
-    if not stack.jwks_url:
-        jwt_secret = (
-            secrets.get_secret("jwtSecret") or random.RandomPassword("jwt-secret", length=48, special=False).result
-        )
-    if stack.cluster.mode == "kind" and stack.routed():
+    if stack.cluster.mode == "kind" and (stack.routed() or stack.issuer_routed()):
         edge = DevEdge("dev-edge", stack, cluster.provider, opts=after_baseline)
         if edge.certificate_pem is not None:
             pulumi.export("dev_certificate", edge.certificate_pem)  # the CA a laptop's clients trust
@@ -156,7 +162,7 @@ def main() -> None:
         postgres=postgres,
         redis=redis,
         services=observability.services,
-        jwt_secret=jwt_secret,
+        authorization_server=authorization_server.reachable() if issuer is not None else None,
         egress=egress,
         app_secrets=declared_secrets,
     )
@@ -164,26 +170,23 @@ def main() -> None:
         name: McpApp(name, app, servers[name], platform, opts=after_baseline).url
         for name, app in stack.on_cluster().items()
     }
-    elsewhere = serverless.ServerlessPlatform(
-        stack, cluster.image, postgres, jwt_secret, serverless_redis, declared_secrets
-    )
+    elsewhere = serverless.ServerlessPlatform(stack, cluster.image, postgres, serverless_redis, declared_secrets)
     for name, app in stack.apps.items():
         if app.target == "cloudrun":
             urls[name] = CloudRunApp(name, app, servers[name], elsewhere).url
         elif app.target == "lambda":
             urls[name] = LambdaApp(name, app, servers[name], elsewhere).url
 
-    export_outputs(stack, urls, observability, jwt_secret)
+    export_outputs(stack, urls, observability)
 
 
 def export_outputs(
     stack: StackConfig,
     urls: dict[str, pulumi.Input[str]],
     observability: Observability,
-    jwt_secret: pulumi.Input[str] | None,
 ) -> None:
-    """What a person needs after `pulumi up`: each app's URL, Grafana, port-forwards, and on a stack with the
-    shared dev secret, how to mint a token for each app."""
+    """What a person needs after `pulumi up`: the issuer, each app's URL, Grafana, port-forwards."""
+    pulumi.export("issuer", stack.issuer)
     pulumi.export("app_urls", urls)
     pulumi.export("grafana_url", observability.grafana_url)
     pulumi.export(
@@ -194,14 +197,3 @@ def export_outputs(
             "prometheus": f"kubectl -n {OBSERVABILITY_NAMESPACE} port-forward svc/prometheus 9090:9090",
         },
     )
-    if jwt_secret is not None:
-        pulumi.export(
-            "dev_token_command",
-            {
-                name: "MCP_JWT_SECRET=$(pulumi stack output --show-secrets jwt_secret) "
-                f"uv run python -m apps.kit.cli.token --sub you --server {app.module} "
-                f"--aud {app.resource_url} --iss {stack.issuer}"
-                for name, app in stack.apps.items()
-            },
-        )
-        pulumi.export("jwt_secret", pulumi.Output.secret(jwt_secret))

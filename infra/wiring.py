@@ -31,18 +31,15 @@ def secret_values(
     server: FocusedServer[Any, Any],
     dsn: Callable[[str], Any],
     redis_url: Any,
-    jwt_secret: Any,
     provided: Mapping[str, Any],
 ) -> dict[str, Any]:
     """An app's secret settings, for every target, from where that target keeps them: its DSNs (`dsn(role)`),
-    the Redis URL (`fleet.uses_redis`), the token secret when tokens are HS256 (`jwt_secret` not None), its
-    declared secrets and the optional ones the stack provides (`provided`: key -> value)."""
+    the Redis URL (`fleet.uses_redis`), its declared secrets and the optional ones the stack provides
+    (`provided`: key -> value). No token secret: every server verifies tokens by the issuer's public keys."""
     needs = server.needs
     values: dict[str, Any] = {env: dsn(role) for env, role in needs.postgres.items()}
     if fleet.uses_redis(app, server) and redis_url is not None:
         values["REDIS_URL"] = redis_url
-    if jwt_secret is not None:
-        values["MCP_JWT_SECRET"] = jwt_secret
     values |= {env: provided[key] for env, key in needs.secrets.items()}
     values |= {env: provided[key] for env, key in needs.optional_secrets.items() if key in provided}
     return values
@@ -62,11 +59,12 @@ Value = str | Deferred
 
 @dataclass(frozen=True)
 class Target:
-    """What one target changes in every app's environment. `resource_url` and `otlp_endpoint` replace the
-    stack's and the cluster's; `unset` drops settings the target has no use for; `overrides` are the target's own
+    """What one target changes in every app's environment. `resource_url`, `issuer` and `otlp_endpoint` replace
+    the stack's and the cluster's; `unset` drops settings the target has no use for; `overrides` are the target's own
     values (a serverless instance's grace and concurrency)."""
 
     resource_url: Value | None = None
+    issuer: Value | None = None
     otlp_endpoint: Value | None = None
     unset: frozenset[str] = frozenset()
     overrides: Mapping[str, str] = field(default_factory=dict)
@@ -81,9 +79,7 @@ class Wiring:
     secret_env: list[str]  # settings whose values are secrets, sorted
 
 
-def secret_env(
-    app: AppConfig, server: FocusedServer[Any, Any], provided: Collection[str], shared_jwt_secret: bool
-) -> list[str]:
+def secret_env(app: AppConfig, server: FocusedServer[Any, Any], provided: Collection[str]) -> list[str]:
     """The names of `secret_values` (the one derivation), before any value exists: what a Kubernetes Secret
     reference or a `.env` entry is made for. `provided`: the keys of the optional secrets the stack gives."""
     values = secret_values(
@@ -91,7 +87,6 @@ def secret_env(
         server,
         dsn=str,
         redis_url="",
-        jwt_secret="" if shared_jwt_secret else None,
         provided=dict.fromkeys([*server.needs.secrets.values(), *provided], ""),
     )
     return sorted(values)
@@ -105,7 +100,6 @@ def wiring(
     service_urls: Mapping[str, str],
     *,
     provided_secrets: Collection[str],
-    shared_jwt_secret: bool,
     target: Target = KUBERNETES,
     egress_proxy: str | None = None,
 ) -> Wiring:
@@ -115,7 +109,7 @@ def wiring(
     needs = server.needs
     env: dict[str, Value] = {
         "MCP_RESOURCE_URL": target.resource_url or str(app.resource_url),
-        "MCP_ISSUER": str(stack.issuer),
+        "MCP_ISSUER": target.issuer or str(stack.issuer),
         "RATE_LIMIT_PER_MINUTE": str(app.rate_limit_per_minute),
         "RATE_LIMIT_REDIS_FAILURE": stack.redis_failure_mode,
         "PORT": str(PORT),
@@ -134,12 +128,13 @@ def wiring(
         env["REDIS_KEY_PREFIX"] = redis_acl.key_prefix(name)  # its ACL user may touch these keys only
     if egress_proxy:
         env["MCP_EGRESS_PROXY"] = egress_proxy
-    if stack.jwks_url:
-        env |= {"MCP_JWKS_URL": str(stack.jwks_url), "MCP_JWT_ALGORITHMS": JWKS_ALGORITHMS}
+    env |= {"MCP_JWKS_URL": stack.keys_url, "MCP_JWT_ALGORITHMS": JWKS_ALGORITHMS}
+    if stack.identity.provider == "local":
+        env["MCP_JWT_REQUIRE_AT_TYP"] = "true"  # oidc-provider's access tokens are RFC 9068's, typ at+jwt
     env = {key: value for key, value in env.items() if key not in target.unset} | dict(target.overrides)
     wired = Wiring(
         {key: value.written if isinstance(value, Deferred) else value for key, value in env.items()},
-        secret_env(app, server, provided_secrets, shared_jwt_secret),
+        secret_env(app, server, provided_secrets),
     )
     checked = {key: value.checked if isinstance(value, Deferred) else value for key, value in env.items()}
     fleet.check_wiring(name, checked, wired.secret_env, server)

@@ -25,6 +25,7 @@ cluster hold here unchanged. What differs, and why:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -33,13 +34,24 @@ import yaml
 
 from alerts.names import METRICS_PORT, PORT
 from apps.kit import FocusedServer, role_password_variable
-from infra import fleet, redis_acl
+from infra import authz, fleet, redis_acl
 from infra.components.observability import SERVICES
 from infra.components.observability.alertmanager import alertmanager_files
 from infra.components.observability.collector import otlp_endpoint
-from infra.config import AGENTS_NAMESPACE, DATA_NAMESPACE, NAMESPACE, REPO, AppConfig, StackConfig, parse, stack_config
+from infra.config import (
+    AGENTS_NAMESPACE,
+    AUTH_NAMESPACE,
+    AUTHZ_PORT,
+    DATA_NAMESPACE,
+    NAMESPACE,
+    REPO,
+    AppConfig,
+    StackConfig,
+    parse,
+    stack_config,
+)
 from infra.images import PINNED, env_name
-from infra.wiring import Deferred, Target, Wiring, secret_values, wiring
+from infra.wiring import Deferred, Target, Value, Wiring, secret_values, wiring
 
 COMPOSE_FILE = "compose.yaml"
 GENERATED_DIR = "compose"
@@ -47,6 +59,7 @@ FIRST_APP_PORT = 8081
 SINK_PORT = 8089
 PUBLISHED = {"prometheus": 9090, "alertmanager": 9093, "grafana": 3000}
 APPS_IMAGE = "${MCPFLEET_APPS_IMAGE:-mcpfleet/apps:dev}"
+AUTHZ_IMAGE = "${MCPFLEET_AUTHZ_IMAGE:-mcpfleet/authz:dev}"
 OTLP_DEFAULT = otlp_endpoint(AGENTS_NAMESPACE)  # the collector, when the observability profile runs
 OTLP = f"${{MCPFLEET_OTLP_ENDPOINT-{OTLP_DEFAULT}}}"
 OBSERVABILITY_PROFILE = "observability"
@@ -92,7 +105,36 @@ def published(service: str, default: int) -> str:
 
 def default_ports(apps: list[LocalApp]) -> dict[str, int]:
     """Every port the composition publishes on 127.0.0.1, by service."""
-    return {**PUBLISHED, "alert-receiver": SINK_PORT, **{app.name: app.port for app in apps}}
+    return {**PUBLISHED, "alert-receiver": SINK_PORT, "authz": AUTHZ_PORT, **{app.name: app.port for app in apps}}
+
+
+def issuer(stack: StackConfig) -> Value:
+    """The tokens' issuer on this machine: the local authorization server at its published loopback port (the URL
+    a client here discovers), or the stack's external issuer."""
+    if stack.identity.provider != "local":
+        return stack.issuer
+    return Deferred(f"http://127.0.0.1:{published('authz', AUTHZ_PORT)}", f"http://127.0.0.1:{AUTHZ_PORT}")
+
+
+def authz_service(apps: list[LocalApp], stack: StackConfig) -> dict[str, Any]:
+    """The local authorization server (`authz/`), its view of the fleet derived from the apps' declarations
+    (`infra.authz`), at each app's published URL; Compose fills the ports in from `.env`."""
+    servers = {app.name: app.server for app in apps}
+    urls = {app.name: f"http://127.0.0.1:{published(app.name, app.port)}/mcp" for app in apps}
+    written = issuer(stack)
+    assert isinstance(written, Deferred)
+    settings = authz.config(stack, servers, urls, written.written, every_scope=authz.stack_scopes(stack))
+    return {
+        "image": AUTHZ_IMAGE,
+        "environment": {
+            "AUTHZ_CONFIG": json.dumps(settings, separators=(",", ":")),
+            **{variable: required(variable) for variable in authz.secret_variables(stack)},
+        },
+        "volumes": ["authz-data:/data"],  # its signing keys, kept across restarts
+        "ports": [f"127.0.0.1:{published('authz', AUTHZ_PORT)}:{AUTHZ_PORT}"],
+        "restart": "unless-stopped",
+        **_aliases("authz", AUTH_NAMESPACE),
+    }
 
 
 def local_apps(stack: StackConfig) -> list[LocalApp]:
@@ -124,7 +166,6 @@ def _secret_values(app: LocalApp, stack: StackConfig) -> dict[str, str]:
         redis_url=redis_acl.url(
             app.name, required(redis_acl.password_variable(app.name)), f"redis.{DATA_NAMESPACE}.svc"
         ),
-        jwt_secret=required("MCP_JWT_SECRET") if stack.jwks_url is None else None,
         provided={key: required(secret_variable(app.name, key)) for key in app.server.needs.secrets.values()},
     )
 
@@ -140,6 +181,7 @@ def platform_wiring(app: LocalApp, stack: StackConfig) -> Wiring:
     services = {name: reachable.url for name, reachable in SERVICES.items()}
     target = Target(
         resource_url=Deferred(f"http://127.0.0.1:{published(app.name, app.port)}/mcp", app.url),
+        issuer=issuer(stack),
         otlp_endpoint=Deferred(OTLP, OTLP_DEFAULT),
     )
     return wiring(
@@ -149,7 +191,6 @@ def platform_wiring(app: LocalApp, stack: StackConfig) -> Wiring:
         stack,
         services,
         provided_secrets=(),
-        shared_jwt_secret=stack.jwks_url is None,
         target=target,
     )
 
@@ -164,6 +205,8 @@ def app_service(app: LocalApp, stack: StackConfig) -> dict[str, Any]:
         depends["postgres-roles"] = {"condition": "service_completed_successfully"}
     if fleet.uses_redis(app.config, app.server):
         depends["redis"] = {"condition": "service_healthy"}
+    if stack.identity.provider == "local":
+        depends["authz"] = {"condition": "service_healthy"}  # its keys verify every token
     depends |= {service: {"condition": "service_started"} for service in needs.services.values()}
     if needs.volumes:
         depends["volumes-init"] = {"condition": "service_completed_successfully"}
@@ -286,6 +329,9 @@ def render(stack_name: str = "dev") -> dict[str, str]:
                 f"{app.name}-{v.name}:/v/{app.name}-{v.name}" for app in apps for v in app.server.needs.volumes
             ],
         }
+    if stack.identity.provider == "local":
+        services["authz"] = authz_service(apps, stack)
+        volumes["authz-data"] = {}
     services |= {app.name: app_service(app, stack) for app in apps}
     header = (
         f"# Generated by `python -m onebox.compose` from Pulumi.{stack_name}.yaml and the apps' declarations; do not\n"

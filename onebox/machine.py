@@ -1,13 +1,15 @@
 """`scripts/up` and `scripts/down`: the dev stack on this machine, from `compose.yaml` (see `onebox.compose`).
 
     python -m onebox.machine up [--json] [--no-observability]
-    python -m onebox.machine token mcp-db [--scopes "db:read"]
+    python -m onebox.machine token mcp-db [--scopes "db:read"] [--as reader]
     python -m onebox.machine down [--volumes]
 
-`up` writes the dev secrets to `.env` once (git-ignored, mode 600; never printed), builds the apps image,
-starts everything, waits for every app's `/ready`, and prints per app its URL, a dev token with its
-scopes and an MCP Inspector command, then the Prometheus, Alertmanager, sink and Grafana URLs; `--json`
-prints the same as one object. Progress goes to stderr.
+`up` writes the dev secrets to `.env` once (git-ignored, mode 600; never printed), builds the apps and
+authorization-server images, starts everything, waits for every app's `/ready`, and prints the issuer and the
+dev logins, then per app its URL, the configuration to paste into an MCP client (the URL only: the client does
+the OAuth flow), a token signed in as a dev person and an MCP Inspector command, then the Prometheus,
+Alertmanager, sink and Grafana URLs; `--json` prints the same as one object. Progress goes to stderr. `token`
+signs a dev person in at the local authorization server as a client would (`onebox.login`).
 
 Each checkout is its own Compose project (`mcpfleet-<stack>-<digest of the checkout's path>`), and publishes on
 the default ports when they are free at its first `up`, else on free ones (kept in `.env`): two checkouts run
@@ -34,9 +36,10 @@ from typing import Any
 
 import httpx
 
-from apps.kit import mint, role_password_variable
-from infra import redis_acl
-from infra.images import build_apps_image
+from apps.kit import role_password_variable
+from infra import authz, redis_acl
+from infra.config import AUTHZ_PORT, StackConfig
+from infra.images import AUTHZ, build_apps_image
 from onebox.compose import (
     COMPOSE_FILE,
     OBSERVABILITY_PROFILE,
@@ -48,10 +51,10 @@ from onebox.compose import (
     redis_users,
     secret_variable,
 )
+from onebox.login import SignInFailed, sign_in
 
 REPO = Path(__file__).resolve().parents[1]
 SECRETS_FILE = REPO / ".env"
-TOKEN_SECONDS = 12 * 3600
 READY_SECONDS = 180
 UP_SECONDS = 300  # `compose up -d` waits for health and for the roles job: past this, say which service is stuck
 
@@ -112,12 +115,12 @@ def any_free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def ensure_secrets(apps: list[LocalApp], stack_name: str) -> dict[str, str]:
+def ensure_secrets(apps: list[LocalApp], stack: StackConfig, stack_name: str) -> dict[str, str]:
     """The dev secrets, the project name and the published ports in `.env`: chosen once, kept across runs; a
     new app's are added. A database volume left from secrets that are gone is removed before new ones are used."""
     values = read_env_file(SECRETS_FILE)
     fresh = "POSTGRES_PASSWORD" not in values
-    wanted = ["POSTGRES_PASSWORD", "REDIS_PASSWORD", "MCP_JWT_SECRET", "GRAFANA_ADMIN_PASSWORD"]
+    wanted = ["POSTGRES_PASSWORD", "REDIS_PASSWORD", "GRAFANA_ADMIN_PASSWORD", *authz.secret_variables(stack)]
     wanted += [redis_acl.password_variable(user) for user in redis_users(apps)]
     wanted += sorted({role_password_variable(role) for app in apps for role in app.server.needs.roles})
     wanted += [secret_variable(app.name, key) for app in apps for key in app.server.needs.secrets.values()]
@@ -208,24 +211,55 @@ def wait_ready(apps: list[LocalApp]) -> None:
         time.sleep(0.5)
 
 
-def dev_token(app: LocalApp, values: dict[str, str], issuer: str, scopes: str | None = None) -> str:
-    """A token for `app` on this machine, signed with the dev secret: every scope its tools declare, or `scopes`."""
-    granted = " ".join(app.server.scopes) if scopes is None else scopes
-    return mint(
-        values["MCP_JWT_SECRET"],
-        issuer=issuer,
-        audience=app.url,
-        subject="dev",
-        scopes=granted,
-        expires_in=TOKEN_SECONDS,
-    )
+def local_issuer(values: dict[str, str]) -> str:
+    return published_url(values, "authz", AUTHZ_PORT)
 
 
-def summary(apps: list[LocalApp], values: dict[str, str], issuer: str, observability: bool) -> dict[str, Any]:
-    result: dict[str, Any] = {"apps": {}}
+def person_for(stack: StackConfig, scopes: list[str]) -> str:
+    """The first dev login who may grant every one of `scopes`, else the one who may grant the most."""
+    people = stack.identity.people
+    return max(people, key=lambda login: (len(set(scopes) & set(people[login].scopes)), -list(people).index(login)))
+
+
+def dev_token(
+    app: LocalApp, stack: StackConfig, values: dict[str, str], scopes: str | None = None, login: str | None = None
+) -> str:
+    """A token for `app`, signed in at the local authorization server as a dev person: every scope the app's tools
+    declare (or `scopes`), as far as that person may grant them."""
+    wanted = " ".join(app.server.scopes) if scopes is None else scopes
+    login = login or person_for(stack, wanted.split())
+    if login not in stack.identity.people:
+        raise SystemExit(f"no dev login {login!r}; logins: {', '.join(stack.identity.people)}")
+    password = values[authz.password_variable(login)]
+    return str(sign_in(local_issuer(values), app.url, login, password, wanted)["access_token"])
+
+
+def client_configs(name: str, url: str) -> dict[str, Any]:
+    """What to paste into MCP clients for one app: the URL alone, as each client's documentation shows a remote
+    HTTP server; the client discovers the authorization server and signs the person in itself."""
+    return {
+        "vscode": {"servers": {name: {"type": "http", "url": url}}},  # .vscode/mcp.json
+        "claude_code": f"claude mcp add --transport http {name} {url}",
+        "cursor": {"mcpServers": {name: {"url": url}}},  # ~/.cursor/mcp.json
+    }
+
+
+def summary(apps: list[LocalApp], stack: StackConfig, values: dict[str, str], observability: bool) -> dict[str, Any]:
+    result: dict[str, Any] = {"issuer": local_issuer(values), "apps": {}}
+    result["logins"] = {
+        login: {"scopes": person.scopes, "password": f"{authz.password_variable(login)} in .env"}
+        for login, person in stack.identity.people.items()
+    }
     for app in apps:
-        token = dev_token(app, values, issuer)
-        result["apps"][app.name] = {"url": app.url, "token": token, "scopes": app.server.scopes}
+        login = person_for(stack, app.server.scopes)
+        token = dev_token(app, stack, values, login=login)
+        result["apps"][app.name] = {
+            "url": app.url,
+            "scopes": app.server.scopes,
+            "token": token,
+            "signed_in_as": login,
+            "clients": client_configs(app.name, app.url),
+        }
     defaults = default_ports(apps)
     result["prometheus"] = published_url(values, "prometheus", defaults["prometheus"])
     result["alertmanager"] = published_url(values, "alertmanager", defaults["alertmanager"])
@@ -235,9 +269,15 @@ def summary(apps: list[LocalApp], values: dict[str, str], issuer: str, observabi
 
 
 def print_summary(result: dict[str, Any]) -> None:
+    print(f"Issuer: {result['issuer']}  (the local authorization server; clients sign in there)")
+    for login, person in result["logins"].items():
+        print(f"  login {login}: may grant {' '.join(person['scopes'])}; password: {person['password']}")
     for name, app in result["apps"].items():
         print(f"\n{name}: {app['url']}  (scopes: {' '.join(app['scopes'])})")
-        print(f"  token: {app['token']}")
+        print(f"  VS Code (.vscode/mcp.json): {json.dumps(app['clients']['vscode'])}")
+        print(f"  Claude Code: {app['clients']['claude_code']}")
+        print(f"  Cursor (~/.cursor/mcp.json): {json.dumps(app['clients']['cursor'])}")
+        print(f"  token ({app['signed_in_as']}): {app['token']}")
         print(
             f"  inspect: npx @modelcontextprotocol/inspector --cli {app['url']} --transport http "
             f'--method tools/list --header "Authorization: Bearer {app["token"]}"'
@@ -255,7 +295,7 @@ def up(stack_name: str, as_json: bool, observability: bool | None) -> int:
     started = time.monotonic()
     stack = load_stack(stack_name)
     apps = local_apps(stack)
-    values = ensure_secrets(apps, stack_name)
+    values = ensure_secrets(apps, stack, stack_name)
     apps = with_ports(apps, values)
     env = {**os.environ, "COMPOSE_PROJECT_NAME": values["COMPOSE_PROJECT_NAME"]}
     if observability is None:
@@ -265,13 +305,19 @@ def up(stack_name: str, as_json: bool, observability: bool | None) -> int:
     say(f"apps image {tag} ({seconds:.0f} s)")
     subprocess.run(["docker", "tag", tag, "mcpfleet/apps:dev"], check=True)
     env["MCPFLEET_APPS_IMAGE"] = tag
+    if stack.identity.provider == "local":
+        say("building the authorization server's image (once per change to authz/)")
+        authz_tag, seconds = AUTHZ.build()
+        say(f"authorization server image {authz_tag} ({seconds:.0f} s)")
+        subprocess.run(["docker", "tag", authz_tag, "mcpfleet/authz:dev"], check=True)
+        env["MCPFLEET_AUTHZ_IMAGE"] = authz_tag
     profile: list[str] = ["--profile", OBSERVABILITY_PROFILE] if observability else []
     if not observability:
         env["MCPFLEET_OTLP_ENDPOINT"] = ""  # no collector: the apps export no traces
     say("starting the composition")
     compose(*profile, "up", "-d", "--remove-orphans", env=env, quiet=as_json, timeout=UP_SECONDS)
     wait_ready(apps)
-    result = summary(apps, values, stack.issuer, observability)
+    result = summary(apps, stack, values, observability)
     result["seconds"] = round(time.monotonic() - started, 1)
     if as_json:
         print(json.dumps(result))
@@ -307,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     token = commands.add_parser("token", help="print a dev token for one app of the running stack")
     token.add_argument("app", help="the app's name in the stack, e.g. mcp-db")
     token.add_argument("--scopes", default=None, help="space-separated (default: every scope its tools declare)")
+    token.add_argument("--as", dest="login", default=None, help="the dev login (default: one who may grant them)")
     token.add_argument("--stack", default="dev")
     stop = commands.add_parser("down", help="stop it")
     stop.add_argument("--volumes", action="store_true", help="also delete its data")
@@ -314,19 +361,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         return up(args.stack, args.json, args.observability)
     if args.command == "token":
-        return token_command(args.stack, args.app, args.scopes)
+        return token_command(args.stack, args.app, args.scopes, args.login)
     return down(args.volumes)
 
 
-def token_command(stack_name: str, name: str, scopes: str | None) -> int:
+def token_command(stack_name: str, name: str, scopes: str | None, login: str | None) -> int:
     stack = load_stack(stack_name)
     values = read_env_file(SECRETS_FILE)
     apps = {app.name: app for app in with_ports(local_apps(stack), values)}
     if name not in apps:
         raise SystemExit(f"no app {name!r} in the {stack_name} stack; apps: {', '.join(apps)}")
-    if "MCP_JWT_SECRET" not in values:
+    if authz.COOKIE_KEYS_VARIABLE not in values:
         raise SystemExit("no dev secrets yet: run scripts/up first")
-    print(dev_token(apps[name], values, stack.issuer, scopes))
+    try:
+        print(dev_token(apps[name], stack, values, scopes, login))
+    except (SignInFailed, httpx.HTTPError) as error:
+        raise SystemExit(f"signing in at {local_issuer(values)} failed: {error}") from None
     return 0
 
 

@@ -1,8 +1,8 @@
 """Baseline: the namespaces with their Pod Security levels, and default-deny NetworkPolicies.
 
-Apps, data and observability run `restricted`. Only the node agents' namespace is `privileged`:
-the log collector reads container logs from the node (hostPath), which no stricter level admits,
-so it lives alone there rather than lowering the level of Prometheus, Grafana or Loki.
+Apps, data, observability and (with `identity.provider: local`) the authorization server run `restricted`. Only
+the node agents' namespace is `privileged`: the log collector reads container logs from the node (hostPath), which
+no stricter level admits, so it lives alone there rather than lowering the level of Prometheus, Grafana or Loki.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.components.k8s import child_opts
-from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, DATA_NAMESPACE, OBSERVABILITY_NAMESPACE
+from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, AUTH_NAMESPACE, DATA_NAMESPACE, OBSERVABILITY_NAMESPACE
 
 POD_SECURITY = {
     APP_NAMESPACE: "restricted",
@@ -65,9 +65,16 @@ def guarded_namespace(
 class Baseline(pulumi.ComponentResource):
     namespaces: dict[str, k8s.core.v1.Namespace]
 
-    def __init__(self, name: str, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self,
+        name: str,
+        provider: k8s.Provider,
+        local_issuer: bool = False,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
         super().__init__("mcpfleet:index:Baseline", name, None, opts)
+        levels = POD_SECURITY | ({AUTH_NAMESPACE: "restricted"} if local_issuer else {})
         self.namespaces = {
-            namespace: guarded_namespace(namespace, level, self, provider) for namespace, level in POD_SECURITY.items()
+            namespace: guarded_namespace(namespace, level, self, provider) for namespace, level in levels.items()
         }
         self.register_outputs({})

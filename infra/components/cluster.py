@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_command as command
@@ -17,7 +18,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from infra.config import ClusterConfig
-from infra.images import app_image_digest, build_command
+from infra.images import APPS, AUTHZ, BuiltImage
 
 REPO = Path(__file__).resolve().parents[2]
 HTTPS_NODE_PORT = 30443  # kind: the dev ingress controller's HTTPS node port, mapped to the laptop's httpsPort
@@ -42,8 +43,11 @@ def kind_config(config: ClusterConfig) -> str:
 class Cluster(pulumi.ComponentResource):
     provider: k8s.Provider
     image: pulumi.Output[str]
+    authz_image: pulumi.Output[str] | None  # the local authorization server's, when the stack runs one
 
-    def __init__(self, name: str, config: ClusterConfig, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self, name: str, config: ClusterConfig, local_issuer: bool = False, opts: pulumi.ResourceOptions | None = None
+    ):
         super().__init__("mcpfleet:index:Cluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         if config.mode == "kind":
@@ -55,14 +59,13 @@ class Cluster(pulumi.ComponentResource):
                 delete=f"kind delete cluster --name {config.name}",
                 opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["stdout"]),
             )
-            tag = f"mcpfleet/apps:dev-{app_image_digest()}"
-            load = command.local.Command(
-                f"{name}-apps-image",
-                create=f"{shlex.join(build_command(tag))} && kind load docker-image {tag} --name {config.name}",
-                dir=str(REPO),
-                triggers=[tag],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[kind]),
-            )
+            tag = f"mcpfleet/apps:dev-{APPS.digest()}"
+            load = self._built(f"{name}-apps-image", APPS, tag, config, kind)
+            self.authz_image = None
+            if local_issuer:
+                authz_tag = f"mcpfleet/authz:dev-{AUTHZ.digest()}"
+                loaded = self._built(f"{name}-authz-image", AUTHZ, authz_tag, config, kind)
+                self.authz_image = loaded.stdout.apply(lambda _: authz_tag)
             self.provider = k8s.Provider(
                 f"{name}-provider", kubeconfig=kind.stdout, enable_server_side_apply=True, opts=child
             )
@@ -72,4 +75,15 @@ class Cluster(pulumi.ComponentResource):
                 f"{name}-provider", context=config.context, enable_server_side_apply=True, opts=child
             )
             self.image = pulumi.Output.from_input(config.image or "")
+            self.authz_image = pulumi.Output.from_input(config.authz_image) if config.authz_image else None
         self.register_outputs({"image": self.image})
+
+    def _built(self, name: str, built: BuiltImage, tag: str, config: ClusterConfig, kind: Any) -> Any:
+        """Build an image of this repository and load it into the kind cluster (again when its inputs change)."""
+        return command.local.Command(
+            name,
+            create=f"{shlex.join(built.build_command(tag))} && kind load docker-image {tag} --name {config.name}",
+            dir=str(REPO),
+            triggers=[tag],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[kind]),
+        )

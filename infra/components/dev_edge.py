@@ -5,7 +5,8 @@ The controller is Traefik from its official Helm chart, pinned (the community in
 retired in March 2026, so a new install does not start there). Its HTTPS entry point is a NodePort that kind
 maps to the laptop's `cluster.httpsPort` on 127.0.0.1 only (`infra.components.cluster.kind_config`); no
 hostPort, so its namespace stays at the `restricted` Pod Security level. It sees Ingresses in the apps
-namespace only and may reach the apps' MCP port and the API server, nothing else.
+namespace (and the local authorization server's) only and may reach the apps' MCP port, the authorization
+server's port and the API server, nothing else.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_tls as tls
 
-from alerts.names import PORT
+from alerts.names import AUTH_NAMESPACE, AUTHZ_PORT, PORT
 from infra.components.baseline import guarded_namespace
 from infra.components.cluster import HTTPS_NODE_PORT
 from infra.components.k8s import child_opts
@@ -32,7 +33,16 @@ CERTIFICATE_DAYS = 90
 
 
 def routed_hosts(stack: StackConfig) -> list[str]:
-    return sorted({urlsplit(str(app.resource_url)).hostname or "" for app in stack.routed().values()})
+    """Every host the edge serves: each routed app's, and the local authorization server's (the issuer's)."""
+    hosts = {urlsplit(str(app.resource_url)).hostname or "" for app in stack.routed().values()}
+    if stack.issuer_routed():
+        hosts.add(urlsplit(stack.issuer).hostname or "")
+    return sorted(hosts)
+
+
+def watched_namespaces(stack: StackConfig) -> list[str]:
+    """Where the edge reads Ingresses: the apps', and the local authorization server's."""
+    return [APP_NAMESPACE, *([AUTH_NAMESPACE] if stack.identity.provider == "local" else [])]
 
 
 def traefik_values(stack: StackConfig) -> dict[str, Any]:
@@ -42,7 +52,7 @@ def traefik_values(stack: StackConfig) -> dict[str, Any]:
         "ingressClass": {"enabled": True, "isDefaultClass": False, "name": stack.routes.class_name},
         "providers": {
             "kubernetesCRD": {"enabled": False},
-            "kubernetesIngress": {"enabled": True, "namespaces": [APP_NAMESPACE]},
+            "kubernetesIngress": {"enabled": True, "namespaces": watched_namespaces(stack)},
         },
         "ports": {
             "web": {"expose": {"default": False}},
@@ -75,6 +85,11 @@ class DevEdge(pulumi.ComponentResource):
                 "ingress": [{"ports": tcp(HTTPS_PORT)}],
                 "egress": [
                     {"to": [namespace_peer(APP_NAMESPACE)], "ports": tcp(PORT)},  # the apps' MCP port
+                    *(
+                        [{"to": [namespace_peer(AUTH_NAMESPACE)], "ports": tcp(AUTHZ_PORT)}]
+                        if stack.identity.provider == "local"
+                        else []
+                    ),
                     api_server_egress(stack.cluster.api_server_cidrs),  # it watches Ingresses and Services
                 ],
             },
@@ -127,11 +142,12 @@ class DevEdge(pulumi.ComponentResource):
             early_renewal_hours=hours // 3,
             opts=child,
         )
-        k8s.core.v1.Secret(
-            f"{name}-tls",
-            metadata={"name": SELF_SIGNED_SECRET, "namespace": APP_NAMESPACE},
-            type="kubernetes.io/tls",
-            string_data={"tls.crt": certificate.cert_pem, "tls.key": key.private_key_pem},
-            opts=child_opts(self, provider),
-        )
+        for namespace in watched_namespaces(stack):  # an Ingress reads its TLS Secret from its own namespace
+            k8s.core.v1.Secret(
+                f"{name}-tls" if namespace == APP_NAMESPACE else f"{name}-tls-{namespace}",
+                metadata={"name": SELF_SIGNED_SECRET, "namespace": namespace},
+                type="kubernetes.io/tls",
+                string_data={"tls.crt": certificate.cert_pem, "tls.key": key.private_key_pem},
+                opts=child_opts(self, provider),
+            )
         return ca.cert_pem

@@ -51,7 +51,7 @@ class Platform:
     postgres: Postgres
     redis: Redis
     services: dict[str, Reachable]  # platform services by the name `Needs.services` uses
-    jwt_secret: pulumi.Input[str] | None  # the shared HS256 secret, when tokens are not verified by JWKS
+    authorization_server: Reachable | None = None  # the local issuer, whose keys every app fetches
     egress: EgressPlan = field(default_factory=lambda: EgressPlan({}))  # who reaches which outside hosts, by name
     app_secrets: dict[str, dict[str, pulumi.Input[str]]] = field(default_factory=dict)  # app -> key -> value
 
@@ -134,7 +134,7 @@ class McpApp(pulumi.ComponentResource):
 
     # --- what the app declared, turned into access ------------------------------------------------
     def _secret_values(self) -> dict[str, pulumi.Input[str]]:
-        """Only this app's own values: its DSNs, the Redis URL, the token secret and its declared secrets."""
+        """Only this app's own values: its DSNs, the Redis URL and its declared secrets."""
         platform = self.platform
         provided = platform.app_secrets.get(self.name, {})
         return secret_values(
@@ -142,7 +142,6 @@ class McpApp(pulumi.ComponentResource):
             self.server,
             platform.postgres.dsn,
             platform.redis.url_for(self.name) if fleet.uses_redis(self.app, self.server) else None,
-            platform.jwt_secret,
             provided,
         )
 
@@ -156,6 +155,8 @@ class McpApp(pulumi.ComponentResource):
             reached.append(platform.postgres.reachable)
         if (proxy := self._egress_proxy()) is not None:
             reached.append(proxy)
+        if platform.authorization_server is not None:
+            reached.append(platform.authorization_server)
         return reached
 
     def _egress_proxy(self) -> Reachable | None:
@@ -171,6 +172,8 @@ class McpApp(pulumi.ComponentResource):
             rules.append(platform.postgres.egress())  # in-cluster pods, or the external instance's CIDR
         if (proxy := self._egress_proxy()) is not None:  # outside hosts by name: its own port on the proxy
             rules.append(proxy.egress())
+        if platform.authorization_server is not None:  # the issuer's keys
+            rules.append(platform.authorization_server.egress())
         rules += [{"to": [{"ipBlock": {"cidr": str(e.cidr)}}], "ports": tcp(e.port)} for e in self.app.egress]
         return rules
 
@@ -203,7 +206,6 @@ class McpApp(pulumi.ComponentResource):
             platform.stack,
             {name: reachable.url for name, reachable in platform.services.items()},
             provided_secrets=platform.app_secrets.get(self.name, {}),
-            shared_jwt_secret=platform.jwt_secret is not None,
             egress_proxy=proxy.url if (proxy := self._egress_proxy()) is not None else None,
         )
         plain = [{"name": name, "value": value} for name, value in wired.env.items()]

@@ -27,7 +27,6 @@ class ServerlessPlatform:
     stack: StackConfig
     image: pulumi.Input[str]
     postgres: Postgres
-    jwt_secret: pulumi.Input[str] | None
     redis_url: pulumi.Input[str] | None  # a managed Redis the VPC reaches
     app_secrets: dict[str, dict[str, pulumi.Input[str]]] = field(default_factory=dict)
 
@@ -65,9 +64,7 @@ def serverless_wiring(name: str, app: AppConfig, server: FocusedServer[Any, Any]
             "MCP_MAX_CONCURRENT_REQUESTS": str(1 if app.target == "lambda" else app.concurrency),
         },
     )
-    return wiring(
-        name, app, server, stack, {}, provided_secrets=(), shared_jwt_secret=stack.jwks_url is None, target=target
-    )
+    return wiring(name, app, server, stack, {}, provided_secrets=(), target=target)
 
 
 def app_secret_values(
@@ -75,7 +72,7 @@ def app_secret_values(
 ) -> dict[str, pulumi.Input[str]]:
     """This app's own secret values, as on the cluster (`infra.wiring.secret_values`)."""
     provided = platform.app_secrets.get(name, {})
-    return secret_values(app, server, platform.postgres.dsn, platform.redis_url, platform.jwt_secret, provided)
+    return secret_values(app, server, platform.postgres.dsn, platform.redis_url, provided)
 
 
 def sized_for_instance(app: AppConfig, server: FocusedServer[Any, Any]) -> AppConfig:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from infra.authz import ROUTE_COMPONENT, ROUTED
 from infra.config import DATA_NAMESPACE
 
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
@@ -136,6 +137,9 @@ def route_problems(where: str, props: dict[str, Any]) -> list[str]:
     problems = []
     if spec.get("defaultBackend"):
         problems.append(f"{where}: a default backend routes every path")
+    component = ((props.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/component")
+    if component == ROUTE_COMPONENT:
+        return problems + authorization_route_problems(where, spec)
     tls_hosts = {host for tls in spec.get("tls") or [] for host in tls.get("hosts") or []}
     for rule in spec.get("rules") or []:
         host = rule.get("host")
@@ -154,6 +158,23 @@ def route_problems(where: str, props: dict[str, Any]) -> list[str]:
             port = ((path.get("backend") or {}).get("service") or {}).get("port") or {}
             if port.get("name") != "http":
                 problems.append(f"{where}: route {path.get('path')} goes to port {port}, not the MCP port `http`")
+    return problems
+
+
+def authorization_route_problems(where: str, spec: dict[str, Any]) -> list[str]:
+    """The local authorization server's route: its own OAuth paths (`infra.authz.ROUTED`), each as declared there,
+    every host under TLS."""
+    problems = []
+    tls_hosts = {host for tls in spec.get("tls") or [] for host in tls.get("hosts") or []}
+    for rule in spec.get("rules") or []:
+        if rule.get("host") not in tls_hosts:
+            problems.append(f"{where}: host {rule.get('host')} is routed without TLS")
+        for path in (rule.get("http") or {}).get("paths") or []:
+            if ROUTED.get(str(path.get("path"))) != path.get("pathType"):
+                problems.append(
+                    f"{where}: route {path.get('pathType')} {path.get('path')} is not one of the authorization "
+                    f"server's paths ({', '.join(f'{kind} {p}' for p, kind in ROUTED.items())})"
+                )
     return problems
 
 

@@ -70,3 +70,10 @@ def prod() -> Declared:
 @pytest.fixture(scope="session", params=["dev", "prod"])
 def stack(request: pytest.FixtureRequest, dev: Declared, prod: Declared) -> Declared:
     return {"dev": dev, "prod": prod}[request.param]
+
+
+def authz_config(declared: Declared) -> dict[str, Any]:
+    """The local authorization server's configuration as the stack deploys it (`infra.authz.config`)."""
+    [container] = declared.one("Deployment", "authz", "mcp-auth")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    return json.loads(env["AUTHZ_CONFIG"])  # type: ignore[no-any-return]

@@ -42,14 +42,17 @@ def test_every_app_of_the_stack_runs_with_the_environment_pulumi_up_derives(serv
     for app in compose.local_apps(stack):
         services_at = {name: reachable.url for name, reachable in SERVICES.items()}
         on_cluster = stack.apps[app.name]  # the entry as the cluster runs it, without its one-machine settings
-        shared = stack.jwks_url is None
-        kubernetes = wiring(
-            app.name, on_cluster, app.server, stack, services_at, provided_secrets=(), shared_jwt_secret=shared
-        )
+        kubernetes = wiring(app.name, on_cluster, app.server, stack, services_at, provided_secrets=())
         local = services[app.name]["environment"]
         differs = {key for key in kubernetes.env if local.get(key) != kubernetes.env[key]}
-        # The documented differences: the local URL, traces only with the collector, the entry's one-machine settings.
-        assert differs <= {"MCP_RESOURCE_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", *on_cluster.one_machine_settings}, (
+        # The documented differences: the local URL and issuer, traces only with the collector, the entry's
+        # one-machine settings.
+        assert differs <= {
+            "MCP_RESOURCE_URL",
+            "MCP_ISSUER",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            *on_cluster.one_machine_settings,
+        }, (
             app.name,
             differs,
         )
@@ -65,10 +68,11 @@ def test_each_app_gets_only_its_own_secrets(services):
     stack = compose.load_stack("dev")
     for app in compose.local_apps(stack):
         secrets = {key for key, value in services[app.name]["environment"].items() if "${" in str(value)}
-        secrets -= {"OTEL_EXPORTER_OTLP_ENDPOINT", "MCP_RESOURCE_URL"}  # a switch and a published port, no secret
+        # a switch and published ports, no secret
+        secrets -= {"OTEL_EXPORTER_OTLP_ENDPOINT", "MCP_RESOURCE_URL", "MCP_ISSUER"}
         needs = app.server.needs
         redis = {"REDIS_URL"} if fleet.uses_redis(app.config, app.server) else set()
-        expected = {*needs.postgres, *needs.secrets, "MCP_JWT_SECRET"} | redis
+        expected = {*needs.postgres, *needs.secrets} | redis
         assert secrets == expected, app.name
 
 
@@ -79,7 +83,7 @@ def test_images_are_the_pins_with_the_override_switch_and_never_latest(rendered,
         match = re.fullmatch(r"\$\{(MCPFLEET_[A-Z_]+):-([^}]+)\}", reference)
         assert match, (name, reference)
         variable, default = match.groups()
-        if variable != "MCPFLEET_APPS_IMAGE":
+        if variable not in ("MCPFLEET_APPS_IMAGE", "MCPFLEET_AUTHZ_IMAGE"):  # built from this repository
             assert default == PINNED[next(k for k in PINNED if env_name(k) == variable)]
 
 

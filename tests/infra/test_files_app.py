@@ -6,7 +6,7 @@ import pytest
 
 from infra.config import StackConfigError, parse
 from infra.fleet import check, load_server, read_only_volumes, volume_env
-from tests.infra.conftest import Declared
+from tests.infra.conftest import Declared, authz_config
 
 APPS = "mcp-apps"
 FILES = {
@@ -19,7 +19,9 @@ FILES = {
 
 
 def app(**changes):
-    return parse({"issuer": "https://issuer.test", "apps": {"f": {**FILES, **changes}}}).apps["f"]
+    return parse(
+        {"issuer": "https://issuer.test", "jwksUrl": "https://issuer.test/jwks", "apps": {"f": {**FILES, **changes}}}
+    ).apps["f"]
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +48,9 @@ def test_the_files_app_mounts_its_volume_and_is_configured_by_its_stack_entry(re
     assert 5432 not in ports  # never Postgres: it declared no database
     # Redis for the rate limit only where it may run as more than one replica (prod; dev has one)
     assert (6379 in ports) == (stack == "prod") and ("REDIS_URL" in secret) == (stack == "prod")
-    if stack == "dev":
-        assert "--server apps.files" in declared.outputs["dev_token_command"]["mcp-files"]
+    if stack == "dev":  # the local authorization server issues tokens for it, for the scopes its tools declare
+        files = authz_config(declared)["resources"]["https://mcp-files.localhost/mcp"]
+        assert files == {"name": "mcp-files", "scopes": ["files:read", "files:write"]}
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from apps.kit import KitSettings
 from infra.config import AppConfig, StackConfigError, parse
 from infra.fleet import check, load_server
 from infra.mocked import kubernetes_objects
-from tests.infra.conftest import Declared, run_program
+from tests.infra.conftest import Declared, authz_config, run_program
 
 APPS, DATA = "mcp-apps", "mcp-data"
 DB_URL = "http://mcp-db.mcp-apps.svc/mcp"
@@ -63,12 +63,11 @@ def test_the_new_app_gets_its_workload_and_a_volume_claim(with_notes):
 
 def test_the_new_app_holds_only_its_own_secrets(with_notes):
     secret = with_notes.one("Secret", "mcp-notes-secrets", APPS)["stringData"]
-    assert set(secret) == {"REDIS_URL", "MCP_JWT_SECRET"}  # no DSN: it declared no database
+    assert set(secret) == {"REDIS_URL"}  # no DSN: it declared no database; no token secret: keys are public
     assert set(with_notes.one("Secret", "mcp-db-secrets", APPS)["stringData"]) == {
         "DB_READ_URL",
         "DB_WRITE_URL",
         "REDIS_URL",
-        "MCP_JWT_SECRET",
     }
 
 
@@ -78,7 +77,7 @@ def egress_ports(declared: Declared, app: str) -> set[int]:
 
 
 def test_the_new_app_reaches_redis_and_no_database(with_notes):
-    assert egress_ports(with_notes, "mcp-notes") == {6379, 4317, 4318}
+    assert egress_ports(with_notes, "mcp-notes") == {6379, 4317, 4318, 9400}  # 9400: the local issuer's keys
     assert 5432 in egress_ports(with_notes, "mcp-db")
     data_policies = {p["metadata"]["name"] for p in with_notes.of_kind("NetworkPolicy", DATA)}
     assert "redis-from-mcp-notes" in data_policies and "postgres-from-mcp-notes" not in data_policies
@@ -97,12 +96,14 @@ def test_the_new_app_is_scraped_and_alerted_like_every_app(with_notes):
     rules = with_notes.one("ConfigMap", "prometheus-rules", "mcp-observability")["data"]
     assert rules == {RULES_FILE.name: RULES_FILE.read_text()}  # the same rules: nothing per app to add
     assert "by (app)" in RULES_FILE.read_text()
-    assert with_notes.outputs["dev_token_command"]["mcp-notes"].count("--server tests.support.notes_app") == 1
+    # the authorization server issues tokens for it, with exactly the scopes its tools declare
+    notes = authz_config(with_notes)["resources"]["http://mcp-notes.mcp-apps.svc/mcp"]
+    assert notes == {"name": "mcp-notes", "scopes": load_server("tests.support.notes_app").scopes}
 
 
 def test_a_stack_entry_configures_only_what_the_app_declared():
     notes = load_server("tests.support.notes_app")
-    base = {"issuer": "https://issuer.test"}
+    base = {"issuer": "https://issuer.test", "jwksUrl": "https://issuer.test/jwks"}
     undeclared = parse({**base, "apps": {"n": {**NOTES, "volumes": {"notes": {}, "cache": {}}}}}).apps["n"]
     with pytest.raises(
         StackConfigError, match=r"mcpfleet:apps.n.volumes.cache: mcpfleet-notes declares no such volume"
@@ -120,12 +121,18 @@ def test_a_public_address_block_is_refused_as_egress_naming_the_proxy():
     """notify's Slack target was allowed as 54.0.0.0/12 (a million cloud addresses); outside hosts go by name."""
     slack = {**NOTES, "egress": [{"cidr": "54.0.0.0/12", "port": 443}]}
     with pytest.raises(StackConfigError, match=r"54.0.0.0/12 is not an in-network block: .* through the egress proxy"):
-        parse({"issuer": "https://issuer.test", "apps": {"n": slack}})
+        parse({"issuer": "https://issuer.test", "jwksUrl": "https://issuer.test/jwks", "apps": {"n": slack}})
 
 
 def test_a_single_node_volume_with_many_replicas_is_refused():
     with pytest.raises(StackConfigError, match="ReadWriteOnce"):
-        parse({"issuer": "https://issuer.test", "apps": {"n": {**NOTES, "replicas": 3, "maxReplicas": 3}}})
+        parse(
+            {
+                "issuer": "https://issuer.test",
+                "jwksUrl": "https://issuer.test/jwks",
+                "apps": {"n": {**NOTES, "replicas": 3, "maxReplicas": 3}},
+            }
+        )
 
 
 def test_a_value_the_app_would_refuse_at_start_stops_pulumi_up_naming_it():

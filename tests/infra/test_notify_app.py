@@ -31,7 +31,8 @@ def test_the_notify_app_reaches_its_targets_and_redis_only(request, stack):
         for peer in rule.get("to", [])
         if "namespaceSelector" in peer
     }
-    assert in_cluster <= {DATA, AGENTS, "kube-system"}  # Redis and the egress proxy, the collector, DNS
+    # Redis and the egress proxy, the collector, DNS, and (dev) the local issuer's keys
+    assert in_cluster <= {DATA, AGENTS, "kube-system", "mcp-auth"}
     assert 5432 not in {p["port"] for rule in egress for p in rule["ports"]}
 
 
@@ -48,7 +49,7 @@ def test_the_notify_secrets_are_referenced_never_inlined(prod):
 
 def test_optional_secrets_are_left_out_when_the_stack_gives_none(dev):
     secret = dev.one("Secret", "mcp-notify-secrets", APPS)["stringData"]
-    assert set(secret) == {"NOTIFY_SIGNING_KEY", "REDIS_URL", "MCP_JWT_SECRET"}  # signing key generated on dev
+    assert set(secret) == {"NOTIFY_SIGNING_KEY", "REDIS_URL"}  # signing key generated on dev
 
 
 def test_a_bad_target_list_stops_the_program_naming_the_key():
@@ -58,6 +59,8 @@ def test_a_bad_target_list_stops_the_program_naming_the_key():
         "resourceUrl": "http://n.mcp-apps.svc/mcp",
         "settings": {"NOTIFY_TARGETS": '{"x": {"kind": "fax"}}'},
     }
-    app = parse({"issuer": "https://issuer.test", "apps": {"n": entry}}).apps["n"]
+    app = parse({"issuer": "https://issuer.test", "jwksUrl": "https://issuer.test/jwks", "apps": {"n": entry}}).apps[
+        "n"
+    ]
     with pytest.raises(StackConfigError, match=r"mcpfleet:apps.n.settings.NOTIFY_TARGETS"):
         check("n", app, server)

@@ -33,6 +33,8 @@ def test_the_oncall_app_reaches_prometheus_and_alertmanager_only(request, stack)
         (DATA, "redis"): [6379],
         (AGENTS, "otel-collector"): [4317, 4318],
     }
+    if stack == "dev":  # tokens checked against the local issuer's JWKS, in the cluster
+        expected[("mcp-auth", "authz")] = [9400]
     if stack == "prod":  # tokens checked against the issuer's JWKS: its host, through its own proxy port
         expected[(DATA, "egress-proxy")] = reached[(DATA, "egress-proxy")]
         assert len(expected[(DATA, "egress-proxy")]) == 1

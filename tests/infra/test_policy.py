@@ -97,7 +97,7 @@ def test_only_the_node_agents_namespace_is_privileged(stack):
         "mcp-data": "restricted",
         "mcp-observability": "restricted",
         "mcp-node-agents": "privileged",
-    } | ({"mcp-ingress": "restricted"} if stack.stack == "dev" else {})  # kind's ingress controller: no hostPort
+    } | ({"mcp-ingress": "restricted", "mcp-auth": "restricted"} if stack.stack == "dev" else {})  # no hostPort
     agents = [
         w["metadata"]["name"]
         for k in ("Deployment", "StatefulSet", "DaemonSet")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import yaml
 
 from infra.config import StackConfigError, parse
+from infra.mocked import kubernetes_objects
 from tests.infra.conftest import run_program
 
 APPS, DATA, OBS, AGENTS = "mcp-apps", "mcp-data", "mcp-observability", "mcp-node-agents"
@@ -14,7 +18,8 @@ def test_inventory(stack):
     components = stack.components()
     for component in ("Cluster", "Baseline", "Postgres", "Redis", "Observability", "McpApp"):
         assert f"mcpfleet:index:{component}" in components
-    edge = {"mcp-ingress"} if stack.stack == "dev" else set()  # kind's ingress controller (infra.components.dev_edge)
+    # kind's ingress controller (infra.components.dev_edge) and the local authorization server: dev only
+    edge = {"mcp-ingress", "mcp-auth"} if stack.stack == "dev" else set()
     assert {n["metadata"]["name"] for n in stack.of_kind("Namespace")} == {APPS, DATA, OBS, AGENTS} | edge
     for kind in (
         "ServiceAccount",
@@ -157,9 +162,10 @@ def test_stack_outputs(stack):
     assert outputs["app_urls"]["mcp-files"] == domain.format("mcp-files")
     assert outputs["grafana_url"] == "http://grafana.mcp-observability.svc:3000"
     assert outputs["port_forward"]["mcp-db"] == "kubectl -n mcp-apps port-forward svc/mcp-db 8080:80"
-    if stack.stack == "dev":
-        assert "python -m apps.kit.cli.token" in outputs["dev_token_command"]["mcp-db"]
-        assert outputs["dev_token_command"]["mcp-db"].endswith("--iss https://auth.mcpfleet.dev")
+    assert outputs["issuer"] == {"dev": "https://auth.localhost", "prod": "https://login.example.com"}[stack.stack]
+    if stack.stack == "dev":  # the dev logins of the local authorization server, secret
+        assert set(outputs["dev_logins"]) == {"reader", "writer"}
+    assert "jwt_secret" not in outputs and "dev_token_command" not in outputs  # no shared secret to hand out
 
 
 @pytest.mark.parametrize(
@@ -183,6 +189,7 @@ def test_stack_outputs(stack):
 def test_invalid_config_names_the_key(values, key):
     base = {
         "issuer": "https://issuer.test",
+        "jwksUrl": "https://issuer.test/jwks",
         "apps": {"mcp-db": {"module": "apps.db", "resourceUrl": "http://mcp-db.mcp-apps.svc/mcp"}},
     }
     with pytest.raises(StackConfigError) as raised:
@@ -238,3 +245,41 @@ def test_redis_gives_each_app_its_own_user_and_keeps_state_unevicted(stack):
         assert variable in secret_keys
         app_env = stack.one("Deployment", user, APPS)["spec"]["template"]["spec"]["containers"][0]["env"]
         assert {"name": "REDIS_KEY_PREFIX", "value": redis_acl.key_prefix(user)} in app_env
+
+
+@pytest.mark.parametrize("stack_name", ["dev", "prod", "serverless"])
+def test_no_stack_has_a_shared_token_secret(stack_name):
+    """Every server of every stack verifies tokens by the issuer's public keys: no HS secret is rendered anywhere
+    (no environment, Secret, Lambda or Cloud Run variable, output or resource input), and the pinned algorithms
+    are asymmetric only."""
+    result = run_program(stack_name)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rendered = result.stdout
+    assert "MCP_JWT_SECRET" not in rendered and "jwtSecret" not in rendered and "jwt_secret" not in rendered
+    data = json.loads(rendered)
+    variables = [
+        env
+        for o in kubernetes_objects(data["resources"])
+        for c in ((o.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers", [])
+        for env in c.get("env", [])
+    ]
+    algorithms = {e["value"] for e in variables if e["name"] == "MCP_JWT_ALGORITHMS"}
+    keys = {e["value"] for e in variables if e["name"] == "MCP_JWKS_URL"}
+    if stack_name != "serverless":
+        assert algorithms == {"RS256 ES256"} and len(keys) == 1
+    lambdas = [r["inputs"] for r in data["resources"] if r["type"] == "aws:lambda/function:Function"]
+    assert bool(lambdas) == (stack_name == "serverless")
+    for function in lambdas:
+        env = function["environment"]["value"]["variables"]
+        assert env["MCP_JWKS_URL"].startswith("https://") and env["MCP_JWT_ALGORITHMS"] == "RS256 ES256"
+
+
+def test_the_one_machine_stack_has_no_shared_token_secret_either():
+    from onebox.compose import render
+
+    rendered = render("dev")
+    assert not any("MCP_JWT_SECRET" in text for text in rendered.values())
+    services = yaml.safe_load(rendered["compose.yaml"])["services"]
+    apps = [s for s in services.values() if "MCP_RESOURCE_URL" in (s.get("environment") or {})]
+    assert apps and all(s["environment"]["MCP_JWKS_URL"] == "http://authz.mcp-auth.svc:9400/jwks" for s in apps)
+    assert "authz" in services

@@ -148,10 +148,15 @@ def test_app_network_policy_allows_exactly_the_needed_ports(dev):
         ): sorted(p["port"] for p in rule["ports"])
         for rule in spec["egress"]
     }
-    assert egress == {(DATA, "postgres"): [5432], (DATA, "redis"): [6379], (AGENTS, "otel-collector"): [4317, 4318]}
+    assert egress == {
+        (DATA, "postgres"): [5432],
+        (DATA, "redis"): [6379],
+        (AGENTS, "otel-collector"): [4317, 4318],
+        ("mcp-auth", "authz"): [9400],  # the local issuer's keys
+    }
     # and the other side lets this app in, by a policy of its own, on that port only
-    for service, port in (("postgres", 5432), ("redis", 6379)):
-        [rule] = dev.one("NetworkPolicy", f"{service}-from-mcp-db", DATA)["spec"]["ingress"]
+    for service, port, namespace in (("postgres", 5432, DATA), ("redis", 6379, DATA), ("authz", 9400, "mcp-auth")):
+        [rule] = dev.one("NetworkPolicy", f"{service}-from-mcp-db", namespace)["spec"]["ingress"]
         assert rule["from"] == [
             {
                 "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": APPS}},
@@ -241,7 +246,8 @@ def test_images_are_the_pinned_official_ones(stack):
     for _workload, template in pod_specs(stack):
         for container in template["spec"]["containers"]:
             image = container["image"]
-            assert image in PINNED.values() or image.startswith(("mcpfleet/apps:dev-", "ghcr.io/mcpfleet/apps:")), image
+            built = ("mcpfleet/apps:dev-", "ghcr.io/mcpfleet/apps:", "mcpfleet/authz:dev-")  # built from this repo
+            assert image in PINNED.values() or image.startswith(built), image
 
 
 def test_an_image_override_reaches_the_manifests():
@@ -339,6 +345,7 @@ def test_an_external_database_without_its_address_block_is_refused():
         parse(
             {
                 "issuer": "https://issuer.test",
+                "jwksUrl": "https://issuer.test/jwks",
                 "apps": {"mcp-db": {"module": "apps.db", "resourceUrl": "http://mcp-db.mcp-apps.svc/mcp"}},
                 "postgres": {"mode": "external", "host": "db.internal"},
             }

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from infra.authz import ROUTED
 from infra.config import SELF_SIGNED_SECRET, StackConfigError, parse
 from infra.mocked import kubernetes_objects, stack_config
 from infra.policy.checks import check_resource
@@ -66,7 +67,8 @@ def test_the_body_cap_at_the_ingress_lets_through_what_the_app_accepts(prod):
 
 def test_in_cluster_apps_get_no_route_and_kind_no_edge():
     apps = {name: {**app, "resourceUrl": f"http://{name}.mcp-apps.svc/mcp"} for name, app in dev_apps().items()}
-    result = run_program("dev", {"mcpfleet:apps": apps, "mcpfleet:routes": {}})
+    in_cluster = {"mcpfleet:apps": apps, "mcpfleet:routes": {}, "mcpfleet:issuer": "http://authz.mcp-auth.svc:9400"}
+    result = run_program("dev", in_cluster)
     assert result.returncode == 0, result.stderr
     resources = json.loads(result.stdout)["resources"]
     assert not [o for o in kubernetes_objects(resources) if o["kind"] == "Ingress"]
@@ -78,7 +80,7 @@ def test_the_dev_stack_serves_prods_routes_from_kinds_traefik(dev):
     node port is the one kind maps the laptop's port to (loopback only), with a certificate for every host."""
     hosts = sorted(urlsplit(url).hostname for url in resource_urls("dev").values())
     routes = {ingress["metadata"]["name"]: ingress for ingress in dev.of_kind("Ingress")}
-    assert set(routes) == set(resource_urls("dev"))
+    assert set(routes) == {*resource_urls("dev"), "authz"}  # and the local issuer's own route, below
     for name, url in resource_urls("dev").items():
         ingress = routes[name]
         assert ingress["spec"]["ingressClassName"] == "traefik"
@@ -92,7 +94,6 @@ def test_the_dev_stack_serves_prods_routes_from_kinds_traefik(dev):
     assert (release["chart"], release["version"], release["namespace"]) == ("traefik", "41.3.0", "mcp-ingress")
     values = release["values"]
     assert values["ingressClass"] == {"enabled": True, "isDefaultClass": False, "name": "traefik"}
-    assert values["providers"]["kubernetesIngress"]["namespaces"] == [APPS]
     assert values["service"]["spec"]["type"] == "NodePort"
     assert values["ports"]["web"]["expose"] == {"default": False}  # HTTPS only
 
@@ -109,6 +110,16 @@ def test_the_dev_stack_serves_prods_routes_from_kinds_traefik(dev):
         }
     ]
 
+    issuer = routes["authz"]
+    assert issuer["metadata"]["namespace"] == "mcp-auth"
+    assert issuer["spec"]["tls"] == [{"hosts": ["auth.localhost"], "secretName": SELF_SIGNED_SECRET}]
+    [rule] = issuer["spec"]["rules"]
+    assert {p["path"]: p["pathType"] for p in rule["http"]["paths"]} == ROUTED  # its OAuth paths only
+    assert check_resource(INGRESS, issuer) == []
+    assert dev.one("Secret", SELF_SIGNED_SECRET, "mcp-auth")["type"] == "kubernetes.io/tls"
+    assert values["providers"]["kubernetesIngress"]["namespaces"] == [APPS, "mcp-auth"]
+    hosts = sorted([*hosts, "auth.localhost"])
+
     [request] = [r["inputs"] for r in dev.resources if r["type"] == "tls:index/certRequest:CertRequest"]
     assert request["dnsNames"] == hosts  # one name per host: TLS libraries refuse a wildcard under `localhost`
     [ca] = [r["inputs"] for r in dev.resources if r["type"] == "tls:index/selfSignedCert:SelfSignedCert"]
@@ -121,6 +132,7 @@ def test_the_dev_stack_serves_prods_routes_from_kinds_traefik(dev):
     assert policy["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8443}]}]
     assert [rule["ports"] for rule in policy["spec"]["egress"]] == [
         [{"protocol": "TCP", "port": 8080}],  # the apps' MCP port
+        [{"protocol": "TCP", "port": 9400}],  # the local authorization server
         [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}],  # the API server
     ]
     assert check_resource("kubernetes:networking.k8s.io/v1:NetworkPolicy", policy) == []
@@ -131,8 +143,12 @@ def test_the_dev_stack_serves_prods_routes_from_kinds_traefik(dev):
     [
         ({"mcpfleet:cluster": {"mode": "kind", "httpsPort": 8443}}, "must name cluster.httpsPort 8443"),
         (
-            {"mcpfleet:cluster": {"mode": "existing", "image": "ghcr.io/x/apps:1"}},
+            {"mcpfleet:cluster": {"mode": "existing", "image": "ghcr.io/x/apps:1", "authzImage": "ghcr.io/x/authz:1"}},
             "routes.selfSigned is for a kind cluster",
+        ),
+        (
+            {"mcpfleet:cluster": {"mode": "existing", "image": "ghcr.io/x/apps:1"}},
+            "identity.provider local on an existing cluster: set cluster.authzImage",
         ),
         ({"mcpfleet:routes": {"selfSigned": True, "tlsSecret": "wild"}}, "set one of clusterIssuer, tlsSecret"),
     ],
@@ -146,9 +162,16 @@ def test_the_dev_edge_refuses_what_cannot_work(change, message):
 def test_a_public_app_needs_https_and_a_certificate_source():
     app = {"module": "apps.db", "resourceUrl": "http://mcp-db.example.com/mcp"}
     with pytest.raises(StackConfigError, match="is outside the cluster, so it is routed with TLS: use https"):
-        parse({"issuer": "https://issuer.test", "apps": {"mcp-db": app}})
+        parse({"issuer": "https://issuer.test", "jwksUrl": "https://issuer.test/jwks", "apps": {"mcp-db": app}})
     app["resourceUrl"] = "https://mcp-db.example.com/mcp"
     with pytest.raises(StackConfigError, match=r"set routes.clusterIssuer \(cert-manager\), routes.tlsSecret"):
-        parse({"issuer": "https://issuer.test", "apps": {"mcp-db": app}})
-    with_secret = parse({"issuer": "https://issuer.test", "apps": {"mcp-db": app}, "routes": {"tlsSecret": "wild"}})
+        parse({"issuer": "https://issuer.test", "jwksUrl": "https://issuer.test/jwks", "apps": {"mcp-db": app}})
+    with_secret = parse(
+        {
+            "issuer": "https://issuer.test",
+            "jwksUrl": "https://issuer.test/jwks",
+            "apps": {"mcp-db": app},
+            "routes": {"tlsSecret": "wild"},
+        }
+    )
     assert with_secret.routes.tls_secret == "wild"

@@ -133,7 +133,7 @@ def test_forged_tokens_page_the_on_call_who_finds_the_runbook_and_silences_it(pl
             "comment": "forged tokens from the end-to-end test, nothing to fix",
         },
     )
-    assert silence["created_by"] == "dev via mcp-oncall"
+    assert silence["created_by"] == "writer via mcp-oncall"  # the dev login the token was issued to
     after = call(platform, "mcp-oncall", "list_firing_alerts", {"app": "mcp-db"})
     assert "McpAuthFailureBurst" not in [a["alertname"] for a in after["alerts"]]
 
