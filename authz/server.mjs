@@ -164,9 +164,12 @@ async function interaction(req, res, uid, action) {
   if (details.uid !== uid) throw new errors.InvalidRequest('interaction mismatch');
   const client = await provider.Client.find(details.params.client_id);
   const clientName = client?.clientName ?? details.params.client_id;
+  // The forms post here, and the answer redirects (through /auth) back to this client's registered redirect URI:
+  // browsers hold a form's redirects to form-action too, so that one origin is allowed, and nothing else.
+  const clientOrigin = new URL(details.params.redirect_uri).origin;
   const send = (status, html) => {
     res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store',
-      'x-frame-options': 'DENY', 'content-security-policy': "default-src 'none'; form-action 'self'" });
+      'x-frame-options': 'DENY', 'content-security-policy': `default-src 'none'; form-action 'self' ${clientOrigin}` });
     res.end(html);
   };
   if (action === 'abort') {

@@ -7,6 +7,7 @@ needs Node 22, which comes as the `node` npm package beside it.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -17,10 +18,12 @@ import pytest
 
 from tests.conftest import requirement_missing
 from tests.support import demo_server
+from tests.support.authz import PASSWORDS, authorized_fleet
 
 HERE = Path(__file__).parent
 MODULES = HERE / "node_modules"
 NODE22 = MODULES / "node" / "bin" / "node"
+CHROMIUM = "/usr/bin/chromium"  # Debian's; playwright-core drives it, no browser download
 
 
 @pytest.fixture
@@ -176,3 +179,39 @@ def test_the_person_confirms_a_write_after_an_untrusted_read_through_the_typescr
     delivered = [r.app.state.endpoint.answers.delivered for r in replicas]
     print(f"\nanswers delivered by replica: {delivered}")
     assert sum(delivered) == 2
+
+
+def test_the_typescript_sdk_oauth_client_and_chromium_run_the_whole_flow(node, tmp_path):
+    """401 -> RFC 9728 metadata -> RFC 8414 metadata -> dynamic registration -> authorization code with PKCE S256 and
+    the resource -> the login and consent pages in a real browser -> token -> tools/call; then a refresh (rotated,
+    the used one refused); then a reader's write gets 403 insufficient_scope, the SDK asks for the wider scope, a
+    writer signs in, and the write succeeds. Every step is the SDK's or the browser's; the report is theirs."""
+    if not Path(CHROMIUM).exists() or not (MODULES / "playwright-core").is_dir():
+        requirement_missing(
+            f"{CHROMIUM} (Debian's chromium) and playwright-core are needed (scripts/test installs them)"
+        )
+    with authorized_fleet(tmp_path) as fleet:
+        runtime = str(NODE22) if NODE22.exists() else node  # playwright-core needs Node 20 or later
+        people = ["reader", PASSWORDS["reader"], "writer", PASSWORDS["writer"]]
+        result = subprocess.run(
+            [runtime, "ts_oauth_client.mjs", fleet.demo_url, *people],
+            capture_output=True, text=True, timeout=120, cwd=HERE, env={**os.environ, "CHROMIUM": CHROMIUM},
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:] + fleet.authz.log()[-2000:]
+    steps = json.loads(result.stdout)["steps"]
+    names = [s["step"] for s in steps]
+    assert "connected without signing in" not in names and "write allowed with a read token" not in names
+    assert "used refresh token accepted again" not in names
+    first_request = next(s for s in steps if s["step"] == "authorization request")
+    assert first_request["resource"] == fleet.demo_url and first_request["code_challenge_method"] == "S256"
+    assert names.index("registered") < names.index("authorization request") < names.index("login page")
+    tokens = [s for s in steps if s["step"] == "token"]
+    assert tokens[0]["scope"] == "demo:read" and tokens[0]["refresh"]  # asked for both; the reader may grant read
+    assert next(s for s in steps if s["step"] == "tools/call echo")["isError"] is False
+    assert next(s for s in steps if s["step"] == "refreshed")["rotated"] is True
+    assert next(s for s in steps if s["step"] == "used refresh token refused")["error"]
+    step_up = [s for s in steps if s["step"] == "authorization request"][1]
+    assert step_up["scope"] == "demo:write"
+    assert "demo:write" in tokens[-1]["scope"]
+    assert next(s for s in steps if s["step"] == "tools/call write")["isError"] is False
+    assert all(s["iss"] == fleet.authz.issuer for s in steps if s["step"] == "redirected back")  # RFC 9207

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import secrets
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -21,64 +20,18 @@ import jwt
 import pytest
 
 from apps.db.server import server as db_server
-from apps.files.server import server as files_server
-from apps.kit import create_app
 from infra import authz
 from infra.config import IdentityConfig, PersonConfig, StackConfigError
 from onebox.compose import load_stack
 from onebox.login import REDIRECT_URI, SignInFailed, sign_in
-from tests.support import demo_server
-from tests.support.authz import LocalAuthz
-from tests.support.postgres import free_port
+from tests.support.authz import Fleet, authorized_fleet
 from tests.support.raw import post, tool_call
-from tests.support.running import serve_app
-
-PASSWORDS = {"reader": "reader-" + secrets.token_urlsafe(8), "writer": "writer-" + secrets.token_urlsafe(8)}
-
-
-class Fleet:
-    def __init__(self, authz_server: LocalAuthz, demo_url: str, files_url: str):
-        self.authz, self.demo_url, self.files_url = authz_server, demo_url, files_url
-
-    def sign_in(self, login: str, resource: str, scopes: str) -> dict[str, Any]:
-        return sign_in(self.authz.issuer, resource, login, PASSWORDS[login], scopes)
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    demo_port, files_port = free_port(), free_port()
-    demo_url, files_url = f"http://127.0.0.1:{demo_port}/mcp", f"http://127.0.0.1:{files_port}/mcp"
-    people = {
-        "reader": PersonConfig(scopes=["demo:read", "files:read"]),
-        "writer": PersonConfig(scopes=["demo:read", "demo:write", "files:read", "files:write"]),
-    }
-    stack = load_stack("dev").model_copy(update={"identity": IdentityConfig(provider="local", people=people)})
-    servers = {"mcp-demo": demo_server.server, "mcp-files": files_server}
-    rendered = authz.config(stack, servers, {"mcp-demo": demo_url, "mcp-files": files_url}, "filled-in")
-    local = LocalAuthz(rendered, PASSWORDS).start()
-    volume = tmp_path_factory.mktemp("files")
-    (volume / "data").mkdir()
-    (volume / "data" / "hello.txt").write_text("hello from the files server")
-    common = {
-        "MCP_ISSUER": local.issuer,
-        "MCP_JWKS_URL": local.jwks_url,
-        "MCP_JWT_ALGORITHMS": "RS256",
-        "MCP_JWT_REQUIRE_AT_TYP": "true",
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in {**common, "MCP_RESOURCE_URL": demo_url}.items():
-            patch.setenv(name, value)
-        patch.delenv("MCP_JWT_SECRET", raising=False)
-        demo_app = create_app(demo_server.server)
-        patch.setenv("MCP_RESOURCE_URL", files_url)
-        patch.setenv("FILES_PATH", str(volume))
-        patch.setenv("FILES_ROOTS", '{"data": "rw"}')
-        files_app = create_app(files_server)
-    try:
-        with serve_app(demo_app, demo_port), serve_app(files_app, files_port):
-            yield Fleet(local, demo_url, files_url)
-    finally:
-        local.stop()
+    with authorized_fleet(tmp_path_factory.mktemp("files")) as running:
+        yield running
 
 
 def call(url: str, token: str, tool: str, arguments: dict[str, Any]) -> httpx.Response:

@@ -6,19 +6,30 @@ oidc-provider 9) and `authz/node_modules` (scripts/test runs `npm ci` there).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from apps.files.server import server as files_server
+from apps.kit import create_app
+from infra import authz
+from infra.config import IdentityConfig, PersonConfig
+from onebox.compose import load_stack
+from onebox.login import sign_in
 from tests.conftest import requirement_missing
+from tests.support import demo_server
 from tests.support.postgres import free_port
+from tests.support.running import serve_app
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE22 = ROOT / "tests" / "interop" / "node_modules" / "node" / "bin" / "node"
@@ -72,3 +83,52 @@ class LocalAuthz:
 
     def log(self) -> str:
         return (self.folder / "authz.log").read_text()
+
+
+PASSWORDS = {"reader": "reader-" + secrets.token_urlsafe(8), "writer": "writer-" + secrets.token_urlsafe(8)}
+
+
+class Fleet:
+    def __init__(self, authz_server: LocalAuthz, demo_url: str, files_url: str):
+        self.authz, self.demo_url, self.files_url = authz_server, demo_url, files_url
+
+    def sign_in(self, login: str, resource: str, scopes: str) -> dict[str, Any]:
+        return sign_in(self.authz.issuer, resource, login, PASSWORDS[login], scopes)
+
+
+@contextlib.contextmanager
+def authorized_fleet(volume: Path) -> Iterator[Fleet]:
+    """Two real focused servers (the demo server and the files server) serving on loopback, verifying the tokens
+    of a local authorization server configured, as every stack configures it, from their declarations."""
+    demo_port, files_port = free_port(), free_port()
+    demo_url, files_url = f"http://127.0.0.1:{demo_port}/mcp", f"http://127.0.0.1:{files_port}/mcp"
+    people = {
+        "reader": PersonConfig(scopes=["demo:read", "files:read"]),
+        "writer": PersonConfig(scopes=["demo:read", "demo:write", "files:read", "files:write"]),
+    }
+    stack = load_stack("dev").model_copy(update={"identity": IdentityConfig(provider="local", people=people)})
+    servers = {"mcp-demo": demo_server.server, "mcp-files": files_server}
+    rendered = authz.config(stack, servers, {"mcp-demo": demo_url, "mcp-files": files_url}, "filled-in")
+    local = LocalAuthz(rendered, PASSWORDS).start()
+    (volume / "data").mkdir()
+    (volume / "data" / "hello.txt").write_text("hello from the files server")
+    common = {
+        "MCP_ISSUER": local.issuer,
+        "MCP_JWKS_URL": local.jwks_url,
+        "MCP_JWT_ALGORITHMS": "RS256",
+        "MCP_JWT_REQUIRE_AT_TYP": "true",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {**common, "MCP_RESOURCE_URL": demo_url}.items():
+            patch.setenv(name, value)
+        patch.delenv("MCP_JWT_SECRET", raising=False)
+        demo_app = create_app(demo_server.server)
+        patch.setenv("MCP_RESOURCE_URL", files_url)
+        patch.setenv("FILES_PATH", str(volume))
+        patch.setenv("FILES_ROOTS", '{"data": "rw"}')
+        files_app = create_app(files_server)
+    try:
+        with serve_app(demo_app, demo_port), serve_app(files_app, files_port):
+            yield Fleet(local, demo_url, files_url)
+    finally:
+        local.stop()
