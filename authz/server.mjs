@@ -75,6 +75,18 @@ const provider = new Provider(config.issuer, {
   features: {
     devInteractions: { enabled: false },
     registration: { enabled: true }, // open dynamic registration, as MCP clients expect on a dev stack
+    // Client ID metadata documents (the MCP 2025-11-25 way to name a client by an https URL it hosts): fetched only
+    // from public DNS names, never an address or an in-cluster name, so a client id cannot make this server call
+    // inside the platform. (On the cluster it has no egress at all; there, clients register.)
+    clientIdMetadataDocument: {
+      enabled: true,
+      ack: 'draft-02',
+      async allowFetch(_ctx, clientId) {
+        const { protocol, hostname } = new URL(clientId);
+        const internal = /(^localhost$|\.localhost$|\.svc$|\.local$|\.internal$|^[\d.]+$|^\[)/i;
+        return protocol === 'https:' && hostname.includes('.') && !internal.test(hostname);
+      },
+    },
     revocation: { enabled: true },
     resourceIndicators: {
       enabled: true,
@@ -109,6 +121,16 @@ const provider = new Provider(config.issuer, {
   },
 });
 provider.proxy = Boolean(config.behindProxy);
+
+// OAuth 2.1 §3.2.2.1: a request that names no scope is served with a default. Here: every scope of the one resource
+// it names (what a client that reads the server's metadata would ask for); the consent page then grants the person's.
+provider.use(async (ctx, next) => {
+  if (ctx.path === '/auth' && ctx.method === 'GET' && !ctx.query.scope && typeof ctx.query.resource === 'string') {
+    const resource = resources.get(ctx.query.resource);
+    if (resource) ctx.query = { ...ctx.query, scope: resource.scopes.join(' ') };
+  }
+  await next();
+});
 
 function escape(text) {
   return String(text).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);

@@ -215,3 +215,22 @@ def test_the_typescript_sdk_oauth_client_and_chromium_run_the_whole_flow(node, t
     assert "demo:write" in tokens[-1]["scope"]
     assert next(s for s in steps if s["step"] == "tools/call write")["isError"] is False
     assert all(s["iss"] == fleet.authz.issuer for s in steps if s["step"] == "redirected back")  # RFC 9207
+
+
+def test_the_conformance_suites_authorization_scenarios_pass_against_the_local_server(tmp_path):
+    """`conformance authorization` (0.2.x, Node 22): the metadata scenarios (RFC 8414, S256, client ID metadata
+    documents) and the authorization code grant, its person signed in by Chromium on the server's own pages."""
+    suite = MODULES / "conformance-authorization" / "dist" / "index.js"
+    if not NODE22.exists() or not suite.exists() or not Path(CHROMIUM).exists():
+        requirement_missing("Node 22, the 0.2.x conformance suite and chromium are needed: scripts/test installs them")
+    (tmp_path / "files").mkdir()
+    with authorized_fleet(tmp_path / "files") as fleet:
+        result = subprocess.run(
+            [str(NODE22), "conformance_authorization.mjs", fleet.authz.issuer, fleet.demo_url, "writer",
+             PASSWORDS["writer"], str(tmp_path / "results")],
+            capture_output=True, text=True, timeout=180, cwd=HERE, env={**os.environ, "CHROMIUM": CHROMIUM},
+        )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    checks = [check for path in (tmp_path / "results").rglob("checks.json") for check in json.loads(path.read_text())]
+    assert {c["id"] for c in checks} >= {"authorization-server-metadata", "authorization-code-grant"}
+    assert all(c["status"] == "SUCCESS" for c in checks), [(c["id"], c["status"]) for c in checks]

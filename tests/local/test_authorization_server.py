@@ -139,3 +139,10 @@ def test_the_authorization_servers_view_is_the_declarations_and_holds_no_secret(
     typo = stack.model_copy(update={"identity": IdentityConfig(provider="local", people=people)})
     with pytest.raises(StackConfigError, match=r"identity.people.intern.scopes: 'db:drop' is no scope"):
         authz.config(typo, {"mcp-db": db_server}, {"mcp-db": "http://x/mcp"}, "http://i", every_scope=every)
+
+
+def test_a_request_naming_no_scope_gets_what_the_person_may_grant_of_that_resource(fleet):
+    """OAuth 2.1 §3.2.2.1: no scope is served with a default, every scope of the resource asked for; the person
+    grants their own."""
+    assert fleet.sign_in("reader", fleet.demo_url, "")["scope"] == "demo:read"
+    assert set(fleet.sign_in("writer", fleet.demo_url, "")["scope"].split()) == {"demo:read", "demo:write"}
