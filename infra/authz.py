@@ -62,6 +62,14 @@ def check_people(stack: StackConfig, declared: Collection[str]) -> None:
         )
 
 
+def resources(
+    servers: Mapping[str, FocusedServer[Any, Any]], resource_urls: Mapping[str, str]
+) -> dict[str, tuple[str, list[str]]]:
+    """Each app's resource (the audience its tokens carry) and the scopes its tools declare: what any provider,
+    the platform's own or one it configures, must know of the fleet, derived here once."""
+    return {name: (resource_urls[name], server.scopes) for name, server in servers.items()}
+
+
 def config(
     stack: StackConfig,
     servers: Mapping[str, FocusedServer[Any, Any]],
@@ -81,7 +89,9 @@ def config(
         "port": AUTHZ_PORT,
         "behindProxy": behind_proxy,
         "accessTokenSeconds": ACCESS_TOKEN_SECONDS,
-        "resources": {resource_urls[name]: {"name": name, "scopes": server.scopes} for name, server in servers.items()},
+        "resources": {
+            url: {"name": name, "scopes": scopes} for name, (url, scopes) in resources(servers, resource_urls).items()
+        },
         "people": {
             login: {"scopes": sorted(person.scopes), "passwordVariable": password_variable(login)}
             for login, person in stack.identity.people.items()

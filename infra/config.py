@@ -23,7 +23,7 @@ from alerts.names import AUTH_NAMESPACE as AUTH_NAMESPACE
 from alerts.names import AUTHZ_PORT as AUTHZ_PORT
 from alerts.names import DATA_NAMESPACE as DATA_NAMESPACE
 from alerts.names import OBSERVABILITY_NAMESPACE as OBSERVABILITY_NAMESPACE
-from apps.kit import KitSettings
+from apps.kit import KitSettings, TokenProfileName
 
 NAMESPACE = "mcpfleet"
 KIT_RATE_LIMIT = KitSettings.model_fields["rate_limit_per_minute"]
@@ -267,14 +267,62 @@ class PersonConfig(Model):
     scopes: list[str] = Field(min_length=1)
 
 
+class KeycloakConfig(Model):
+    """A Keycloak the platform configures (pulumi-keycloak; its admin credentials are the `keycloak:` provider's
+    own configuration): a realm, a client scope per server scope, an audience mapper per resource URL."""
+
+    url: HttpUrl  # the Keycloak server, e.g. https://sso.example.com
+    realm: str = Field(default="mcpfleet", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    existing_realm: bool = False  # configure a realm someone else created, instead of creating it
+    # Anonymous dynamic registration (what MCP clients do): allowed from these redirect hosts only (Keycloak's
+    # "Trusted Hosts" policy); empty: no anonymous registration, clients are registered by an administrator.
+    registration_trusted_hosts: list[str] = Field(default_factory=list)
+
+    @property
+    def issuer(self) -> str:
+        return f"{str(self.url).rstrip('/')}/realms/{self.realm}"
+
+
+class Auth0Config(Model):
+    """An Auth0 tenant the platform configures (pulumi-auth0; its credentials are the `auth0:` provider's own
+    configuration): an API (resource server) per app, identified by its resource URL, with its scopes."""
+
+    domain: str = Field(pattern=r"^[a-z0-9.-]+$")  # the tenant's domain, e.g. mcpfleet.eu.auth0.com
+    dynamic_registration: bool = True  # let MCP clients register themselves (the tenant's DCR flag)
+
+    @property
+    def issuer(self) -> str:
+        return f"https://{self.domain}/"
+
+
 class IdentityConfig(Model):
     """Who issues the tokens. `local`: the platform's own authorization server (`authz/`, oidc-provider), for the
-    dev and one-machine stacks, with the `people` below; `external`: an issuer the platform does not manage,
-    whose keys are at the stack's `jwksUrl`. Every server verifies tokens by the issuer's JWKS: no stack has a
-    shared secret."""
+    dev and one-machine stacks, with the `people` below; `keycloak` and `auth0`: a provider the platform
+    configures from the same declarations; `external`: an issuer the platform does not manage, whose keys are at
+    the stack's `jwksUrl`. Every server verifies tokens by the issuer's JWKS: no stack has a shared secret."""
 
-    provider: Literal["local", "external"] = "external"
+    provider: Literal["local", "keycloak", "auth0", "external"] = "external"
     people: dict[str, PersonConfig] = Field(default_factory=dict)
+    keycloak: KeycloakConfig | None = None
+    auth0: Auth0Config | None = None
+    # Where the provider's access tokens put audience, client, scopes and groups (`apps.kit.identity.profiles`):
+    # by default the provider's own; an external issuer names its shape.
+    token_profile: TokenProfileName | None = None
+    # app -> audiences accepted besides its resource URL, as the provider writes them (Entra's application ID URI)
+    accepted_audiences: dict[str, list[str]] = Field(default_factory=dict)
+
+    @property
+    def profile(self) -> TokenProfileName:
+        defaults: dict[str, TokenProfileName] = {"keycloak": "keycloak", "auth0": "auth0"}
+        return self.token_profile or defaults.get(self.provider, "rfc9068")
+
+    @model_validator(mode="after")
+    def _provider_has_its_settings(self) -> IdentityConfig:
+        for name in ("keycloak", "auth0"):
+            given = getattr(self, name) is not None
+            if given != (self.provider == name):
+                raise ValueError(f"identity.{name} is the settings of provider {name}: set both, or neither")
+        return self
 
     @model_validator(mode="after")
     def _people_are_local(self) -> IdentityConfig:
@@ -305,10 +353,17 @@ class StackConfig(Model):
     @model_validator(mode="after")
     def _issuer_and_keys(self) -> StackConfig:
         HttpUrl(self.issuer)
-        if self.identity.provider == "external" and self.jwks_url is None:
+        identity = self.identity
+        if identity.provider == "external" and self.jwks_url is None:
             raise ValueError("identity.provider external: set jwksUrl, the issuer's signing keys")
-        if self.identity.provider == "local" and self.jwks_url is not None:
-            raise ValueError("identity.provider local publishes its own keys: remove jwksUrl")
+        if identity.provider != "external" and self.jwks_url is not None:
+            raise ValueError(f"identity.provider {identity.provider} publishes its keys where the platform knows: "
+                             "remove jwksUrl")  # fmt: skip
+        managed = identity.keycloak or identity.auth0
+        if managed is not None and self.issuer != managed.issuer:
+            raise ValueError(f"identity.provider {identity.provider}: issuer must be {managed.issuer}")
+        if stray := set(identity.accepted_audiences) - set(self.apps):
+            raise ValueError(f"identity.acceptedAudiences names apps the stack has not: {sorted(stray)}")
         return self
 
     apps: dict[str, AppConfig] = Field(min_length=1)
@@ -326,6 +381,10 @@ class StackConfig(Model):
         in-cluster name (the one-machine composition answers to it too), or the external issuer's."""
         if self.identity.provider == "local":
             return f"http://{AUTHZ_HOST}:{AUTHZ_PORT}/jwks"
+        if self.identity.keycloak is not None:
+            return f"{self.identity.keycloak.issuer}/protocol/openid-connect/certs"
+        if self.identity.auth0 is not None:
+            return f"{self.identity.auth0.issuer}.well-known/jwks.json"
         return str(self.jwks_url)
 
     def on_cluster(self) -> dict[str, AppConfig]:

@@ -41,8 +41,8 @@ def allowlist(name: str, app: AppConfig, server: FocusedServer[Any, Any], stack:
     hosts = set(server.needs.outside_hosts)
     if server.needs.outside_hosts_from is not None:
         hosts |= set(server.needs.outside_hosts_from(fleet.app_settings(name, app, server)))
-    if stack.jwks_url:
-        hosts.add(OutsideHost.of_url(str(stack.jwks_url)))
+    if stack.identity.provider != "local":  # the issuer's keys, outside the cluster
+        hosts.add(OutsideHost.of_url(stack.keys_url))
     return sorted(hosts)
 
 

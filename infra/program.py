@@ -15,13 +15,16 @@ from apps import fleet as apps_fleet
 from apps.kit import FocusedServer
 from infra import authz, fleet
 from infra import config as stack_config
-from infra.components import authorization_server, serverless
-from infra.components.authorization_server import AuthorizationServer
+from infra.components import serverless
 from infra.components.baseline import Baseline
 from infra.components.cloud_run import CloudRunApp
 from infra.components.cluster import Cluster
 from infra.components.dev_edge import DevEdge, routed_hosts
 from infra.components.egress_proxy import EgressProxy
+from infra.components.identity import local as authorization_server
+from infra.components.identity.auth0 import Auth0Tenant
+from infra.components.identity.keycloak import KeycloakRealm
+from infra.components.identity.local import AuthorizationServer
 from infra.components.lambda_app import LambdaApp
 from infra.components.mcp_app import McpApp, Platform
 from infra.components.observability import Observability
@@ -121,6 +124,10 @@ def main() -> None:
             "authz", stack, servers, cluster.authz_image, cluster.provider, opts=after_baseline
         )
         pulumi.export("dev_logins", {login: pulumi.Output.secret(p) for login, p in issuer.passwords.items()})
+    if stack.identity.keycloak is not None:  # a provider the platform configures from the same declarations
+        KeycloakRealm("keycloak", stack, stack.identity.keycloak, servers)
+    if stack.identity.auth0 is not None:
+        Auth0Tenant("auth0", stack, stack.identity.auth0, servers)
     postgres = Postgres(
         "postgres",
         stack.postgres,

@@ -131,6 +131,10 @@ def wiring(
     env |= {"MCP_JWKS_URL": stack.keys_url, "MCP_JWT_ALGORITHMS": JWKS_ALGORITHMS}
     if stack.identity.provider == "local":
         env["MCP_JWT_REQUIRE_AT_TYP"] = "true"  # oidc-provider's access tokens are RFC 9068's, typ at+jwt
+    if stack.identity.profile != "rfc9068":  # where this provider puts audience, client, scopes and groups
+        env["MCP_TOKEN_PROFILE"] = stack.identity.profile
+    if audiences := stack.identity.accepted_audiences.get(name):
+        env["MCP_ACCEPTED_AUDIENCES"] = " ".join(audiences)
     env = {key: value for key, value in env.items() if key not in target.unset} | dict(target.overrides)
     wired = Wiring(
         {key: value.written if isinstance(value, Deferred) else value for key, value in env.items()},

@@ -19,7 +19,14 @@ from apps.kit.call.pipeline import current_principal
 from apps.kit.cli.schema import apply as apply_schema
 from apps.kit.cli.schema import schema_files
 from apps.kit.cli.token import mint
-from apps.kit.declare.config import KitSettings, describe_errors, load_settings, settings_from_env, split_list
+from apps.kit.declare.config import (
+    KitSettings,
+    TokenProfileName,
+    describe_errors,
+    load_settings,
+    settings_from_env,
+    split_list,
+)
 from apps.kit.declare.needs import Needs, OutsideHost, Volume, role_password_variable, url_port
 from apps.kit.declare.server import FocusedServer, load_server
 from apps.kit.declare.telemetry import AlertCase, Chart, DashboardRow, ServerAlert, Telemetry
@@ -64,6 +71,7 @@ __all__ = [
     "ServerAlert",
     "ServerError",
     "Telemetry",
+    "TokenProfileName",
     "ToolArgs",
     "Upstream",
     "UpstreamRedirected",

@@ -35,6 +35,7 @@ from infra.components.redis import Redis
 from infra.components.route import ingress_spec
 from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, OBSERVABILITY_NAMESPACE, AppConfig, StackConfig
 from infra.egress import EgressPlan
+from infra.policy.checks import RESOURCE_ANNOTATION, SCOPES_ANNOTATION
 from infra.wiring import SHUTDOWN_GRACE_SECONDS, secret_values, wiring
 
 APP_UID = 10001
@@ -241,9 +242,11 @@ class McpApp(pulumi.ComponentResource):
             }
             for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone")
         ]
+        # What the identity provider must define for it: the policy pack holds the provider to these
+        declared = {SCOPES_ANNOTATION: " ".join(self.server.scopes), RESOURCE_ANNOTATION: str(self.app.resource_url)}
         return k8s.apps.v1.Deployment(
             f"{self.name}-deployment",
-            metadata=self.meta,
+            metadata={**self.meta, "annotations": declared},
             spec={
                 "replicas": self.app.replicas,
                 "revisionHistoryLimit": 5,

@@ -16,7 +16,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from infra.policy.checks import check_resource, check_stack
+from infra.policy.checks import AUTH0_SCOPES, KEYCLOAK_SCOPE, check_resource, check_stack
 
 
 def validate_resource(args, report_violation):  # type: ignore[no-untyped-def]
@@ -28,7 +28,8 @@ def validate_resource(args, report_violation):  # type: ignore[no-untyped-def]
 
 
 def validate_stack(args, report_violation):  # type: ignore[no-untyped-def]
-    objects = [(r.resource_type, r.props) for r in args.resources if r.resource_type.startswith("kubernetes:")]
+    wanted = ("kubernetes:", KEYCLOAK_SCOPE, AUTH0_SCOPES)  # the objects, and the identity provider's scopes
+    objects = [(r.resource_type, r.props) for r in args.resources if r.resource_type.startswith(wanted)]
     for problem in check_stack(objects):
         report_violation(problem)
 

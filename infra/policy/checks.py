@@ -128,6 +128,12 @@ def egress_problems(where: str, props: dict[str, Any]) -> list[str]:
 
 
 WELL_KNOWN_RESOURCE = "/.well-known/oauth-protected-resource"
+# On each MCP app's Deployment: the scopes its tools declare and its resource URL, which the identity provider the
+# stack configures must define (`provider_problems`).
+SCOPES_ANNOTATION = "mcpfleet.dev/scopes"
+RESOURCE_ANNOTATION = "mcpfleet.dev/resource"
+KEYCLOAK_SCOPE = "keycloak:openid/clientScope:ClientScope"
+AUTH0_SCOPES = "auth0:index/resourceServerScopes:ResourceServerScopes"
 
 
 def route_problems(where: str, props: dict[str, Any]) -> list[str]:
@@ -229,11 +235,40 @@ def _matches(selector: dict[str, Any], pod_labels: dict[str, str]) -> bool:
     return all(pod_labels.get(k) == v for k, v in wanted.items()) and not selector.get("matchExpressions")
 
 
-def check_stack(resources: Iterable[tuple[str, dict[str, Any]]]) -> list[str]:
-    """Rules across objects: every MCP app Deployment has a PDB and is selected by a NetworkPolicy, and every
-    workload in a namespace that enforces Pod Security `restricted` meets that profile (found before admission)."""
-    objects = [(kind_of(t), p) for t, p in resources]
+def provider_problems(resources: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Where the stack configures its identity provider (Keycloak client scopes, Auth0 API scopes), every scope each
+    MCP app declares is defined there: else a client could never be granted it."""
+    keycloak = {p.get("name") for t, p in resources if t == KEYCLOAK_SCOPE}
+    auth0: dict[str, set[str]] = {}
+    for t, p in resources:
+        if t == AUTH0_SCOPES:
+            auth0.setdefault(str(p.get("resourceServerIdentifier")), set()).update(
+                s.get("name") for s in p.get("scopes") or []
+            )
+    if not keycloak and not auth0:
+        return []  # the platform's own authorization server, or one it does not manage
     problems = []
+    for t, p in resources:
+        metadata = p.get("metadata") or {}
+        declared = (metadata.get("annotations") or {}).get(SCOPES_ANNOTATION)
+        if kind_of(t) != "Deployment" or declared is None:
+            continue
+        resource = (metadata.get("annotations") or {}).get(RESOURCE_ANNOTATION, "")
+        defined = keycloak if keycloak else auth0.get(resource, set())
+        for scope in declared.split():
+            if scope not in defined:
+                where = "Keycloak has no client scope" if keycloak else f"Auth0's API {resource} has no scope"
+                problems.append(f"Deployment {metadata.get('name')}: {where} {scope!r}, which its tools declare")
+    return problems
+
+
+def check_stack(resources: Iterable[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Rules across objects: every MCP app Deployment has a PDB and is selected by a NetworkPolicy, every workload
+    in a namespace that enforces Pod Security `restricted` meets that profile (found before admission), and the
+    identity provider the stack configures defines every scope the apps declare."""
+    resources = list(resources)
+    objects = [(kind_of(t), p) for t, p in resources]
+    problems = provider_problems(resources)
     levels = {
         (p.get("metadata") or {}).get("name"): ((p.get("metadata") or {}).get("labels") or {}).get(PSA_ENFORCE)
         for k, p in objects
