@@ -32,6 +32,8 @@ from apps.kit.declare.server import FocusedServer, load_server
 from apps.kit.declare.telemetry import AlertCase, Chart, DashboardRow, ServerAlert, Telemetry
 from apps.kit.declare.tools import CallerError, Overloaded, ServerError, ToolArgs, WithMeta
 from apps.kit.identity.tokens import Principal
+from apps.kit.identity.vault import TABLE_SQL as VAULT_TABLE_SQL
+from apps.kit.identity.vault import Keyring, RefreshRefused, Tokens, TokenVault, VaultError
 from apps.kit.observe.logs import MAX_LINE_CHARS, bounded, log_event, redact
 from apps.kit.observe.metrics import SERVER_FAULT_OUTCOMES
 from apps.kit.observe.probes import Check, ReadinessSource
@@ -53,6 +55,7 @@ __all__ = [
     "LAMBDA_HANDLER",
     "MAX_LINE_CHARS",
     "SERVER_FAULT_OUTCOMES",
+    "VAULT_TABLE_SQL",
     "Admission",
     "AlertCase",
     "Answer",
@@ -62,20 +65,25 @@ __all__ = [
     "Check",
     "DashboardRow",
     "FocusedServer",
+    "Keyring",
     "KitSettings",
     "Needs",
     "OutsideHost",
     "Overloaded",
     "Principal",
     "ReadinessSource",
+    "RefreshRefused",
     "ServerAlert",
     "ServerError",
     "Telemetry",
     "TokenProfileName",
+    "TokenVault",
+    "Tokens",
     "ToolArgs",
     "Upstream",
     "UpstreamRedirected",
     "UpstreamUnavailable",
+    "VaultError",
     "Volume",
     "WithMeta",
     "apply_schema",
