@@ -30,6 +30,8 @@ import jwt
 from openapi_core import Config, OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
+from tests.support.fake_github_web_flow import WebFlow
+
 SPEC = Path(__file__).resolve().parents[1] / "interop/node_modules/@octokit/openapi/generated/api.github.com.json"
 HOST = "https://api.github.com"
 ACCESS_TOKENS = "/app/installations/{installation_id}/access_tokens"
@@ -144,6 +146,9 @@ class FakeGitHub:
     token_seconds: int = 3600
     issued: dict[str, float] = field(default_factory=dict)  # installation token -> when it expires
     exchanges: list[dict[str, Any]] = field(default_factory=list)  # what each exchange asked for
+    # GitHub's web flow for the App's user access tokens (`tests.support.fake_github_web_flow`): a call with a
+    # user token acts as its person, and what the person creates is recorded with them as its author.
+    web: WebFlow = field(default_factory=WebFlow)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @staticmethod
@@ -160,6 +165,9 @@ class FakeGitHub:
 
             def do_POST(self) -> None:
                 fake._serve(self, "post")
+
+            def do_DELETE(self) -> None:
+                fake._serve(self, "delete")
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -184,6 +192,15 @@ class FakeGitHub:
         split = urlsplit(handler.path)
         raw = handler.rfile.read(int(handler.headers.get("content-length") or 0))
         headers = {k.lower(): v for k, v in handler.headers.items()}
+        if WebFlow.serves(split.path):  # github.com's pages and the App's token endpoints, not the REST API
+            status, extra, body = self.web.handle(method.upper(), split.path, split.query, headers, raw)
+            self.seen.append(Seen(method.upper(), split.path, headers.get("authorization", ""), status))
+            handler.send_response(status)
+            for name, value in {"content-length": str(len(body)), **extra}.items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            handler.wfile.write(body)
+            return
         route = next(
             (
                 (m, t, re.fullmatch(rx, split.path))
@@ -223,6 +240,9 @@ class FakeGitHub:
             if method == "post" and self.write_refusal is not None:
                 return self._send(handler, request, *self.write_refusal, {}, template)
             status, body = self._answer(method, template, match, split.query, raw)
+            author = self.web.author_of(headers.get("authorization", "").removeprefix("Bearer "))
+            if author is not None and method == "post" and isinstance(body, dict) and "user" in body:
+                body["user"]["login"] = author  # created by the person whose token it was
             etag = '"' + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:20] + '"'
             conditional = method == "get" and headers.get("if-none-match") == etag
             if conditional and declares(method, template, 304):
@@ -241,6 +261,8 @@ class FakeGitHub:
 
     def _authorized(self, authorization: str) -> bool:
         bearer = authorization.removeprefix("Bearer ")
+        if self.web.author_of(bearer) is not None:  # a person's user access token, alive
+            return True
         if self.app_id is None:
             return authorization == f"Bearer {self.token}"
         if self.revoke_all:
