@@ -30,7 +30,7 @@ from apps.kit.declare.config import (
 from apps.kit.declare.needs import Needs, OutsideHost, Volume, role_password_variable, url_port
 from apps.kit.declare.server import FocusedServer, load_server
 from apps.kit.declare.telemetry import AlertCase, Chart, DashboardRow, ServerAlert, Telemetry
-from apps.kit.declare.tools import CallerError, Overloaded, ServerError, ToolArgs, WithMeta
+from apps.kit.declare.tools import CallerError, ConnectRequired, Overloaded, ServerError, ToolArgs, WithMeta
 from apps.kit.identity.tokens import Principal
 from apps.kit.identity.vault import TABLE_SQL as VAULT_TABLE_SQL
 from apps.kit.identity.vault import Keyring, RefreshRefused, Tokens, TokenVault, VaultError
@@ -63,6 +63,7 @@ __all__ = [
     "CallerError",
     "Chart",
     "Check",
+    "ConnectRequired",
     "DashboardRow",
     "FocusedServer",
     "Keyring",

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import httpx
 
 from apps.kit import FocusedServer, KitSettings, Telemetry, ToolArgs, ask_person, can_ask_person
-from apps.kit.call.asking import session_for
+from apps.kit.call.asking import can_ask, session_for
 from tests.support.raw import BASE_HEADERS, post, rpc, tool_call
 
 
@@ -38,8 +38,13 @@ async def decide(args: Nothing, state: None) -> dict[str, object]:
 
 def test_a_session_id_says_whether_the_client_can_be_asked():
     assert (session_for({"elicitation": {}}) or "").endswith(".form")  # empty: form mode (2025-11-25)
-    assert (session_for({"elicitation": {"form": {}, "url": {}}}) or "").endswith(".form")
-    assert session_for({"elicitation": {"url": {}}}) is None and session_for({}) is None and session_for(None) is None
+    assert (session_for({"elicitation": {"form": {}, "url": {}}}) or "").endswith(".form.url")
+    url_only = session_for({"elicitation": {"url": {}}}) or ""
+    assert url_only.endswith(".url") and ".form" not in url_only  # may be sent to a URL, never asked a form
+    assert not can_ask([("mcp-session-id", url_only), ("accept", "application/json, text/event-stream")])
+    both = session_for({"elicitation": {"form": {}, "url": {}}}) or ""
+    assert can_ask([("mcp-session-id", both), ("accept", "application/json, text/event-stream")])
+    assert session_for({}) is None and session_for(None) is None
 
 
 def test_initialize_hands_out_the_session_only_to_a_client_that_declared_form_elicitation(start_server):

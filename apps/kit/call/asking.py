@@ -39,6 +39,7 @@ from apps.kit.wire.encoding import dumps
 
 ASK_ID = re.compile(r"mcpfleet-ask-[0-9a-f]{32}")
 FORM_SESSION = ".form"  # the end of a session id handed to a client that declared form elicitation
+URL_SESSION = ".url"  # ... that declared URL-mode elicitation (both: ".form.url")
 ASK_SECONDS = 120.0
 MAX_PENDING = 2
 POLL_SECONDS = 0.5  # one blocking pop at a time: under the Redis client's socket timeout
@@ -53,18 +54,27 @@ return 1
 
 
 def session_for(capabilities: Any) -> str | None:
-    """The session id for a client's `initialize`: one that says the client can be asked, or None."""
+    """The session id for a client's `initialize`: one that says how the client can be asked, or None."""
     elicitation = capabilities.get("elicitation") if isinstance(capabilities, dict) else None
+    if not isinstance(elicitation, dict):
+        return None
     # An empty elicitation capability means form mode (the 2025-11-25 specification's compatibility rule).
-    if isinstance(elicitation, dict) and (not elicitation or "form" in elicitation):
-        return secrets.token_hex(16) + FORM_SESSION
-    return None
+    modes = (FORM_SESSION if not elicitation or "form" in elicitation else "") + (
+        URL_SESSION if "url" in elicitation else ""
+    )
+    return secrets.token_hex(16) + modes if modes else None
+
+
+def can_send_to_url(headers: list[tuple[str, str]]) -> bool:
+    """The client declared URL-mode elicitation: a call may answer that the person must visit a URL first."""
+    return dict(headers).get("mcp-session-id", "").endswith(URL_SESSION)
 
 
 def can_ask(headers: list[tuple[str, str]]) -> bool:
     """The client declared form elicitation and accepts a stream for this request's answer."""
     fields = dict(headers)
-    return fields.get("mcp-session-id", "").endswith(FORM_SESSION) and "text/event-stream" in fields.get("accept", "")
+    session = fields.get("mcp-session-id", "").removesuffix(URL_SESSION)
+    return session.endswith(FORM_SESSION) and "text/event-stream" in fields.get("accept", "")
 
 
 class Answers:

@@ -25,8 +25,10 @@ from typing import Any
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, StatusCode
 
+from apps.kit.call.asking import can_send_to_url
 from apps.kit.call.ratelimit.memory import Limiter
 from apps.kit.call.running import CallResult, run_tool
+from apps.kit.call.sdk import MODERN_PROTOCOL_VERSIONS as MODERN_VERSIONS
 from apps.kit.call.sdk import Protocol, Reply, Served, tool_error
 from apps.kit.declare.tools import ToolSpec
 from apps.kit.identity.tokens import Principal
@@ -135,6 +137,7 @@ class CallPipeline:
                 body = error_message(message["id"], FORBIDDEN, text)
                 raise Refusal(403, body, None, [(b"www-authenticate", self.step_up(spec.scopes))])
             served.run = lambda args: run_tool(spec, args if args is not None else {}, self.state())
+            served.url_elicitation = can_send_to_url(request.headers) and request.version not in MODERN_VERSIONS
             token = _PRINCIPAL.set(principal)
             try:
                 reply = await self.protocol.answer(message, request.version, request.headers, served)

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from apps.kit.declare.tools import CallerError, Overloaded, ServerError, ToolSpec, WithMeta
+from apps.kit.declare.tools import CallerError, ConnectRequired, Overloaded, ServerError, ToolSpec, WithMeta
 from apps.kit.observe.logs import bounded, log_event
 from apps.kit.wire.encoding import dumps
 from apps.kit.wire.outcomes import CallOutcome
@@ -29,6 +29,7 @@ class CallResult:
     label: CallOutcome
     result: dict[str, Any]
     retry_after: int | None = None  # seconds, when the server was too busy to serve it (`Overloaded`)
+    connect: ConnectRequired | None = None  # where the person must go first (URL-mode elicitation)
 
 
 def validation_error(spec: ToolSpec[Any], error: ValidationError) -> str:
@@ -54,6 +55,9 @@ async def run_tool(spec: ToolSpec[StateT], arguments: Any, state: StateT) -> Cal
         value = await spec.handler(args, state)
     except CallerError as error:
         return CallResult(CallOutcome.REJECTED, error_result(str(error)))
+    except ConnectRequired as needed:  # for a client without URL elicitation: the text says where to go
+        text = f"{needed.message} Open {needed.url} in your browser, then try again."
+        return CallResult(CallOutcome.CONNECT_REQUIRED, error_result(text), connect=needed)
     except Overloaded as error:
         return CallResult(CallOutcome.OVERLOADED, error_result(str(error)), error.retry_after)
     except ServerError as error:

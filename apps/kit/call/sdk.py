@@ -48,7 +48,7 @@ from mcp_types import (
 )
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
-from apps.kit.wire.jsonrpc import INTERNAL_ERROR
+from apps.kit.wire.jsonrpc import INTERNAL_ERROR, URL_ELICITATION_REQUIRED
 
 if TYPE_CHECKING:
     from apps.kit.call.running import CallResult
@@ -80,6 +80,7 @@ class Served:
     tools: ListTools
     run: RunTool | None = None
     result: CallResult | None = None
+    url_elicitation: bool = False  # the client declared URL-mode elicitation (and speaks the 2025-11-25 era)
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,11 @@ class Protocol:
             served = cast(Served, ctx.request)
             assert served.run is not None, "a tools/call is answered with the tool to run"
             served.result = await served.run(params.arguments)
+            needed = served.result.connect
+            if needed is not None and served.url_elicitation:  # MCP 2025-11-25: URLElicitationRequiredError
+                elicitation = {"mode": "url", "elicitationId": needed.elicitation_id, "url": needed.url,
+                               "message": needed.message}  # fmt: skip
+                raise MCPError(URL_ELICITATION_REQUIRED, needed.message, {"elicitations": [elicitation]})
             return {**served.result.result, "resultType": "complete"}
 
         self.server: Server[Any] = Server(name, version=version, instructions=instructions)
@@ -173,7 +179,9 @@ class Protocol:
             if modern:
                 return _error(request_id, modern_error_data(error), modern)
             data = handler_exception_to_error_data(error)
-            return _error(request_id, data or ErrorData(code=INTERNAL_ERROR, message="Internal server error"), modern)
+            error_data = data or ErrorData(code=INTERNAL_ERROR, message="Internal server error")
+            refused = _error(request_id, error_data, modern)
+            return Reply(refused.status, refused.message, served.result)  # what the tool came to, if it ran
         return Reply(200, {"jsonrpc": "2.0", "id": request_id, "result": result}, served.result)
 
     async def _serve_one(

@@ -36,6 +36,18 @@ class ServerError(Exception):
     caller with this message, and counted against the server's availability."""
 
 
+class ConnectRequired(Exception):
+    """The person must first go to `url`, out of band, before this call can be served: link an upstream account
+    (the server then acts as them), or anything else that must not pass through the client or the model. Answered
+    as MCP URL-mode elicitation (2025-11-25: JSON-RPC error -32042 with the elicitation) to a client that declared
+    it; to any other, as a tool error that tells the person where to go. Neither the caller's fault nor the
+    server's: the call is counted `connect_required`."""
+
+    def __init__(self, url: str, message: str, elicitation_id: str):
+        super().__init__(message)
+        self.url, self.message, self.elicitation_id = url, message, elicitation_id
+
+
 class Overloaded(ServerError):
     """More work than can be served in time (see `apps.kit.call.admission`): a clear, retryable refusal."""
 

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR
+from mcp_types import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    URL_ELICITATION_REQUIRED,
+)
 
 __all__ = [
     "FORBIDDEN",
@@ -20,6 +27,7 @@ __all__ = [
     "PARSE_ERROR",
     "RATE_LIMITED",
     "UNSUPPORTED_PROTOCOL_VERSION",
+    "URL_ELICITATION_REQUIRED",
     "error_message",
 ]
 

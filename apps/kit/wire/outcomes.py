@@ -21,6 +21,7 @@ class CallOutcome(StrEnum):
     INVALID_PARAMS = "invalid_params"
     FORBIDDEN = "forbidden"
     UNKNOWN_TOOL = "unknown_tool"
+    CONNECT_REQUIRED = "connect_required"  # the person must link an account first (URL-mode elicitation)
 
     @property
     def server_fault(self) -> bool:
