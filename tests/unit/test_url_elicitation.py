@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,24 +28,18 @@ class NoArgs(ToolArgs):
     pass
 
 
-def build() -> FocusedServer:  # type: ignore[type-arg]
-    from contextlib import asynccontextmanager
-
-    @asynccontextmanager
-    async def state(settings, telemetry):  # type: ignore[no-untyped-def]
-        yield None
-
-    server: FocusedServer = FocusedServer("kit-connect", KitSettings, state)  # type: ignore[type-arg]
-
-    @server.tool(scopes={"demo:read"}, read_only=True)
-    async def whoami(args: NoArgs, state: None) -> dict[str, str]:
-        """Say who the person is upstream; they must link their account first."""
-        raise ConnectRequired(CONNECT, MESSAGE, "elicit-1")
-
-    return server
+@asynccontextmanager
+async def no_state(settings: KitSettings, telemetry: Any) -> AsyncIterator[None]:
+    yield None
 
 
-SERVER = build()
+SERVER: FocusedServer[None, KitSettings] = FocusedServer("kit-connect", KitSettings, no_state)
+
+
+@SERVER.tool(scopes={"demo:read"}, read_only=True)
+async def whoami(args: NoArgs, state: None) -> dict[str, str]:
+    """Say who the person is upstream; they must link their account first."""
+    raise ConnectRequired(CONNECT, MESSAGE, "elicit-1")
 
 
 def initialize(base: str, token: str, capabilities: dict) -> str:  # type: ignore[type-arg]
