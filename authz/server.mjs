@@ -233,6 +233,26 @@ async function interaction(req, res, uid, action) {
 }
 
 const callback = provider.callback();
+
+// Registrations, grants and sessions share one bounded in-memory store, and sign-ins guess passwords: each client
+// address gets its share of both (a sliding minute), so no one address can fill the store or try passwords at will.
+const perMinute = { registration: config.limits.registrationsPerMinute, signIn: config.limits.signInsPerMinute };
+const recent = new Map(); // `${kind} ${address}` -> times within the last minute
+function withinShare(kind, req) {
+  const forwarded = provider.proxy ? String(req.headers['x-forwarded-for'] ?? '').split(',')[0].trim() : '';
+  const key = `${kind} ${forwarded || req.socket.remoteAddress}`;
+  const now = Date.now();
+  const times = (recent.get(key) ?? []).filter((at) => now - at < 60_000);
+  if (times.length >= perMinute[kind]) return false;
+  times.push(now);
+  recent.set(key, times);
+  if (recent.size > 10_000) recent.delete(recent.keys().next().value); // the oldest address goes first
+  return true;
+}
+function tooMany(res) {
+  res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '60' });
+  res.end(JSON.stringify({ error: 'too_many_requests', error_description: 'this address is over its share; retry later' }));
+}
 const INTERACTION = /^\/interaction\/([A-Za-z0-9_-]{1,64})(?:\/(login|confirm|abort))?$/;
 
 createServer(async (req, res) => {
@@ -242,6 +262,8 @@ createServer(async (req, res) => {
     return res.end('ok');
   }
   const match = INTERACTION.exec(url.pathname);
+  if (req.method === 'POST' && url.pathname === '/reg' && !withinShare('registration', req)) return tooMany(res);
+  if (req.method === 'POST' && match?.[2] === 'login' && !withinShare('signIn', req)) return tooMany(res);
   if (!match) return callback(req, res);
   try {
     await interaction(req, res, match[1], match[2]);

@@ -390,9 +390,9 @@ def cold_start(variant: Variant, logs: Path) -> float:
 def image_variants(app_env: dict[str, str], before: Path | None) -> list[Variant]:
     """The db server as its image runs (read-only bytecode, the image's own Python), this checkout's and, with
     `--before`, the other checkout's: a serverless cold start is a container's start."""
-    from infra.images import build_apps_image, image
+    from infra.images import APPS, image
 
-    images = [("image", build_apps_image()[0])]
+    images = [("image", APPS.build()[0])]
     if before is not None:
         tag = "mcpfleet/apps:bench-before"
         built = subprocess.run(

@@ -17,6 +17,9 @@ from infra import fleet
 from infra.config import AUTHZ_PORT, NAMESPACE, StackConfig, StackConfigError
 
 ACCESS_TOKEN_SECONDS = 3600
+# Each client address's share of the server's in-memory store and of password guesses, per sliding minute.
+REGISTRATIONS_PER_MINUTE = 60
+SIGN_INS_PER_MINUTE = 60
 COOKIE_KEYS_VARIABLE = "AUTHZ_COOKIE_KEYS"
 ROUTE_COMPONENT = "authorization-server"  # the label of its route, which the policy pack holds to ROUTED below
 # What a client of the authorization server reaches through the edge (oidc-provider's routes): discovery,
@@ -89,6 +92,7 @@ def config(
         "port": AUTHZ_PORT,
         "behindProxy": behind_proxy,
         "accessTokenSeconds": ACCESS_TOKEN_SECONDS,
+        "limits": {"registrationsPerMinute": REGISTRATIONS_PER_MINUTE, "signInsPerMinute": SIGN_INS_PER_MINUTE},
         "resources": {
             url: {"name": name, "scopes": scopes} for name, (url, scopes) in resources(servers, resource_urls).items()
         },

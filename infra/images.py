@@ -108,20 +108,3 @@ APPS = BuiltImage(
     "python",
 )
 AUTHZ = BuiltImage("authz", REPO / "authz", ("Dockerfile", "package.json", "package-lock.json", "server.mjs"), "node")
-APP_IMAGE_INPUTS = APPS.inputs
-
-
-def app_image_digest(base: str | None = None) -> str:
-    return APPS.digest(base)
-
-
-def build_command(tag: str) -> list[str]:
-    return APPS.build_command(tag)
-
-
-def apps_image_tag() -> str:
-    return APPS.tag()
-
-
-def build_apps_image() -> tuple[str, float]:
-    return APPS.build()

@@ -39,7 +39,7 @@ import httpx
 from apps.kit import role_password_variable
 from infra import authz, redis_acl
 from infra.config import AUTHZ_PORT, StackConfig
-from infra.images import AUTHZ, build_apps_image
+from infra.images import APPS, AUTHZ
 from onebox.compose import (
     COMPOSE_FILE,
     OBSERVABILITY_PROFILE,
@@ -301,7 +301,7 @@ def up(stack_name: str, as_json: bool, observability: bool | None) -> int:
     if observability is None:
         observability = registry_reachable() and not any(k.startswith("MCPFLEET_IMAGE_") for k in env)
     say("building the apps image (once per change to apps/, the Dockerfile or the lock)")
-    tag, seconds = build_apps_image()
+    tag, seconds = APPS.build()
     say(f"apps image {tag} ({seconds:.0f} s)")
     subprocess.run(["docker", "tag", tag, "mcpfleet/apps:dev"], check=True)
     env["MCPFLEET_APPS_IMAGE"] = tag

@@ -13,11 +13,12 @@ touching a server. Its families, bottom up:
 - `cli`: pin manifests, mint development tokens.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from apps.kit.call.admission import Admission
 from apps.kit.call.asking import ask_person, can_ask_person
 from apps.kit.call.pipeline import current_principal
-from apps.kit.cli.schema import apply as apply_schema
-from apps.kit.cli.schema import schema_files
 from apps.kit.cli.token import mint
 from apps.kit.declare.config import (
     KitSettings,
@@ -39,7 +40,6 @@ from apps.kit.observe.metrics import SERVER_FAULT_OUTCOMES
 from apps.kit.observe.probes import Check, ReadinessSource
 from apps.kit.run.app import create_app, mount, resource_metadata_path
 from apps.kit.run.serve import serve
-from apps.kit.run.serverless import LAMBDA_HANDLER, lambda_app
 from apps.kit.upstream import (
     Answer,
     AnswerTooLarge,
@@ -50,6 +50,28 @@ from apps.kit.upstream import (
     retry_after_seconds,
 )
 from apps.kit.wire.encoding import dumps
+
+if TYPE_CHECKING:
+    from apps.kit.cli.schema import apply as apply_schema
+    from apps.kit.cli.schema import schema_files
+    from apps.kit.run.serverless import LAMBDA_HANDLER, lambda_app
+
+# What only the platform, the tests or a Lambda entry use, imported on first use: a server process does not load
+# asyncpg (the schema command) or Mangum (the Lambda adapter) at start-up for them.
+_ON_FIRST_USE = {
+    "apply_schema": ("apps.kit.cli.schema", "apply"),
+    "schema_files": ("apps.kit.cli.schema", "schema_files"),
+    "LAMBDA_HANDLER": ("apps.kit.run.serverless", "LAMBDA_HANDLER"),
+    "lambda_app": ("apps.kit.run.serverless", "lambda_app"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _ON_FIRST_USE:
+        raise AttributeError(f"module 'apps.kit' has no attribute {name!r}")
+    module, attribute = _ON_FIRST_USE[name]
+    return getattr(importlib.import_module(module), attribute)
+
 
 __all__ = [
     "LAMBDA_HANDLER",

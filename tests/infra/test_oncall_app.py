@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.images import APP_IMAGE_INPUTS
+from infra import images
 from tests.infra.conftest import Declared
 
 APPS, OBS, DATA, AGENTS = "mcp-apps", "mcp-observability", "mcp-data", "mcp-node-agents"
@@ -50,7 +50,7 @@ def test_the_oncall_app_reaches_prometheus_and_alertmanager_only(request, stack)
 
 def test_the_runbooks_are_an_input_of_the_image():
     """One source: the image copies the repository's runbooks/, and its tag changes when they do."""
-    assert "runbooks" in APP_IMAGE_INPUTS
+    assert "runbooks" in images.APPS.inputs
     dockerfile = open("Dockerfile").read()
     assert "COPY runbooks/ /app/runbooks/" in dockerfile
     assert "runbooks" not in open(".dockerignore").read().split()

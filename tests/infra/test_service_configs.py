@@ -66,21 +66,21 @@ def test_the_dockerfile_default_base_is_the_pinned_python_image(monkeypatch):
     """One pin: the Dockerfile's default, the kind build and the tests all build on infra/images.py's python."""
     import re
 
-    from infra.images import PINNED, build_command
+    from infra.images import APPS, PINNED
 
     [default] = re.findall(r"^ARG BASE_IMAGE=(\S+)$", Path("Dockerfile").read_text(), flags=re.M)
     assert default == PINNED["python"]
     monkeypatch.delenv("MCPFLEET_IMAGE_PYTHON", raising=False)
-    assert f"BASE_IMAGE={PINNED['python']}" in build_command("t")
+    assert f"BASE_IMAGE={PINNED['python']}" in APPS.build_command("t")
     monkeypatch.setenv("MCPFLEET_IMAGE_PYTHON", "mirror.example.com/python:3.11")
-    assert "BASE_IMAGE=mirror.example.com/python:3.11" in build_command("t")
+    assert "BASE_IMAGE=mirror.example.com/python:3.11" in APPS.build_command("t")
 
 
 def test_the_image_tag_follows_every_input_the_dockerfile_copies():
     import re
 
-    from infra.images import APP_IMAGE_INPUTS
+    from infra.images import APPS
 
     copied = set(re.findall(r"^COPY (?:--from=\S+ )?(\S+)", Path("Dockerfile").read_text(), flags=re.M))
     copied = {c.rstrip("/") for c in copied if not c.startswith("/")}
-    assert copied <= set(APP_IMAGE_INPUTS), copied - set(APP_IMAGE_INPUTS)
+    assert copied <= set(APPS.inputs), copied - set(APPS.inputs)

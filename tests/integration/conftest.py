@@ -11,7 +11,7 @@ import pytest
 from testcontainers.core.network import Network
 
 from apps.kit.cli.token import mint
-from infra.images import build_apps_image, image, overridden
+from infra.images import APPS, image, overridden
 from tests.conftest import ISSUER, SECRET, requirement_missing
 from tests.support import stack
 from tests.support.proxy import RoundRobinProxy
@@ -64,7 +64,7 @@ def network(docker_ready: None) -> Iterator[Network]:
 
 @pytest.fixture(scope="session")
 def apps_image(docker_ready: None) -> str:
-    tag, seconds = build_apps_image()
+    tag, seconds = APPS.build()
     measured(f"apps image {tag} on {image('python')}: {seconds:.1f}s (0 when reused)")
     return tag
 

@@ -24,7 +24,8 @@ from infra import authz
 from infra.config import IdentityConfig, PersonConfig, StackConfigError
 from onebox.compose import load_stack
 from onebox.login import REDIRECT_URI, SignInFailed, sign_in
-from tests.support.authz import Fleet, authorized_fleet
+from tests.support import demo_server
+from tests.support.authz import Fleet, LocalAuthz, authorized_fleet
 from tests.support.raw import post, tool_call
 
 
@@ -146,3 +147,39 @@ def test_a_request_naming_no_scope_gets_what_the_person_may_grant_of_that_resour
     grants their own."""
     assert fleet.sign_in("reader", fleet.demo_url, "")["scope"] == "demo:read"
     assert set(fleet.sign_in("writer", fleet.demo_url, "")["scope"].split()) == {"demo:read", "demo:write"}
+
+
+@pytest.mark.parametrize(
+    "client_id",
+    ["https://localhost/client.json", "https://127.0.0.1/client.json", "https://authz.mcp-auth.svc/client.json",
+     "http://clients.example.com/client.json"],
+)  # fmt: skip
+def test_a_client_id_metadata_document_is_never_fetched_from_inside(fleet, client_id):
+    """A client id that is a URL makes the server fetch it: only an https URL on a public DNS name is fetched, so a
+    client id cannot make the authorization server call the platform's own services."""
+    pkce = {"code_challenge": "x" * 43, "code_challenge_method": "S256"}
+    query = {"client_id": client_id, "response_type": "code", "redirect_uri": REDIRECT_URI, "scope": "demo:read",
+             "resource": fleet.demo_url, "state": "s", **pkce}  # fmt: skip
+    answer = httpx.get(fleet.authz.issuer + "/auth?" + urlencode(query))
+    assert answer.status_code == 400 and "invalid_client" in answer.text
+    if client_id.startswith("https://"):  # a well-formed document URL: refused by the fetch rule, before any fetch
+        assert "client_id metadata document fetch not allowed" in answer.text
+
+
+def test_one_address_gets_its_share_of_registrations_and_sign_ins_not_everyones():
+    """The store is shared and bounded, and sign-ins guess passwords: past its share a client address gets 429."""
+    stack = load_stack("dev")
+    every = authz.stack_scopes(stack)
+    servers, urls = {"mcp-demo": demo_server.server}, {"mcp-demo": "http://127.0.0.1:1/mcp"}
+    rendered = authz.config(stack, servers, urls, "x", every_scope=every)
+    rendered["limits"] = {"registrationsPerMinute": 3, "signInsPerMinute": 2}
+    local = LocalAuthz(rendered, {login: "pw-" + login for login in stack.identity.people}).start()
+    try:
+        client = {"redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none", "response_types": ["code"]}
+        codes = [httpx.post(local.issuer + "/reg", json=client).status_code for _ in range(4)]
+        assert codes == [201, 201, 201, 429]
+        login = local.issuer + "/interaction/abcdef/login"
+        guesses = [httpx.post(login, data={"login": "reader", "password": "guess"}).status_code for _ in range(3)]
+        assert guesses[-1] == 429 and 429 not in guesses[:2]  # the first two are answered (as unknown interactions)
+    finally:
+        local.stop()

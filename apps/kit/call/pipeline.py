@@ -137,7 +137,7 @@ class CallPipeline:
                 body = error_message(message["id"], FORBIDDEN, text)
                 raise Refusal(403, body, None, [(b"www-authenticate", self.step_up(spec.scopes))])
             served.run = lambda args: run_tool(spec, args if args is not None else {}, self.state())
-            served.url_elicitation = can_send_to_url(request.headers) and request.version not in MODERN_VERSIONS
+            served.url_elicitation = lambda: can_send_to_url(request.headers) and request.version not in MODERN_VERSIONS
             token = _PRINCIPAL.set(principal)
             try:
                 reply = await self.protocol.answer(message, request.version, request.headers, served)

@@ -80,7 +80,8 @@ class Served:
     tools: ListTools
     run: RunTool | None = None
     result: CallResult | None = None
-    url_elicitation: bool = False  # the client declared URL-mode elicitation (and speaks the 2025-11-25 era)
+    # whether the client declared URL-mode elicitation (and speaks the 2025-11-25 era): asked only when a tool needs it
+    url_elicitation: Callable[[], bool] = lambda: False
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ class Protocol:
             assert served.run is not None, "a tools/call is answered with the tool to run"
             served.result = await served.run(params.arguments)
             needed = served.result.connect
-            if needed is not None and served.url_elicitation:  # MCP 2025-11-25: URLElicitationRequiredError
+            if needed is not None and served.url_elicitation():  # MCP 2025-11-25: URLElicitationRequiredError
                 elicitation = {"mode": "url", "elicitationId": needed.elicitation_id, "url": needed.url,
                                "message": needed.message}  # fmt: skip
                 raise MCPError(URL_ELICITATION_REQUIRED, needed.message, {"elicitations": [elicitation]})

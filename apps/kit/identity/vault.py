@@ -28,14 +28,16 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from apps.kit.observe.logs import log_event
 from apps.kit.wire.encoding import dumps
+
+if TYPE_CHECKING:
+    import asyncpg
 
 REFRESH_EARLY_SECONDS = 300.0  # refresh a token this long before it expires
 NONCE_BYTES = 12

@@ -46,7 +46,7 @@ class Auth0Tenant(pulumi.ComponentResource):
                 name=app,
                 identifier=resource,  # the audience: its tokens carry this in `aud`
                 signing_alg="RS256",
-                allow_offline_access=True,  # refresh tokens (rotation is the tenant's default for new clients)
+                allow_offline_access=True,  # refresh tokens for its clients
                 token_lifetime=3600,
                 skip_consent_for_verifiable_first_party_clients=False,
                 opts=child,

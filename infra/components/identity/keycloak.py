@@ -1,7 +1,7 @@
 """Keycloak as code (`identity.provider: keycloak`, pulumi-keycloak): the realm (or an existing one), a client scope
 per server scope, and on each of them an audience mapper that writes the server's resource URL into `aud`.
 
-Keycloak ignores RFC 8707's `resource` and writes `aud: account` unless told otherwise: the mapper on each scope is
+Without an audience mapper Keycloak writes `aud: account` (every server refuses that); the mapper on each scope is
 what binds a token to the server whose scope it carries (so a token asked with `db:read` names the db server, and
 the files server refuses it). The scopes are optional client scopes of the realm, so a client asks for them; with
 `registrationTrustedHosts`, anonymous dynamic registration is allowed from those hosts only (Keycloak's Trusted
