@@ -65,6 +65,8 @@ const serverScopes = [...new Set([...resources.values()].flatMap((resource) => r
 
 const provider = new Provider(config.issuer, {
   jwks: signingKeys(),
+  // The servers' own pages (a connect page signs the person in to learn who opened it): public clients, PKCE.
+  clients: config.clients ?? [],
   cookies: { keys: required('AUTHZ_COOKIE_KEYS').split(/\s+/) },
   scopes: ['openid', 'offline_access', ...serverScopes],
   claims: { openid: ['sub'] },

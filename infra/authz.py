@@ -38,6 +38,34 @@ ROUTED = {
 }
 
 
+def signin_client_id(app: str) -> str:
+    """The client an app's pages sign the person in as (`apps.kit.identity.signin`): `mcp-github-pages`."""
+    return f"{app}-pages"
+
+
+def signin_clients(
+    servers: Mapping[str, FocusedServer[Any, Any]], resource_urls: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """A public client (PKCE, no secret) per app with pages that sign the person in, redirecting to those pages
+    alone: the only clients registered by configuration; every MCP client registers itself."""
+    clients = []
+    for name, server in sorted(servers.items()):
+        base = resource_urls[name].removesuffix("/mcp")
+        redirects = [base + path for path in server.pages if path.endswith("/signed-in")]
+        if redirects:
+            clients.append(
+                {
+                    "client_id": signin_client_id(name),
+                    "client_name": f"{server.name} (its own pages)",
+                    "redirect_uris": redirects,
+                    "grant_types": ["authorization_code"],
+                    "response_types": ["code"],
+                    "token_endpoint_auth_method": "none",
+                }
+            )
+    return clients
+
+
 def password_variable(login: str) -> str:
     """The variable holding a dev person's password (`reader` -> AUTHZ_PASSWORD_READER)."""
     return "AUTHZ_PASSWORD_" + login.upper().replace("-", "_")
@@ -96,6 +124,7 @@ def config(
         "resources": {
             url: {"name": name, "scopes": scopes} for name, (url, scopes) in resources(servers, resource_urls).items()
         },
+        "clients": signin_clients(servers, resource_urls),
         "people": {
             login: {"scopes": sorted(person.scopes), "passwordVariable": password_variable(login)}
             for login, person in stack.identity.people.items()

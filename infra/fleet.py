@@ -166,11 +166,10 @@ def check_connections(stack: StackConfig, servers: dict[str, FocusedServer[Any, 
         needs = servers[name].needs
         if not needs.postgres:
             continue
-        pool = (
-            getattr(app_settings(name, app, servers[name]), needs.postgres_pool_setting)
-            if needs.postgres_pool_setting
-            else 1
-        )
+        settings = app_settings(name, app, servers[name])
+        pool = getattr(settings, needs.postgres_pool_setting) if needs.postgres_pool_setting else 1
+        if needs.postgres_when is not None and not needs.postgres_when(settings):
+            pool = 0  # these settings open no pool
         shares[name] = (app.max_replicas, len(needs.postgres), int(pool))
     needed = sum(replicas * pools * size for replicas, pools, size in shares.values()) + RESERVED_CONNECTIONS
     if needed > stack.postgres.max_connections:

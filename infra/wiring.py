@@ -17,9 +17,9 @@ from typing import Any
 
 from alerts.names import METRICS_PORT, PORT
 from apps.kit import FocusedServer, KitSettings
-from infra import fleet, redis_acl
+from infra import authz, fleet, redis_acl
 from infra.components.observability.collector import otlp_endpoint, sampling_env
-from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, AppConfig, StackConfig
+from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, AUTHZ_HOST, AUTHZ_PORT, AppConfig, StackConfig
 
 # the app drains this long after SIGTERM: the kit's default, written once (`KitSettings`)
 SHUTDOWN_GRACE_SECONDS = int(KitSettings.model_fields["shutdown_grace_seconds"].default)
@@ -131,6 +131,9 @@ def wiring(
     env |= {"MCP_JWKS_URL": stack.keys_url, "MCP_JWT_ALGORITHMS": JWKS_ALGORITHMS}
     if stack.identity.provider == "local":
         env["MCP_JWT_REQUIRE_AT_TYP"] = "true"  # oidc-provider's access tokens are RFC 9068's, typ at+jwt
+        if any(path.endswith("/signed-in") for path in server.pages):  # its pages sign the person in
+            env["MCP_SIGNIN_CLIENT_ID"] = authz.signin_client_id(name)
+            env["MCP_ISSUER_INTERNAL_URL"] = f"http://{AUTHZ_HOST}:{AUTHZ_PORT}"
     if stack.identity.profile != "rfc9068":  # where this provider puts audience, client, scopes and groups
         env["MCP_TOKEN_PROFILE"] = stack.identity.profile
     if audiences := stack.identity.accepted_audiences.get(name):

@@ -116,6 +116,7 @@ class GitHubApi:
         proxy: str | None,
         metrics: GithubMetrics,
         upstream: Upstream | None = None,
+        credential: Credential | None = None,
     ):
         self.settings, self.redis, self.metrics = settings, redis, metrics
         self.upstream = upstream or Upstream(
@@ -132,7 +133,7 @@ class GitHubApi:
             proxy=proxy,
             too_large_hint="ask for fewer items or a smaller file",
         )
-        self.credential: Credential = (
+        self.credential: Credential = credential or (
             FineGrainedToken(settings.github_credential.get_secret_value())
             if settings.github_app_id is None
             else InstallationToken(settings, redis, self.upstream)
@@ -176,7 +177,7 @@ class GitHubApi:
 
     async def _read(self, owner: str, repo: str, url: str, params: dict[str, Any] | None, resource: str) -> Page:
         self.check_allowed(owner, repo)
-        key = _cache_key(url, params)
+        key = f"{self.credential.identity}|{_cache_key(url, params)}"  # a person's reads are theirs alone
         entry = self.cache.get(key)
         await self._check_budget(resource, conditional=entry is not None)
         headers = {"If-None-Match": entry.etag} if entry else None
@@ -234,7 +235,8 @@ class GitHubApi:
                 f"{time.time():.3f}",
                 reserve,
                 current_principal().rate_key,
-                self.settings.github_budget_share_percent,
+                # a person's own token has a budget of its own (GitHub counts it per user): all of it is theirs
+                100 if self.settings.github_identity == "user" else self.settings.github_budget_share_percent,
                 int(conditional),
             ],
         )
@@ -282,6 +284,11 @@ class GitHubApi:
             wait = retry_after_seconds(answer.headers.get("retry-after"))
             when = f"; retry after {_at(time.time() + min(wait, MAX_BLOCK_SECONDS))}" if wait is not None else ""
             raise BudgetLow(f"GitHub's rate limit for this server was reached{when}")
+        if status == 401 and self.settings.github_identity == "user":
+            raise CallerError(
+                "GitHub refused the token of your linked account (revoked, or expired): it is forgotten; call again "
+                "to link your account"
+            )
         if status == 401:
             raise ServerError("GitHub refused this server's credential (401): it is invalid, expired or revoked")
         if status == 404:

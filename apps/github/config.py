@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from apps.kit import KitSettings, OutsideHost, split_list
+from apps.kit import Keyring, KitSettings, OutsideHost, split_list
 
 Toolset = Literal["repos", "issues", "pulls"]
 TOOLSETS: tuple[Toolset, ...] = ("repos", "issues", "pulls")
@@ -29,10 +29,22 @@ def app_key(pem: str) -> RSAPrivateKey:
 
 class GithubSettings(KitSettings):
     github_api_url: AnyHttpUrl = AnyHttpUrl("https://api.github.com")
+    # Who GitHub sees. `installation`: the server itself for every caller (a service deployment). `user`: each
+    # person, with their own GitHub App user access token, linked once through the server's connect page
+    # (`apps.kit.identity.linking`) and kept sealed in the server's vault; GitHub then limits each write by both
+    # the App's and the person's permissions, names the person in its audit log, and counts each person's budget.
+    github_identity: Literal["installation", "user"] = "installation"
     # The server's own credential, never the caller's (an MCP token for this server, never forwarded): a
     # fine-grained token, or with GITHUB_APP_ID the App's private key (PEM), which the server exchanges for
-    # installation tokens (`apps/github/credential.py`).
+    # installation tokens (`apps/github/credential.py`); in user mode, the App's client secret (the web flow's).
     github_credential: SecretStr
+    github_app_client_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,100}$")  # user mode
+    github_web_url: AnyHttpUrl = AnyHttpUrl("https://github.com")  # the web flow's host: authorize, token exchange
+    # User mode's vault: the DSN of the server's own role (the platform's), its keyring (`apps.kit.Keyring`), and
+    # the connections it may hold.
+    github_vault_url: SecretStr | None = None
+    github_vault_keys: SecretStr | None = None
+    github_vault_pool_max: int = Field(default=4, ge=1, le=50)
     github_app_id: int | None = Field(default=None, ge=1)
     github_app_installation_id: int | None = Field(default=None, ge=1)
     # What it may touch: `owner/repo` or `owner/*`, comma separated. A call naming anything else is refused
@@ -71,6 +83,32 @@ class GithubSettings(KitSettings):
         return [entry.lower() for entry in value]
 
     @model_validator(mode="after")
+    def _user_mode(self) -> GithubSettings:
+        if self.github_identity != "user":
+            return self
+        missing = [
+            name
+            for name, value in (
+                ("GITHUB_APP_CLIENT_ID", self.github_app_client_id),
+                ("GITHUB_VAULT_URL", self.github_vault_url),
+                ("GITHUB_VAULT_KEYS", self.github_vault_keys),
+                ("MCP_SIGNIN_CLIENT_ID", self.mcp_signin_client_id),
+                ("MCP_JWKS_URL", self.mcp_jwks_url),
+            )
+            if value is None
+        ]
+        if missing:
+            raise ValueError(f"GITHUB_IDENTITY=user needs {', '.join(missing)}")
+        if self.github_app_id is not None or self.github_app_installation_id is not None:
+            raise ValueError(
+                "GITHUB_IDENTITY=user acts as each person, not as an installation: unset GITHUB_APP_ID and "
+                "GITHUB_APP_INSTALLATION_ID (GITHUB_CREDENTIAL is the App's client secret)"
+            )
+        assert self.github_vault_keys is not None
+        Keyring(self.github_vault_keys.get_secret_value())  # a bad keyring stops the start, naming what is wrong
+        return self
+
+    @model_validator(mode="after")
     def _app_credential(self) -> GithubSettings:
         if (self.github_app_id is None) != (self.github_app_installation_id is None):
             raise ValueError("set both GITHUB_APP_ID and GITHUB_APP_INSTALLATION_ID (a GitHub App), or neither")
@@ -89,4 +127,7 @@ class GithubSettings(KitSettings):
         return f"{owner}/{repo}" in self.github_repositories or f"{owner}/*" in self.github_repositories
 
     def outside_hosts(self) -> list[OutsideHost]:
-        return [OutsideHost.of_url(str(self.github_api_url))]
+        hosts = [OutsideHost.of_url(str(self.github_api_url))]
+        if self.github_identity == "user":  # the token exchange and refresh are on GitHub's web host
+            hosts.append(OutsideHost.of_url(str(self.github_web_url)))
+        return hosts

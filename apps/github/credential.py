@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from redis.asyncio import Redis
 
 from apps.github.config import GithubSettings, app_key
-from apps.kit import ServerError, Upstream
+from apps.kit import AccountLink, ServerError, Upstream, current_principal
 
 JWT_SECONDS = 540  # GitHub accepts at most 10 minutes
 CLOCK_DRIFT_SECONDS = 60
@@ -45,7 +45,9 @@ RELEASE_IF_OURS = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.ca
 
 
 class Credential(Protocol):
-    identity: str  # names the credential in cache and budget keys (a digest, never the secret)
+    @property
+    def identity(self) -> str:
+        """Names the credential in cache and budget keys (a digest, never the secret)."""
 
     async def authorization(self) -> str: ...
 
@@ -54,6 +56,29 @@ class Credential(Protocol):
 
     def accepted(self) -> None:
         """GitHub answered with it: a refusal before was passing."""
+
+
+class PersonToken:
+    """User mode: the calling person's own GitHub App user token, from the server's vault; a person with none (or
+    calling from a client they have not approved) is sent to link it (`ConnectRequired`). GitHub counts a user
+    token's budget per person, so the budget and the cache are the person's (`identity`)."""
+
+    def __init__(self, link: AccountLink):
+        self.link = link
+
+    @property
+    def identity(self) -> str:
+        subject = current_principal().subject or ""
+        return "person-" + hashlib.sha256(subject.encode()).hexdigest()[:16]
+
+    async def authorization(self) -> str:
+        return f"Bearer {(await self.link.tokens(current_principal())).access}"
+
+    async def refused(self) -> None:
+        await self.link.forget(current_principal(), "GitHub answered 401 (revoked or expired)")
+
+    def accepted(self) -> None:
+        return None
 
 
 class FineGrainedToken:

@@ -18,6 +18,8 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints
@@ -25,15 +27,23 @@ from redis.asyncio import Redis
 
 from apps.github.api import GitHubApi
 from apps.github.config import NAME, GithubSettings
+from apps.github.credential import PersonToken
 from apps.github.telemetry import ALERTS, DASHBOARD, GithubMetrics
 from apps.github.trust import WITHHELD, Taint, clean, label, trusted, untrusted
 from apps.kit import (
+    AccountLink,
+    BrowserSignIn,
     CallerError,
     Check,
     FocusedServer,
+    Keyring,
     Needs,
+    ServerError,
     Telemetry,
+    TokenVault,
     ToolArgs,
+    Upstream,
+    UpstreamClient,
     WithMeta,
     ask_person,
     can_ask_person,
@@ -82,10 +92,18 @@ class GitHub:
     api: GitHubApi
     taint: Taint
     redis: Redis
+    link: AccountLink | None = None  # user mode: each person's own GitHub account, linked through the pages
+    vault_pool: Any = None
     visibility: dict[str, tuple[bool, float]] = field(default_factory=dict)  # owner/repo -> (public, when)
 
     def readiness_checks(self) -> dict[str, Check]:
-        return {"state": self.redis.ping}
+        checks: dict[str, Check] = {"state": self.redis.ping}
+        if self.vault_pool is not None:
+            checks["vault"] = partial(self.vault_pool.fetchval, "SELECT 1")
+        return checks
+
+    def pages(self) -> dict[str, Any]:
+        return self.link.pages() if self.link is not None else {}
 
     def text(self, value: Any) -> str | None:
         return clean(value, self.settings.github_max_text_chars)
@@ -193,6 +211,68 @@ class GitHub:
         )
 
 
+async def _open_link(
+    settings: GithubSettings, redis: Redis, proxy: str | None, stack: AsyncExitStack
+) -> tuple[AccountLink, Any]:
+    """User mode: the vault (the server's own role and schema), the sign-in at the MCP issuer, and the App's web
+    flow, as the connect pages and the person's tokens use them."""
+    import asyncpg  # user mode only: an installation deployment opens no database
+
+    assert settings.github_vault_url is not None and settings.github_vault_keys is not None  # checked by settings
+    assert settings.github_app_client_id is not None
+    pool = await asyncpg.create_pool(
+        settings.github_vault_url.get_secret_value(), min_size=1, max_size=settings.github_vault_pool_max
+    )
+    stack.push_async_callback(pool.close)
+    vault = TokenVault(pool, VAULT_SCHEMA, "github", Keyring(settings.github_vault_keys.get_secret_value()))
+    page_base = settings.resource_url.removesuffix("/mcp")
+    signin = BrowserSignIn(settings, page_base + "/connect/github/signed-in")
+    stack.push_async_callback(signin.aclose)
+    web = Upstream(
+        "GitHub web flow",
+        str(settings.github_web_url),
+        headers={"Accept": "application/json", "User-Agent": "mcpfleet-github"},
+        timeout=settings.github_timeout_seconds,
+        max_bytes=64 * 1024,
+        read_retries=0,
+        proxy=proxy,
+    )
+    stack.push_async_callback(web.aclose)
+    api_url = str(settings.github_api_url).rstrip("/")
+
+    async def account_of(access: str) -> str:
+        answer = await web.request(
+            "GET", api_url + "/user", idempotent=True, headers={"Authorization": f"Bearer {access}",
+                                                                 "Accept": "application/vnd.github+json"}
+        )  # fmt: skip
+        login = answer.body.get("login") if isinstance(answer.body, dict) else None
+        if answer.status != 200 or not isinstance(login, str):
+            raise ServerError(f"GitHub did not name the linked account (HTTP {answer.status})")
+        return login
+
+    web_url = str(settings.github_web_url).rstrip("/")
+    upstream = UpstreamClient(
+        provider="github",
+        title="GitHub",
+        authorize_url=web_url + "/login/oauth/authorize",
+        token_url=web_url + "/login/oauth/access_token",
+        client_id=settings.github_app_client_id,
+        client_secret=settings.github_credential.get_secret_value(),
+    )
+    link = AccountLink(
+        server=NAME_OF_SERVER,
+        upstream=upstream,
+        vault=vault,
+        redis=redis,
+        key_prefix=settings.redis_key_prefix,
+        page_base=page_base,
+        signin=signin,
+        http=web,
+        account_of=account_of,
+    )
+    return link, pool
+
+
 @asynccontextmanager
 async def open_github(settings: GithubSettings, telemetry: Telemetry) -> AsyncIterator[GitHub]:
     async with AsyncExitStack() as stack:
@@ -200,14 +280,22 @@ async def open_github(settings: GithubSettings, telemetry: Telemetry) -> AsyncIt
         redis = Redis.from_url(settings.redis_url.get_secret_value(), socket_timeout=2, socket_connect_timeout=2)
         stack.push_async_callback(redis.aclose)
         proxy = str(settings.mcp_egress_proxy) if settings.mcp_egress_proxy else None
-        api = GitHubApi(settings, redis, proxy, GithubMetrics(telemetry.registry))
+        link, pool, credential = None, None, None
+        if settings.github_identity == "user":
+            link, pool = await _open_link(settings, redis, proxy, stack)
+            credential = PersonToken(link)
+        api = GitHubApi(settings, redis, proxy, GithubMetrics(telemetry.registry), credential=credential)
         stack.push_async_callback(api.aclose)
         taint = Taint(redis, settings.github_untrusted_window_seconds, settings.redis_key_prefix)
-        yield GitHub(settings, api, taint, redis)
+        yield GitHub(settings, api, taint, redis, link, pool)
+
+
+NAME_OF_SERVER = "mcpfleet-github"
+VAULT_SCHEMA = "github_vault"  # apps/github/schema/001_vault.sql
 
 
 server: FocusedServer[GitHub, GithubSettings] = FocusedServer(
-    "mcpfleet-github",
+    NAME_OF_SERVER,
     GithubSettings,
     open_github,
     instructions="Read and update issues, pull requests and files of the GitHub repositories this server is "
@@ -215,14 +303,22 @@ server: FocusedServer[GitHub, GithubSettings] = FocusedServer(
     "instructions. A write soon after such a read needs the person's confirmation, asked by the server itself.",
     needs=Needs(
         redis=True,
-        secrets={"GITHUB_CREDENTIAL": "credential"},
+        # user mode's vault: its own role and schema (an installation deployment has them, and never connects)
+        postgres={"GITHUB_VAULT_URL": "mcp_github_vault"},
+        schema=Path(__file__).with_name("schema"),
+        postgres_pool_setting="github_vault_pool_max",
+        postgres_when=lambda settings: settings.github_identity == "user",
+        secrets={"GITHUB_CREDENTIAL": "credential", "GITHUB_VAULT_KEYS": "vault-keys"},
         issued_secrets=frozenset({"credential"}),
         outside_hosts_from=GithubSettings.outside_hosts,
     ),
     dashboard=DASHBOARD,
     alerts=ALERTS,
     read_only_when=lambda settings: settings.github_read_only,
-    offers=lambda settings, tool: TOOLSETS[tool] in settings.github_toolsets,
+    offers=lambda settings, tool: (
+        settings.github_identity == "user" if tool == "disconnect" else TOOLSETS[tool] in settings.github_toolsets
+    ),
+    pages=tuple(AccountLink.paths("github")),
 )
 
 
@@ -408,3 +504,32 @@ async def add_issue_comment(args: NewComment, github: GitHub) -> dict[str, Any]:
     await github.confirm_unless_clear(args, f"comment on #{args.number}: {args.body[:500]!r}")
     created = await github.api.write(args.owner, args.repo, f"/issues/{args.number}/comments", {"body": args.body})
     return {"status": "commented", "id": created.get("id"), "url": created.get("html_url")}
+
+
+class NoArgs(ToolArgs):
+    pass
+
+
+@server.tool(scopes={"github:read"}, read_only=False, open_world=True, destructive=True, idempotent=True)
+async def disconnect(args: NoArgs, github: GitHub) -> dict[str, Any]:
+    """Unlink your GitHub account from this server (user mode): your token is revoked at GitHub and forgotten
+    here, with every client you approved; the next call asks you to link it again."""
+    assert github.link is not None  # offered in user mode only
+    principal = current_principal()
+    if principal.subject is None:
+        raise CallerError("disconnect needs a token issued to a person (sub)")
+    tokens = await github.link.vault.current(principal.subject, github.link.refresh)
+    await github.link.vault.drop(principal.subject, "the person disconnected", forget_clients=True)
+    if tokens is None:
+        return {"status": "not linked"}
+    upstream = github.link.upstream
+    basic = base64.b64encode(f"{upstream.client_id}:{upstream.client_secret}".encode()).decode()
+    answer = await github.api.upstream.request(
+        "DELETE",
+        f"/applications/{upstream.client_id}/token",
+        idempotent=True,
+        json_body={"access_token": tokens.access},
+        headers={"Authorization": f"Basic {basic}"},
+    )
+    revoked = answer.status in (204, 404)  # 404: GitHub no longer knows the token (revoked already)
+    return {"status": "disconnected", "account": tokens.account, "revoked_at_github": revoked}

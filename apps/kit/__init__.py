@@ -32,6 +32,8 @@ from apps.kit.declare.needs import Needs, OutsideHost, Volume, role_password_var
 from apps.kit.declare.server import FocusedServer, load_server
 from apps.kit.declare.telemetry import AlertCase, Chart, DashboardRow, ServerAlert, Telemetry
 from apps.kit.declare.tools import CallerError, ConnectRequired, Overloaded, ServerError, ToolArgs, WithMeta
+from apps.kit.identity.linking import AccountLink, UpstreamClient
+from apps.kit.identity.signin import BrowserSignIn
 from apps.kit.identity.tokens import Principal
 from apps.kit.identity.vault import TABLE_SQL as VAULT_TABLE_SQL
 from apps.kit.identity.vault import Keyring, RefreshRefused, Tokens, TokenVault, VaultError
@@ -78,10 +80,12 @@ __all__ = [
     "MAX_LINE_CHARS",
     "SERVER_FAULT_OUTCOMES",
     "VAULT_TABLE_SQL",
+    "AccountLink",
     "Admission",
     "AlertCase",
     "Answer",
     "AnswerTooLarge",
+    "BrowserSignIn",
     "CallerError",
     "Chart",
     "Check",
@@ -104,6 +108,7 @@ __all__ = [
     "Tokens",
     "ToolArgs",
     "Upstream",
+    "UpstreamClient",
     "UpstreamRedirected",
     "UpstreamUnavailable",
     "VaultError",

@@ -117,7 +117,11 @@ class McpApp(pulumi.ComponentResource):
         """Its resourceUrl's host, TLS on, `/mcp` and its metadata path only (`infra.components.route`)."""
         settings = fleet.app_settings(self.name, self.app, self.server)
         route = ingress_spec(
-            self.name, str(self.app.resource_url), self.platform.stack.routes, settings.mcp_max_body_bytes
+            self.name,
+            str(self.app.resource_url),
+            self.platform.stack.routes,
+            settings.mcp_max_body_bytes,
+            self.server.pages,
         )
         return k8s.networking.v1.Ingress(
             f"{self.name}-ingress",

@@ -1,5 +1,6 @@
 """What enters: one Ingress per app reached from outside the cluster, for the host of its resourceUrl, with TLS,
-routing exactly two paths to the app's MCP port: `/mcp` and its RFC 9728 metadata path. Probes stay for the
+routing exactly the app's own paths to its MCP port: `/mcp`, its RFC 9728 metadata path, and the pages it declares
+(a connect page, under `/connect/`). Probes stay for the
 kubelet and `/metrics` is on another port, so neither can be routed. The policy pack holds every Ingress to
 this shape (`infra.policy.checks.route_problems`)."""
 
@@ -15,12 +16,16 @@ from infra.config import RoutesConfig
 MIB = 1024 * 1024
 
 
-def routed_paths(resource_url: str) -> list[str]:
-    """The only paths a route sends to an app: its MCP endpoint and where RFC 9728 puts its metadata."""
-    return [urlsplit(resource_url).path, resource_metadata_path(resource_url)]
+def routed_paths(resource_url: str, pages: tuple[str, ...] = ()) -> list[str]:
+    """The only paths a route sends to an app: its MCP endpoint, where RFC 9728 puts its metadata, and the pages it
+    declares (`FocusedServer.pages`: a connect page), each exactly."""
+    base = urlsplit(resource_url).path.removesuffix("/mcp")
+    return [urlsplit(resource_url).path, resource_metadata_path(resource_url), *(base + page for page in pages)]
 
 
-def ingress_spec(app: str, resource_url: str, routes: RoutesConfig, max_body_bytes: int) -> dict[str, Any]:
+def ingress_spec(
+    app: str, resource_url: str, routes: RoutesConfig, max_body_bytes: int, pages: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """The Ingress's metadata annotations and spec for one app (its Service `app`, port `http`)."""
     host = urlsplit(resource_url).hostname or ""
     annotations: dict[str, str] = {}
@@ -47,7 +52,7 @@ def ingress_spec(app: str, resource_url: str, routes: RoutesConfig, max_body_byt
                     "http": {
                         "paths": [
                             {"path": path, "pathType": "Exact", "backend": backend}
-                            for path in routed_paths(resource_url)
+                            for path in routed_paths(resource_url, pages)
                         ]
                     },
                 }

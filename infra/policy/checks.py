@@ -153,10 +153,12 @@ def route_problems(where: str, props: dict[str, Any]) -> list[str]:
             problems.append(f"{where}: host {host} is routed without TLS")
         paths = (rule.get("http") or {}).get("paths") or []
         endpoints = {p.get("path") for p in paths if not str(p.get("path")).startswith(WELL_KNOWN_RESOURCE)}
-        allowed = {path for path in endpoints if str(path).endswith("/mcp")}
-        allowed |= {WELL_KNOWN_RESOURCE + path for path in allowed}
+        mcp = {path for path in endpoints if str(path).endswith("/mcp")}
+        # a server's declared pages (a connect page): Exact, under `<path>/connect/` beside its one endpoint
+        pages = {p for p in endpoints if any(str(p).startswith(str(e).removesuffix("mcp") + "connect/") for e in mcp)}
+        allowed = mcp | {WELL_KNOWN_RESOURCE + path for path in mcp} | pages
         for path in paths:
-            if path.get("pathType") != "Exact" or path.get("path") not in allowed or len(endpoints) != 1:
+            if path.get("pathType") != "Exact" or path.get("path") not in allowed or len(endpoints - pages) != 1:
                 problems.append(
                     f"{where}: route {path.get('pathType')} {path.get('path')} exposes more than one MCP endpoint "
                     "and its metadata (Exact <path>/mcp and /.well-known/oauth-protected-resource<path>/mcp only)"

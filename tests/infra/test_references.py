@@ -189,16 +189,21 @@ def test_roles_job_mounts_the_sql_each_server_declares(stack):
     """The Job applies every declared schema (`Needs.schema`) by the kit's command; its files, mounted under the
     module's name, are the ones the tests apply."""
     declared = {m: s.needs.schema for m, s in apps_fleet.servers().items() if s.needs.schema is not None}
-    assert set(declared) == {"apps.db"}
+    assert set(declared) == {"apps.db", "apps.github"}
     [job] = stack.of_kind("Job", DATA)
     pod = job["spec"]["template"]["spec"]
     [container] = pod["containers"]
-    assert container["args"] == ["apps.kit.cli.schema", "apps.db"]
+    deployed = [m for m in declared if m in container["args"]]
+    assert container["args"] == ["apps.kit.cli.schema", *deployed] and "apps.db" in deployed
     assert {"name": "MCPFLEET_SQL_DIR", "value": "/sql"} in container["env"]
     [volume] = pod["volumes"]
     config_map = stack.one("ConfigMap", volume["configMap"]["name"], DATA)
     mounted = {item["path"]: config_map["data"][item["key"]] for item in volume["configMap"]["items"]}
-    assert mounted == {f"db/{p.name}": p.read_text() for p in sorted(declared["apps.db"].glob("*.sql"))}
+    assert mounted == {
+        f"{m.removeprefix('apps.')}/{p.name}": p.read_text()
+        for m in deployed
+        for p in sorted(declared[m].glob("*.sql"))
+    }
 
 
 def test_prometheus_carries_the_exact_rule_files(stack):

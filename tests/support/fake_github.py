@@ -90,6 +90,7 @@ ROUTES = [  # (method, description template, our regex)
     ("get", "/repos/{owner}/{repo}/pulls/{pull_number}/comments", r"/repos/([^/]+)/([^/]+)/pulls/(\d+)/comments"),
     ("get", "/repos/{owner}/{repo}/branches/{branch}", r"/repos/([^/]+)/([^/]+)/branches/(.+)"),
     ("get", "/repos/{owner}/{repo}/git/ref/{ref}", r"/repos/([^/]+)/([^/]+)/git/ref/(.+)"),
+    ("get", "/user", r"/user"),
 ]
 
 
@@ -239,8 +240,14 @@ class FakeGitHub:
                 return self._send(handler, request, 403, body, {"retry-after": self.secondary_retry_after}, template)
             if method == "post" and self.write_refusal is not None:
                 return self._send(handler, request, *self.write_refusal, {}, template)
-            status, body = self._answer(method, template, match, split.query, raw)
             author = self.web.author_of(headers.get("authorization", "").removeprefix("Bearer "))
+            if template == "/user":  # who a user access token acts for (GitHub's example, named as them)
+                if author is None:
+                    return self._send(handler, request, 401, {"message": "Bad credentials"}, {})
+                status, body = 200, example("get", "/user", name="response-with-public-profile-information")
+                body |= {"login": author, "user_view_type": "public"}  # the discriminator its example omits
+            else:
+                status, body = self._answer(method, template, match, split.query, raw)
             if author is not None and method == "post" and isinstance(body, dict) and "user" in body:
                 body["user"]["login"] = author  # created by the person whose token it was
             etag = '"' + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:20] + '"'

@@ -60,6 +60,11 @@ class KitSettings(BaseSettings):
     mcp_jwt_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["HS256"])
     mcp_jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
     mcp_jwks_min_refresh_seconds: float = Field(default=60.0, ge=1.0)
+    # A server whose pages sign the person in at the issuer (linking an upstream account, `apps.kit.identity.signin`):
+    # its client id there (a public client, PKCE), and where it reaches the issuer from inside when the issuer's
+    # public URL is not reachable there (the discovery document and the token endpoint; the browser uses the public).
+    mcp_signin_client_id: str | None = Field(default=None, pattern=r"^[\x21-\x7e]{1,200}$")
+    mcp_issuer_internal_url: AnyHttpUrl | None = None
     # The platform's egress proxy (this app's own port on it): every outbound HTTP(S) call to a host outside
     # the cluster goes through it, explicitly; proxies from the environment (HTTPS_PROXY) are ignored.
     mcp_egress_proxy: AnyHttpUrl | None = None

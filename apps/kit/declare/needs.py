@@ -77,6 +77,8 @@ class Needs:
     # the setting that sizes the pool it opens per role (e.g. "db_pool_max"): the platform checks that every
     # replica's pools fit the database's max_connections at the stack's largest scale
     postgres_pool_setting: str | None = None
+    # settings -> whether they open those pools at all (a mode that uses no database): none are counted otherwise
+    postgres_when: Callable[[Any], bool] | None = field(default=None, compare=False)
     # REDIS_URL: rate limits that hold across replicas, and any shared state
     redis: bool = False
     # env var -> platform service (its in-cluster URL), and egress to that service alone

@@ -38,6 +38,7 @@ class FocusedServer(Generic[StateT, SettingsT]):
         version: str = __version__,
         read_only_when: Callable[[SettingsT], bool] | None = None,
         offers: Callable[[SettingsT, str], bool] | None = None,
+        pages: tuple[str, ...] = (),
     ):
         self.name = name
         self.needs = needs or Needs()
@@ -53,6 +54,9 @@ class FocusedServer(Generic[StateT, SettingsT]):
         # Which tools these settings offer, by name (toolsets a setting enables); the others are not registered.
         self.offers = offers
         self.specs: dict[str, ToolSpec[StateT]] = {}
+        # Browser pages beside `/mcp` (a connect page, `apps.kit.identity.linking`), by path: the platform routes
+        # them with `/mcp`; the state serves them (`PageSource`), and a path it does not serve answers 404.
+        self.pages = pages
 
     def tool(
         self,

@@ -14,6 +14,8 @@ never reaches the caller, the model or a log line. What the vault promises:
   FOR UPDATE`): the replica that takes the lock refreshes, the others wait and read what it wrote.
 - **Dropped** when the upstream refuses it (a 401, a refresh refused) or the person disconnects, so the next call
   links again.
+- **Consent per MCP client.** The person approves each MCP client that may use the link (`approve`); a call from
+  a client they have not approved is not served with their tokens (`current(..., client=...)` answers None).
 - **An audit event** for each link, refresh and drop (`vault_linked`, `vault_refreshed`, `vault_dropped`), naming
   the provider and the principal, never a token.
 """
@@ -32,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from apps.kit.observe.logs import log_event
 from apps.kit.wire.encoding import dumps
@@ -53,6 +57,13 @@ CREATE TABLE IF NOT EXISTS {schema}.vault_tokens (
     refresh_expires_at timestamptz,
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (provider, principal)
+);
+CREATE TABLE IF NOT EXISTS {schema}.vault_consents (
+    provider text NOT NULL,
+    principal text NOT NULL,
+    client text NOT NULL,
+    approved_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (provider, principal, client)
 );
 """
 
@@ -80,13 +91,25 @@ class Tokens:
 
 
 class Keyring:
-    """The keys rows are sealed with: `id:base64key` pairs, space- or comma-separated, the first the primary."""
+    """The keys rows are sealed with, space- or comma-separated, the first the primary: `id:base64` of 32 random
+    bytes (`new_key`), or a bare secret of at least 32 characters (a generated password: the platform's dev
+    stacks), whose key is derived with HKDF-SHA256 and whose id is `k0`."""
 
     def __init__(self, text: str):
         keys: dict[str, bytes] = {}
         for entry in text.replace(",", " ").split():
+            if ":" not in entry:
+                if len(entry) < 32:
+                    raise ValueError("a bare vault secret has at least 32 characters")
+                keys["k0"] = HKDF(algorithm=SHA256(), length=32, salt=None, info=b"mcpfleet vault").derive(
+                    entry.encode()
+                )
+                continue
             key_id, _, encoded = entry.partition(":")
-            key = base64.b64decode(encoded, validate=True)
+            try:
+                key = base64.b64decode(encoded, validate=True)
+            except ValueError:
+                key = b""
             if not _IDENTIFIER.fullmatch(key_id) or len(key) != 32:
                 raise ValueError(
                     "a vault key is `id:base64` of 32 random bytes (the id: lower-case letters, digits, _)"
@@ -127,6 +150,7 @@ class TokenVault:
             raise ValueError(f"not a schema name: {schema!r}")
         self.pool, self.provider, self.keyring = pool, provider, keyring
         self.table = f'"{schema}".vault_tokens'
+        self.consents = f'"{schema}".vault_consents'
 
     def _context(self, principal: str) -> bytes:
         return f"{self.provider}\0{principal}".encode()
@@ -158,12 +182,35 @@ class TokenVault:
             await self._store(conn, principal, tokens)
         log_event("vault_linked", provider=self.provider, principal=principal, account=tokens.account)
 
-    async def current(self, principal: str, refresh: Refresh, early: float = REFRESH_EARLY_SECONDS) -> Tokens | None:
+    async def approve(self, principal: str, client: str) -> None:
+        """The person approved this MCP client's use of their link (the connect page's consent)."""
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                f"INSERT INTO {self.consents} (provider, principal, client) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                self.provider,
+                principal,
+                client,
+            )
+        log_event("vault_client_approved", provider=self.provider, principal=principal, client=client)
+
+    async def current(
+        self, principal: str, refresh: Refresh, early: float = REFRESH_EARLY_SECONDS, client: str | None = None
+    ) -> Tokens | None:
         """The principal's tokens, refreshed first when they expire within `early` seconds (once, whichever replica
-        gets there first); None when the person has not linked, or the refresh was refused (and the row dropped)."""
+        gets there first); None when the person has not linked, has not approved `client` (when given), or the
+        refresh was refused (and the row dropped)."""
         select = f"SELECT key_id, sealed FROM {self.table} WHERE provider = $1 AND principal = $2"
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(select, self.provider, principal)
+            if client is None:
+                row = await conn.fetchrow(select, self.provider, principal)
+            else:
+                row = await conn.fetchrow(
+                    select + f" AND EXISTS (SELECT 1 FROM {self.consents} c WHERE c.provider = $1"
+                    " AND c.principal = $2 AND c.client = $3)",
+                    self.provider,
+                    principal,
+                    client,
+                )
             if row is None:
                 return None
             tokens = self._open(principal, row)
@@ -188,9 +235,14 @@ class TokenVault:
         log_event("vault_refreshed", provider=self.provider, principal=principal, account=fresh.account)
         return fresh
 
-    async def drop(self, principal: str, why: str) -> bool:
-        """Forget the principal's tokens (the upstream answered 401, or the person disconnected)."""
+    async def drop(self, principal: str, why: str, forget_clients: bool = False) -> bool:
+        """Forget the principal's tokens (the upstream answered 401, or the person disconnected); `forget_clients`:
+        the clients they approved too (a disconnect)."""
         async with self.pool.acquire() as conn:
+            if forget_clients:
+                await conn.execute(
+                    f"DELETE FROM {self.consents} WHERE provider = $1 AND principal = $2", self.provider, principal
+                )
             deleted = await conn.fetchval(
                 f"DELETE FROM {self.table} WHERE provider = $1 AND principal = $2 RETURNING principal",
                 self.provider,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from apps.kit.observe.logs import bounded, log_event
 from apps.kit.observe.metrics import KitMetrics
@@ -25,6 +25,13 @@ class ReadinessSource(Protocol):
     """State that can say whether its dependencies answer (e.g. a DB pool running SELECT 1)."""
 
     def readiness_checks(self) -> Mapping[str, Check]: ...
+
+
+@runtime_checkable
+class PageSource(Protocol):
+    """State that serves the server's declared pages (`FocusedServer.pages`): path -> handler."""
+
+    def pages(self) -> Mapping[str, Callable[[Any], Awaitable[Any]]]: ...
 
 
 class Readiness:

@@ -13,7 +13,7 @@ state, warms the signing keys, keeps readiness fresh, and on shutdown closes eve
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -37,7 +37,7 @@ from apps.kit.http.shedding import Shedder
 from apps.kit.identity.tokens import JwtVerifier
 from apps.kit.observe.logs import configure_logging, log_event
 from apps.kit.observe.metrics import KitMetrics
-from apps.kit.observe.probes import Readiness, ReadinessSource
+from apps.kit.observe.probes import PageSource, Readiness, ReadinessSource
 from apps.kit.observe.push import push_registry, stop_metrics
 from apps.kit.observe.tracing import flush_traces, setup_tracing
 from apps.kit.observe.volumes import VolumeCollector, volume_paths
@@ -138,7 +138,22 @@ class Runtime:
         router.add_api_route(MANIFEST_PATH, self.tools_manifest, methods=["GET"], summary="Pinned tool manifest")
         app.include_router(router, prefix=prefix)
         app.add_api_route(self.metadata_path, self.resource_metadata, methods=["GET"], summary="RFC 9728 metadata")
+        for path in self.server.pages:
+            app.router.routes.append(Route(prefix + path, self._page(path), methods=["GET", "POST"]))
         app.router.routes.append(Route(prefix + "/mcp", self.endpoint, methods=None))
+
+    def _page(self, path: str) -> Callable[[Request], Awaitable[Response]]:
+        """A declared page, served by the state when it serves it (its settings may leave it out): else 404."""
+
+        async def serve_page(request: Request) -> Response:
+            pages = self.server_state.pages() if isinstance(self.server_state, PageSource) else {}
+            handler = pages.get(path)
+            if handler is None:
+                return JSONResponse({"error": "not found"}, 404)
+            response: Response = await handler(request)
+            return response
+
+        return serve_page
 
     @asynccontextmanager
     async def lifespan(self, app: Any) -> AsyncIterator[None]:
