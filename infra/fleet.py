@@ -119,6 +119,10 @@ def app_settings(name: str, app: AppConfig, server: FocusedServer[Any, Any]) -> 
         "MCP_JWKS_URL": "https://issuer.invalid/jwks",
         "MCP_JWT_ALGORITHMS": "RS256",
         **required_secrets,
+        # what the platform always gives what it declares: its secrets and a DSN per role
+        **dict.fromkeys(server.needs.secrets, PLACEHOLDER_SECRET),
+        **{env: f"postgresql://{role}@postgres.invalid/mcp" for env, role in server.needs.postgres.items()},
+        **({"MCP_SIGNIN_CLIENT_ID": "pages"} if any(p.endswith("/signed-in") for p in server.pages) else {}),
         **{env: f"http://{service}.invalid" for env, service in server.needs.services.items()},
         **volume_env(server, {v.name for v in server.needs.volumes if v.read_only}),
         **app.settings,

@@ -44,7 +44,7 @@ class GithubSettings(KitSettings):
     # the connections it may hold.
     github_vault_url: SecretStr | None = None
     github_vault_keys: SecretStr | None = None
-    github_vault_pool_max: int = Field(default=4, ge=1, le=50)
+    github_vault_pool_max: int = Field(default=2, ge=1, le=50)  # one short query per call holds one
     github_app_id: int | None = Field(default=None, ge=1)
     github_app_installation_id: int | None = Field(default=None, ge=1)
     # What it may touch: `owner/repo` or `owner/*`, comma separated. A call naming anything else is refused

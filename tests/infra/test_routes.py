@@ -175,3 +175,24 @@ def test_a_public_app_needs_https_and_a_certificate_source():
         }
     )
     assert with_secret.routes.tls_secret == "wild"
+
+
+def _route(paths: list[tuple[str, str]]) -> dict[str, Any]:
+    backend = {"service": {"name": "mcp-github", "port": {"name": "http"}}}
+    rule = {"host": "gh.example", "http": {"paths": [{"path": p, "pathType": t, "backend": backend} for p, t in paths]}}
+    return {"metadata": {"name": "mcp-github"}, "spec": {"tls": [{"hosts": ["gh.example"]}], "rules": [rule]}}
+
+
+@pytest.mark.parametrize(
+    ("extra", "refused"),
+    [
+        ([("/connect/github", "Exact"), ("/connect/github/callback", "Exact")], False),  # a server's declared pages
+        ([("/connect/", "Prefix")], True),  # a prefix routes whatever is under it
+        ([("/admin", "Exact")], True),  # not a page beside the endpoint
+        ([("/other/connect/x", "Exact")], True),
+        ([("/.well-known/oauth-protected-resource/connect/x", "Exact")], True),
+    ],
+)
+def test_the_policy_pack_lets_a_route_carry_declared_pages_under_connect_and_nothing_else(extra, refused):
+    route = _route([(path, "Exact") for path in PATHS] + extra)
+    assert bool(check_resource(INGRESS, route)) is refused

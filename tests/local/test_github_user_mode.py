@@ -5,9 +5,14 @@ GitHub documents it). Each security rule has its attack, which fails."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -15,8 +20,13 @@ import httpx
 import pytest
 
 from apps.kit import Keyring, TokenVault, VaultError
+from tests.conftest import requirement_missing
+from tests.support.authz import NODE22
 from tests.support.fake_github import FakeGitHub, issue
 from tests.support.github_user_mode import (
+    PASSWORDS,
+    VAULT_PASSWORD,
+    VAULT_ROLE,
     UserModeGitHub,
     connect_url,
     github_login,
@@ -26,6 +36,8 @@ from tests.support.github_user_mode import (
 from tests.support.raw import BASE_HEADERS, rpc, tool_call
 
 pytestmark = pytest.mark.redis
+INTEROP = Path(__file__).resolve().parents[1] / "interop"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 NEW_ISSUE = {"owner": "octo", "repo": "hello", "title": "Flaky test"}
 
 
@@ -222,3 +234,67 @@ def test_no_token_reaches_an_answer_or_a_log_line(github, fake, logs):
 
 async def _never(tokens: Any) -> Any:
     raise AssertionError("no refresh expected")
+
+
+def test_the_typescript_sdk_client_and_chromium_link_two_people_and_a_third_is_asked(github, fake):
+    """Clients we did not write: the TypeScript SDK client gets the elicitation (UrlElicitationRequiredError), and
+    Debian's Chromium completes the connect page, the sign-in, the consent and GitHub's page for each person."""
+    if not NODE22.exists() or not Path(CHROMIUM).exists():
+        requirement_missing("Node 22 (tests/interop) and Debian's chromium are needed (scripts/test installs them)")
+    people = [
+        {"login": login, "password": PASSWORDS[login], "token": github.sign_in(login).token,
+         "github": github_login(login), "link": login != "carol"}
+        for login in ("alice", "bob", "carol")
+    ]  # fmt: skip
+    ran = subprocess.run(
+        [str(NODE22), "ts_github_user_mode.mjs", github.resource, json.dumps(people)],
+        cwd=INTEROP, capture_output=True, text=True, timeout=180, env={**os.environ, "CHROMIUM": CHROMIUM},
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    alice, bob, carol = json.loads(ran.stdout.strip().splitlines()[-1])
+    for report, person in ((alice, "alice"), (bob, "bob")):
+        assert report["first"] == "UrlElicitationRequiredError", report
+        assert report["elicitation"]["mode"] == "url"
+        assert report["elicitation"]["url"].startswith(github.page_base + "/connect/github?elicitation=")
+        assert report["browser"]["pages"] == [
+            "Sign in to mcpfleet",
+            "Allow mcpfleet-github (its own pages)?",
+            "Let this client act as you at GitHub?",
+            "Authorize mcpfleet",
+            "Linked",
+        ], report
+        assert f"acts as {person}-gh at GitHub" in report["browser"]["text"]
+        assert report["retried"]["isError"] is False and report["retried"]["content"]["status"] == "created"
+    assert carol["first"] == "UrlElicitationRequiredError" and "browser" not in carol
+    authors = {created["title"]: created["user"]["login"] for created in fake.created}
+    assert authors == {
+        "Filed by alice through the TypeScript SDK": "alice-gh",
+        "Filed by bob through the TypeScript SDK": "bob-gh",
+    }
+
+
+def test_the_vault_key_rotates_with_the_kits_command(github, fake, pg):
+    """New key first, old after it; the command seals every row again; then the new key alone opens them."""
+    linked(github, "alice")
+    new = Keyring.new_key("k2")
+    env = {
+        **os.environ,
+        "GITHUB_VAULT_URL": pg.url(VAULT_ROLE, VAULT_PASSWORD),
+        "GITHUB_VAULT_KEYS": f"{new} {github.keyring}",
+    }
+    command = [sys.executable, "-m", "apps.kit.cli.vault", "rotate", "--schema", "github_vault", "--provider", "github",
+               "--dsn-from", "GITHUB_VAULT_URL", "--keys-from", "GITHUB_VAULT_KEYS"]  # fmt: skip
+    ran = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0 and ran.stdout.strip() == "1 rows sealed again under the primary key", ran.stderr
+    assert github.keyring.split(":")[1] not in ran.stdout + ran.stderr
+
+    async def opens_with(keys: str) -> bool:
+        pool = await asyncpg.create_pool(pg.admin_url, min_size=1, max_size=1)
+        try:
+            return await TokenVault(pool, "github_vault", "github", Keyring(keys)).current("alice", _never) is not None
+        except VaultError:
+            return False
+        finally:
+            await pool.close()
+
+    assert asyncio.run(opens_with(new)) and not asyncio.run(opens_with(github.keyring))

@@ -193,6 +193,11 @@ class FakeGitHub:
         split = urlsplit(handler.path)
         raw = handler.rfile.read(int(handler.headers.get("content-length") or 0))
         headers = {k.lower(): v for k, v in handler.headers.items()}
+        if split.path == "/favicon.ico":  # a browser on the consent page asks for it; not the API's
+            handler.send_response(404)
+            handler.send_header("content-length", "0")
+            handler.end_headers()
+            return
         if WebFlow.serves(split.path):  # github.com's pages and the App's token endpoints, not the REST API
             status, extra, body = self.web.handle(method.upper(), split.path, split.query, headers, raw)
             self.seen.append(Seen(method.upper(), split.path, headers.get("authorization", ""), status))

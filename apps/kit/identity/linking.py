@@ -32,7 +32,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -252,6 +252,8 @@ class AccountLink:
             f'<input type="hidden" name="consent" value="{html.escape(consent)}">'
             '<button type="submit" name="decision" value="allow">Allow</button> '
             '<button type="submit" name="decision" value="deny">Deny</button></form>',
+            # the form's answer redirects to the upstream's authorization page: browsers hold that to form-action
+            form_action=f"'self' {_origin(self.upstream.authorize_url)}",
         )
 
     async def consented(self, request: Request) -> Response:
@@ -372,3 +374,8 @@ async def _form(request: Request) -> dict[str, str] | None:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
