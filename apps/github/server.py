@@ -515,11 +515,7 @@ async def disconnect(args: NoArgs, github: GitHub) -> dict[str, Any]:
     """Unlink your GitHub account from this server (user mode): your token is revoked at GitHub and forgotten
     here, with every client you approved; the next call asks you to link it again."""
     assert github.link is not None  # offered in user mode only
-    principal = current_principal()
-    if principal.subject is None:
-        raise CallerError("disconnect needs a token issued to a person (sub)")
-    tokens = await github.link.vault.current(principal.subject, github.link.refresh)
-    await github.link.vault.drop(principal.subject, "the person disconnected", forget_clients=True)
+    tokens = await github.link.unlink(current_principal())
     if tokens is None:
         return {"status": "not linked"}
     upstream = github.link.upstream

@@ -98,9 +98,9 @@ class LambdaApp(pulumi.ComponentResource):
             region=aws_config.region,
             opts=child,
         )
-        for route in routes(str(app.resource_url)):
+        for index, route in enumerate(routes(str(app.resource_url), server.pages)):
             aws.apigatewayv2.Route(
-                f"{name}-route-{route.split()[0].lower()}",
+                f"{name}-route-{route.split()[0].lower()}" if index < 2 else f"{name}-route-page-{index - 1}",
                 api_id=api.id,
                 route_key=route,
                 target=integration.id.apply(lambda integration_id: f"integrations/{integration_id}"),
@@ -176,8 +176,12 @@ def within_limit(variables: dict[str, Any]) -> dict[str, Any]:
     return variables
 
 
-def routes(resource_url: str) -> list[str]:
-    """The HTTP API's routes: the paths an Ingress routes (`routed_paths`), POST to the MCP endpoint and GET
-    for its RFC 9728 metadata, nothing else."""
-    endpoint, metadata = routed_paths(resource_url)
-    return [f"POST {endpoint}", f"GET {metadata}"]
+def routes(resource_url: str, pages: tuple[str, ...] = ()) -> list[str]:
+    """The HTTP API's routes: the paths an Ingress routes (`routed_paths`), POST to the MCP endpoint, GET for its
+    RFC 9728 metadata, and GET and POST for each page the server declares (a connect page), nothing else."""
+    endpoint, metadata, *declared = routed_paths(resource_url, pages)
+    return [
+        f"POST {endpoint}",
+        f"GET {metadata}",
+        *(f"{method} {page}" for page in declared for method in ("GET", "POST")),
+    ]

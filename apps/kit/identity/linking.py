@@ -29,6 +29,7 @@ import hmac
 import html
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,10 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 FLOW_SECONDS = 600
+# A replica keeps a person's tokens this long after reading them, so a tool call's several upstream calls cost one
+# vault read; a link dropped on another replica is seen here within it (and GitHub refuses a revoked token anyway).
+MEMO_SECONDS = 10.0
+MEMO_ENTRIES = 4096
 COOKIE = "__Host-mcpfleet-link"  # HTTPS: Secure, host-only, path / (what the prefix makes browsers enforce)
 LOOPBACK_COOKIE = "mcpfleet-link"  # a loopback http page (the one-machine target): browsers refuse __Host- there
 MAX_FORM_BYTES = 4096
@@ -131,6 +136,7 @@ class AccountLink:
         self.cookie = COOKIE if self.secure else LOOPBACK_COOKIE
         self._keys = f"{key_prefix}link:{upstream.provider}:"
         self._take = redis.register_script(TAKE)
+        self._memo: OrderedDict[tuple[str, str], tuple[float, Tokens]] = OrderedDict()
 
     @staticmethod
     def paths(provider: str) -> list[str]:
@@ -153,8 +159,16 @@ class AccountLink:
         if principal.subject is None:
             raise CallerError(f"acting as a person at {self.upstream.title} needs a token issued to a person (sub)")
         client = principal.client_id or ""
+        key, now = (principal.subject, client), time.monotonic()
+        remembered = self._memo.get(key)
+        if remembered is not None and remembered[0] > now and remembered[1].expires_at - time.time() > MEMO_SECONDS:
+            return remembered[1]
         found = await self.vault.current(principal.subject, self.refresh, client=client)
         if found is not None:
+            self._memo[key] = (now + MEMO_SECONDS, found)
+            self._memo.move_to_end(key)
+            if len(self._memo) > MEMO_ENTRIES:
+                self._memo.popitem(last=False)
             return found
         elicitation = await self._pending(principal.subject, client)
         raise ConnectRequired(
@@ -184,7 +198,21 @@ class AccountLink:
     async def forget(self, principal: Principal, why: str) -> None:
         """The upstream refused the person's token (401): the next call links again."""
         if principal.subject is not None:
+            self._forget_here(principal.subject)
             await self.vault.drop(principal.subject, why)
+
+    async def unlink(self, principal: Principal) -> Tokens | None:
+        """The person disconnects: their tokens (to revoke upstream) and every client they approved are forgotten."""
+        if principal.subject is None:
+            raise CallerError(f"unlinking a {self.upstream.title} account needs a token issued to a person (sub)")
+        tokens = await self.vault.current(principal.subject, self.refresh)
+        self._forget_here(principal.subject)
+        await self.vault.drop(principal.subject, "the person disconnected", forget_clients=True)
+        return tokens
+
+    def _forget_here(self, subject: str) -> None:
+        for key in [key for key in self._memo if key[0] == subject]:
+            del self._memo[key]
 
     async def _pending(self, subject: str, client: str) -> str:
         """The elicitation pending for this person and client, or a new one: at most one per pair at a time."""
