@@ -16,7 +16,7 @@ from apps.db.config import DbSettings
 from apps.db.database import Database, open_database
 from apps.db.sql import Scalar, insert_sql, json_safe, select_sql, update_sql
 from apps.db.telemetry import DASHBOARD
-from apps.kit import FocusedServer, Needs, ToolArgs
+from apps.kit import FocusedServer, Needs, On, ToolArgs
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", max_length=63)]
 Value = Annotated[Scalar, Field(union_mode="left_to_right")]
@@ -77,7 +77,7 @@ async def list_tables(args: ListTablesArgs, db: Database) -> dict[str, object]:
     return {"schema": db.schema, "tables": sorted(tables)}
 
 
-@server.tool(scopes={"db:read"}, read_only=True)
+@server.tool(scopes={"db:read"}, read_only=True, acts_on=On("Table", "{table}"))
 async def describe_table(args: TableArgs, db: Database) -> dict[str, object]:
     """Describe a table: its columns (name, type, nullable, has default) and primary key."""
     table = await db.table(args.table)
@@ -91,7 +91,7 @@ async def describe_table(args: TableArgs, db: Database) -> dict[str, object]:
     }
 
 
-@server.tool(scopes={"db:read"}, read_only=True)
+@server.tool(scopes={"db:read"}, read_only=True, acts_on=On("Table", "{table}"))
 async def query(args: QueryArgs, db: Database) -> dict[str, object]:
     """Read rows: choose columns, filter by equality, order, and page with limit (1-1000) and offset."""
     table = await db.table(args.table)
@@ -114,7 +114,7 @@ async def query(args: QueryArgs, db: Database) -> dict[str, object]:
     }
 
 
-@server.tool(scopes={"db:write"}, read_only=False, destructive=False, idempotent=False)
+@server.tool(scopes={"db:write"}, read_only=False, destructive=False, idempotent=False, acts_on=On("Table", "{table}"))
 async def insert(args: InsertArgs, db: Database) -> dict[str, object]:
     """Insert one row; returns its primary key."""
     table = await db.table(args.table)
@@ -123,7 +123,7 @@ async def insert(args: InsertArgs, db: Database) -> dict[str, object]:
     return {"table": table.name, "key": {k: json_safe(v) for k, v in rows[0].items()}}
 
 
-@server.tool(scopes={"db:write"}, read_only=False, destructive=True, idempotent=True)
+@server.tool(scopes={"db:write"}, read_only=False, destructive=True, idempotent=True, acts_on=On("Table", "{table}"))
 async def update(args: UpdateArgs, db: Database) -> dict[str, object]:
     """Update the named columns of the row with the given primary key; returns how many rows changed."""
     table = await db.table(args.table)

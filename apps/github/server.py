@@ -38,6 +38,7 @@ from apps.kit import (
     FocusedServer,
     Keyring,
     Needs,
+    On,
     ServerError,
     Telemetry,
     TokenVault,
@@ -291,6 +292,7 @@ async def open_github(settings: GithubSettings, telemetry: Telemetry) -> AsyncIt
 
 
 NAME_OF_SERVER = "mcpfleet-github"
+REPOSITORY = On("Repository", "{owner}/{repo}", lower=True)  # what its policies see a tool act on
 VAULT_SCHEMA = "github_vault"  # apps/github/schema/001_vault.sql
 
 
@@ -373,7 +375,7 @@ def _per_page(github: GitHub) -> dict[str, Any]:
     return {"per_page": github.settings.github_max_items}
 
 
-@server.tool(scopes={"github:read"}, read_only=True, open_world=True)
+@server.tool(scopes={"github:read"}, read_only=True, open_world=True, acts_on=REPOSITORY)
 async def get_file_contents(args: FileArgs, github: GitHub) -> dict[str, Any]:
     """A file's text at a ref (default branch if none), cut at the server's limit; a directory lists its entries.
     Content at a ref that is not one of the repository's branches or tags is labelled untrusted."""
@@ -391,7 +393,7 @@ async def get_file_contents(args: FileArgs, github: GitHub) -> dict[str, Any]:
     return {"path": args.path, "sha": page.body.get("sha"), "text": shown}
 
 
-@server.tool(scopes={"github:read"}, read_only=True, open_world=True)
+@server.tool(scopes={"github:read"}, read_only=True, open_world=True, acts_on=REPOSITORY)
 async def list_commits(args: CommitArgs, github: GitHub) -> dict[str, Any]:
     """Recent commits (one page): sha, author and the message's first line (labelled untrusted at a ref that is
     not one of the repository's branches or tags)."""
@@ -407,7 +409,7 @@ async def list_commits(args: CommitArgs, github: GitHub) -> dict[str, Any]:
     return {"commits": commits, "more": page.more}
 
 
-@server.tool(scopes={"github:read"}, read_only=True, open_world=True)
+@server.tool(scopes={"github:read"}, read_only=True, open_world=True, acts_on=REPOSITORY)
 async def search_code(args: SearchArgs, github: GitHub) -> dict[str, Any]:
     """GitHub code search inside one repository: the matching files (path, sha), one page. The query is plain
     terms (no qualifiers, operators, quotes or parentheses); results from elsewhere are dropped."""
@@ -422,7 +424,7 @@ async def search_code(args: SearchArgs, github: GitHub) -> dict[str, Any]:
     }
 
 
-@server.tool(scopes={"github:read"}, read_only=True, open_world=True)
+@server.tool(scopes={"github:read"}, read_only=True, open_world=True, acts_on=REPOSITORY)
 async def search_issues(args: IssueSearchArgs, github: GitHub) -> WithMeta:
     """Issues (or pull requests, `kind`) of one repository matching the query's plain terms, one page, with their
     bodies; text by untrusted authors is labelled."""
@@ -434,7 +436,7 @@ async def search_issues(args: IssueSearchArgs, github: GitHub) -> WithMeta:
     return WithMeta({"results": listed.value, "total": page.body.get("total_count"), "more": page.more}, listed.meta)
 
 
-@server.tool(scopes={"github:read"}, read_only=True, open_world=True)
+@server.tool(scopes={"github:read"}, read_only=True, open_world=True, acts_on=REPOSITORY)
 async def list_issues(args: ListArgs, github: GitHub) -> WithMeta:
     """Issues (not pull requests), one page, with their bodies; text by untrusted authors is labelled."""
     page = await github.api.read(args.owner, args.repo, "/issues", _per_page(github) | {"state": args.state})
@@ -443,7 +445,7 @@ async def list_issues(args: ListArgs, github: GitHub) -> WithMeta:
     return WithMeta({"issues": listed.value, "more": page.more}, listed.meta)
 
 
-@server.tool(scopes={"github:read"}, read_only=True, open_world=True)
+@server.tool(scopes={"github:read"}, read_only=True, open_world=True, acts_on=REPOSITORY)
 async def get_issue(args: NumberArgs, github: GitHub) -> WithMeta:
     """One issue and its comments (one page); text by untrusted authors is labelled."""
     issue = await github.api.read(args.owner, args.repo, f"/issues/{args.number}")
@@ -454,7 +456,7 @@ async def get_issue(args: NumberArgs, github: GitHub) -> WithMeta:
     return WithMeta({"issue": shown.value[0], "comments": said.value, "more_comments": comments.more}, meta)
 
 
-@server.tool(scopes={"github:read"}, read_only=True, open_world=True)
+@server.tool(scopes={"github:read"}, read_only=True, open_world=True, acts_on=REPOSITORY)
 async def list_pull_requests(args: ListArgs, github: GitHub) -> WithMeta:
     """Pull requests, one page, with their descriptions; text by untrusted authors is labelled."""
     page = await github.api.read(args.owner, args.repo, "/pulls", _per_page(github) | {"state": args.state})
@@ -462,7 +464,7 @@ async def list_pull_requests(args: ListArgs, github: GitHub) -> WithMeta:
     return WithMeta({"pull_requests": listed.value, "more": page.more}, listed.meta)
 
 
-@server.tool(scopes={"github:read"}, read_only=True, open_world=True)
+@server.tool(scopes={"github:read"}, read_only=True, open_world=True, acts_on=REPOSITORY)
 async def get_pull_request(args: NumberArgs, github: GitHub) -> WithMeta:
     """One pull request and the files it changes (one page: name, status, lines added and removed); the file
     names are its author's, labelled like its text."""
@@ -478,7 +480,7 @@ async def get_pull_request(args: NumberArgs, github: GitHub) -> WithMeta:
     return WithMeta({"pull_request": shown.value[0], "files": changed.value, "more_files": files.more}, meta)
 
 
-@server.tool(scopes={"github:read"}, read_only=True, open_world=True)
+@server.tool(scopes={"github:read"}, read_only=True, open_world=True, acts_on=REPOSITORY)
 async def list_review_comments(args: NumberArgs, github: GitHub) -> WithMeta:
     """A pull request's review comments (one page): the file, the line and the text; text by untrusted authors
     (the file path included) is labelled."""
@@ -487,7 +489,7 @@ async def list_review_comments(args: NumberArgs, github: GitHub) -> WithMeta:
     return WithMeta({"comments": listed.value, "more": page.more}, listed.meta)
 
 
-@server.tool(scopes={"github:write"}, read_only=False, open_world=True)
+@server.tool(scopes={"github:write"}, read_only=False, open_world=True, acts_on=REPOSITORY)
 async def create_issue(args: NewIssue, github: GitHub) -> dict[str, Any]:
     """Open an issue. Soon after this caller read untrusted text, the person confirms it in a form their client
     shows (MCP elicitation), or it is refused."""
@@ -497,7 +499,7 @@ async def create_issue(args: NewIssue, github: GitHub) -> dict[str, Any]:
     return {"status": "created", "number": created.get("number"), "url": created.get("html_url")}
 
 
-@server.tool(scopes={"github:write"}, read_only=False, open_world=True)
+@server.tool(scopes={"github:write"}, read_only=False, open_world=True, acts_on=REPOSITORY)
 async def add_issue_comment(args: NewComment, github: GitHub) -> dict[str, Any]:
     """Comment on an issue or pull request. Soon after this caller read untrusted text, the person confirms it in a
     form their client shows (MCP elicitation), or it is refused."""

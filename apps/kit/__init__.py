@@ -29,6 +29,7 @@ from apps.kit.declare.config import (
     split_list,
 )
 from apps.kit.declare.needs import Needs, OutsideHost, Volume, role_password_variable, url_port
+from apps.kit.declare.policy import On
 from apps.kit.declare.server import FocusedServer, load_server
 from apps.kit.declare.telemetry import AlertCase, Chart, DashboardRow, ServerAlert, Telemetry
 from apps.kit.declare.tools import CallerError, ConnectRequired, Overloaded, ServerError, ToolArgs, WithMeta
@@ -95,6 +96,7 @@ __all__ = [
     "Keyring",
     "KitSettings",
     "Needs",
+    "On",
     "OutsideHost",
     "Overloaded",
     "Principal",

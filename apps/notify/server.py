@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StringConstraints
 from redis.asyncio import Redis
 
-from apps.kit import CallerError, Check, FocusedServer, Needs, Telemetry, ToolArgs, current_principal, log_event
+from apps.kit import CallerError, Check, FocusedServer, Needs, On, Telemetry, ToolArgs, current_principal, log_event
 from apps.notify.config import NotifySettings, Target, TargetName
 from apps.notify.delivery import Courier, Delivered, DeliveryUncertain, Throttled, subject_problem
 from apps.notify.ledger import Ledger
@@ -160,7 +160,9 @@ async def list_targets(args: NoArgs, notify: Notify) -> dict[str, Any]:
     return {"targets": [{"name": n, "kind": t.kind} for n, t in sorted(notify.settings.notify_targets.items())]}
 
 
-@server.tool(scopes={"notify:send"}, read_only=False, idempotent=False, open_world=False)
+@server.tool(
+    scopes={"notify:send"}, read_only=False, idempotent=False, open_world=False, acts_on=On("Target", "{target}")
+)
 async def preview_notification(args: PreviewArgs, notify: Notify) -> dict[str, Any]:
     """Render a message for a target under the outbound policy and keep it for sending: returns the
     rendered message, what the policy changed, and a preview id that send_notification sends once."""

@@ -26,6 +26,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 from apps.kit.call.asking import can_send_to_url
+from apps.kit.call.policy import Decision, Policies
 from apps.kit.call.ratelimit.memory import Limiter
 from apps.kit.call.running import CallResult, run_tool
 from apps.kit.call.sdk import MODERN_PROTOCOL_VERSIONS as MODERN_VERSIONS
@@ -74,6 +75,7 @@ class Observation:
 
     outcome: CallOutcome = CallOutcome.INTERNAL_ERROR
     reason: str | None = None  # what the caller was told, when it was not OK
+    decision: Decision | None = None  # what the policies said (None: the call never reached them)
 
 
 class CallPipeline:
@@ -85,9 +87,10 @@ class CallPipeline:
         limiter: Limiter,
         metrics: KitMetrics,
         state: Callable[[], Any],
+        policies: Policies,
     ):
         self.protocol, self.specs, self.step_up, self.limiter, self.metrics = protocol, specs, step_up, limiter, metrics
-        self.state = state
+        self.state, self.policies = state, policies
         self._tracer = trace.get_tracer("mcpfleet.kit")
         metrics.declare_tools(list(specs))
 
@@ -136,7 +139,12 @@ class CallPipeline:
                 text = f"Forbidden: tool '{spec.name}' requires scope {' '.join(missing)}"
                 body = error_message(message["id"], FORBIDDEN, text)
                 raise Refusal(403, body, None, [(b"www-authenticate", self.step_up(spec.scopes))])
-            served.run = lambda args: run_tool(spec, args if args is not None else {}, self.state())
+
+            def decide(arguments: Any) -> Decision:  # once per call, after validation
+                observation.decision = self.policies.decide(principal, spec, arguments)
+                return observation.decision
+
+            served.run = lambda args: run_tool(spec, args if args is not None else {}, self.state(), decide)
             served.url_elicitation = lambda: can_send_to_url(request.headers) and request.version not in MODERN_VERSIONS
             token = _PRINCIPAL.set(principal)
             try:
@@ -145,6 +153,8 @@ class CallPipeline:
                 _PRINCIPAL.reset(token)
             if reply.tool_result is not None:
                 observation.outcome = reply.tool_result.label
+                if observation.decision is not None and not observation.decision.allowed:
+                    self.metrics.authz_denials.labels(gen_ai_tool_name=spec.name).inc()
                 if observation.outcome is not CallOutcome.OK:
                     observation.reason = _first_text(reply.tool_result.result)
                 if reply.tool_result.retry_after is not None:
@@ -206,8 +216,12 @@ class CallPipeline:
         raise Refusal(429, body, None, [(b"retry-after", str(retry_after).encode())])
 
     def _listed(self, principal: Principal) -> list[dict[str, Any]]:
-        """Only the tools the caller's scopes allow."""
-        return [spec.definition for spec in self.specs.values() if spec.scopes <= principal.scopes]
+        """Only the tools the caller's scopes allow and some policy could permit it."""
+        return [
+            spec.definition
+            for spec in self.specs.values()
+            if spec.scopes <= principal.scopes and self.policies.may_list(principal, spec)
+        ]
 
 
 def _first_text(result: dict[str, Any]) -> str | None:

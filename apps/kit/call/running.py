@@ -8,11 +8,13 @@ What a call came to is a `CallResult`: the `outcome` label its metrics and log l
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from apps.kit.call.policy import Decision
 from apps.kit.declare.tools import CallerError, ConnectRequired, Overloaded, ServerError, ToolSpec, WithMeta
 from apps.kit.observe.logs import bounded, log_event
 from apps.kit.wire.encoding import dumps
@@ -41,8 +43,10 @@ def validation_error(spec: ToolSpec[Any], error: ValidationError) -> str:
     return f"Invalid arguments for tool '{spec.name}': " + "; ".join(problems)
 
 
-async def run_tool(spec: ToolSpec[StateT], arguments: Any, state: StateT) -> CallResult:
-    """Validate once, run the handler, and classify what happened."""
+async def run_tool(
+    spec: ToolSpec[StateT], arguments: Any, state: StateT, decide: Callable[[Any], Decision] | None = None
+) -> CallResult:
+    """Validate once, ask the policies once (`decide`), run the handler, and classify what happened."""
     if not isinstance(arguments, dict):
         return CallResult(
             CallOutcome.INVALID_PARAMS, error_result(f"Invalid arguments for tool '{spec.name}': not an object")
@@ -51,6 +55,10 @@ async def run_tool(spec: ToolSpec[StateT], arguments: Any, state: StateT) -> Cal
         args = spec.args.model_validate(arguments)
     except ValidationError as error:
         return CallResult(CallOutcome.INVALID_PARAMS, error_result(validation_error(spec, error)))
+    decision = decide(args) if decide is not None else None
+    if decision is not None and not decision.allowed:  # which policy is not said: that is the organisation's
+        text = f"Forbidden: no policy permits '{spec.name}' here for you"
+        return CallResult(CallOutcome.FORBIDDEN, error_result(text))
     try:
         value = await spec.handler(args, state)
     except CallerError as error:

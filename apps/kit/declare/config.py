@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Mapping
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -65,6 +66,8 @@ class KitSettings(BaseSettings):
     # public URL is not reachable there (the discovery document and the token endpoint; the browser uses the public).
     mcp_signin_client_id: str | None = Field(default=None, pattern=r"^[\x21-\x7e]{1,200}$")
     mcp_issuer_internal_url: AnyHttpUrl | None = None
+    # The organisation's Cedar policies for this server (`*.cedar`), beside its defaults (`apps.kit.call.policy`).
+    mcp_policy_dir: Path | None = None
     # The platform's egress proxy (this app's own port on it): every outbound HTTP(S) call to a host outside
     # the cluster goes through it, explicitly; proxies from the environment (HTTPS_PROXY) are ignored.
     mcp_egress_proxy: AnyHttpUrl | None = None

@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 from apps.kit.declare.config import KitSettings
 from apps.kit.declare.manifest import manifest
 from apps.kit.declare.needs import Needs
+from apps.kit.declare.policy import On
 from apps.kit.declare.telemetry import DashboardRow, ServerAlert, Telemetry
 from apps.kit.declare.tools import Handler, ToolHints, ToolSpec, spec_from_handler
 from apps.kit.declare.version import __version__
@@ -66,18 +67,20 @@ class FocusedServer(Generic[StateT, SettingsT]):
         open_world: bool = False,
         destructive: bool = False,
         idempotent: bool = False,
+        acts_on: On | None = None,
     ) -> Callable[[Handler[StateT]], Handler[StateT]]:
         """Declare a tool: `async def name(args: SomeToolArgs, state) -> dict`, its scopes and honest hints.
 
         `open_world`: it reaches beyond this server's own resources (an external API, people).
         `destructive` and `idempotent` describe a tool that is not read-only.
+        `acts_on`: what its policies see as the resource (`On("Table", "{table}")`); else the server itself.
         """
         if read_only and (destructive or idempotent):
             raise ValueError("destructive and idempotent describe tools that are not read-only")
         hints = ToolHints(read_only, open_world, destructive, idempotent)
 
         def register(handler: Handler[StateT]) -> Handler[StateT]:
-            spec = spec_from_handler(handler, scopes, hints)
+            spec = spec_from_handler(handler, scopes, hints, acts_on)
             if spec.name in self.specs:
                 raise ValueError(f"tool {spec.name} declared twice")
             self.specs[spec.name] = spec

@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar, get_type_hints
 from pydantic import BaseModel, ConfigDict
 
 from apps.kit.declare.manifest import DIGEST_META, SCOPES_META, tool_digest
+from apps.kit.declare.policy import On
 
 StateT = TypeVar("StateT")
 
@@ -83,6 +84,7 @@ class ToolSpec(Generic[StateT]):
     scopes: frozenset[str]
     handler: Handler[StateT]
     hints: ToolHints
+    acts_on: On | None = field(default=None, compare=False)  # the resource its policies see (`declare.policy`)
     definition: dict[str, Any] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -100,7 +102,9 @@ class ToolSpec(Generic[StateT]):
         return sorted(self.scopes - granted)
 
 
-def spec_from_handler(handler: Handler[Any], scopes: set[str] | frozenset[str], hints: ToolHints) -> ToolSpec[Any]:
+def spec_from_handler(
+    handler: Handler[Any], scopes: set[str] | frozenset[str], hints: ToolHints, acts_on: On | None = None
+) -> ToolSpec[Any]:
     """Read the argument model from the handler's first parameter annotation."""
     params = list(inspect.signature(handler).parameters)
     type_hints = get_type_hints(handler)
@@ -110,7 +114,9 @@ def spec_from_handler(handler: Handler[Any], scopes: set[str] | frozenset[str], 
     if not scopes:
         raise ValueError(f"tool {handler.__name__}: declare at least one scope")
     description = inspect.getdoc(handler) or handler.__name__
-    return ToolSpec(handler.__name__, description, args_model, frozenset(scopes), handler, hints)
+    if acts_on is not None and (unknown := set(acts_on.fields) - set(args_model.model_fields)):
+        raise ValueError(f"tool {handler.__name__}: acts_on names arguments it does not have: {sorted(unknown)}")
+    return ToolSpec(handler.__name__, description, args_model, frozenset(scopes), handler, hints, acts_on)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from apps.kit.call.asking import Answers, Asker, asking, can_ask, session_for
 from apps.kit.call.pipeline import CallPipeline
+from apps.kit.call.policy import Policies
 from apps.kit.call.ratelimit.memory import Limiter
 from apps.kit.call.sdk import Protocol
 from apps.kit.declare.config import KitSettings
@@ -47,6 +48,7 @@ class McpEndpoint:
         state: Callable[[], Any],
         resource_metadata_url: str,
         answers: Answers,
+        policies: Policies,
     ):
         self.metrics, self.answers = metrics, answers
         self.shedder = Shedder(
@@ -56,7 +58,7 @@ class McpEndpoint:
         server_scopes = frozenset(scope for spec in specs.values() for scope in spec.scopes)
         self.gate = HttpGate(settings, verifier, server_scopes, resource_metadata_url, lambda: self.shedder.crowded)
         self.calls = CallPipeline(
-            Protocol(name, version, instructions), specs, self.gate.step_up, limiter, metrics, state
+            Protocol(name, version, instructions), specs, self.gate.step_up, limiter, metrics, state, policies
         )
 
     @property

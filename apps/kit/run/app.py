@@ -28,6 +28,7 @@ from starlette.types import Receive, Scope, Send
 
 from apps import collector
 from apps.kit.call.asking import Answers
+from apps.kit.call.policy import Policies
 from apps.kit.call.ratelimit.memory import Limiter, MemoryLimiter
 from apps.kit.declare.config import KitSettings, RedisFailureMode, load_settings
 from apps.kit.declare.manifest import MANIFEST_PATH
@@ -110,6 +111,7 @@ class Runtime:
             state=lambda: self.server_state,
             resource_metadata_url=base + self.metadata_path,
             answers=Answers(self.redis, settings.redis_key_prefix),
+            policies=Policies(server, settings.mcp_policy_dir, settings.mcp_issuer),
         )
         self.server_state: Any = None
         self.state = State()  # the app's state, shared with the shell once it is built

@@ -1,0 +1,164 @@
+"""Who may do what: each tool call decided by the server's Cedar policies (`cedarpy`, Cedar's own engine), once,
+after its arguments are validated and before its handler runs.
+
+The policies are the server's defaults (its scopes, `apps.kit.declare.policy.default_policies`) and the
+organisation's, from the `.cedar` files in `MCP_POLICY_DIR`; all are validated against the server's schema at start
+(a policy naming an unknown tool, type or attribute stops the server, as the policy pack stops `pulumi up`).
+`tools/list` shows a tool only when some policy could permit it to this principal (Cedar's partial evaluation,
+with the resource and the arguments unknown); a denial says a policy does not permit the call, never which.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cedarpy
+
+from apps.kit.declare.policy import (
+    PRINCIPAL_TYPE,
+    SERVER_TYPE,
+    argument_types,
+    cedar_schema,
+    default_policies,
+)
+from apps.kit.declare.tools import ToolSpec
+from apps.kit.identity.tokens import Principal
+
+PRINCIPALS_KEPT = 4096  # parsed principal entities kept, most recent first
+
+
+class PolicyError(ValueError):
+    """The policies do not parse or do not fit the server's schema: each problem with its policy and file."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    policies: tuple[str, ...]  # the `@id`s (or `file:N`) of the policies that decided
+
+
+def load_policy_texts(folder: Path | None) -> list[tuple[str, str]]:
+    """The organisation's policies: every `*.cedar` file of `folder`, in name order, as (file name, text)."""
+    if folder is None:
+        return []
+    if not folder.is_dir():
+        raise PolicyError(f"MCP_POLICY_DIR {folder} is not a folder")
+    return [(path.name, path.read_text()) for path in sorted(folder.glob("*.cedar"))]
+
+
+def check(schema: dict[str, Any], texts: list[tuple[str, str]], defaults: str) -> str:
+    """All policies as one text, or `PolicyError` naming each problem (the file, the policy, what is wrong)."""
+    problems, parts = [], [defaults]
+    schema_text = json.dumps(schema)
+    for name, text in texts:
+        try:
+            cedarpy.PolicySet.from_str(text)
+        except ValueError as error:
+            problems.append(f"{name}: {str(error).strip()}")
+            continue
+        result = cedarpy.validate_policies(text, schema_text)
+        if not result.validation_passed:
+            problems += [f"{name}: {_located(text, str(error))}" for error in result.errors]
+            continue
+        parts.append(text)
+    if problems:
+        raise PolicyError("policies that do not fit this server's tools:\n" + "\n".join(f"  {p}" for p in problems))
+    return "\n\n".join(parts)
+
+
+def _located(text: str, error: str) -> str:
+    """cedar's `[policyN] ...` with the line the policy starts on (policies are numbered in file order)."""
+    if error.startswith("[policy"):
+        index = int(error[len("[policy") : error.index("]")])
+        starts = [n for n, line in enumerate(text.splitlines(), 1) if line.lstrip().startswith(("permit", "forbid"))]
+        if index < len(starts):
+            said = error.split("] ", 1)[-1]
+            said = said.split("`, ", 1)[-1] if said.startswith("for policy `") else said  # its number says nothing
+            return f"line {starts[index]}: {said}"
+    return error
+
+
+class Policies:
+    """A server's policy set, parsed once; decisions per call."""
+
+    def __init__(self, server: Any, folder: Path | None, issuer: str):
+        self.schema = cedar_schema(server)
+        self.text = check(self.schema, load_policy_texts(folder), default_policies(server))
+        self.set = cedarpy.PolicySet.from_str(self.text)
+        self.issuer, self.server_name = issuer, server.name
+        self._typed = {name: set(argument_types(spec)) for name, spec in server.specs.items()}
+        self._principals: OrderedDict[tuple[Any, ...], cedarpy.Entities] = OrderedDict()
+
+    def principal_uid(self, principal: Principal) -> dict[str, str]:
+        return {"type": PRINCIPAL_TYPE, "id": principal.subject or f"client:{principal.client_id}"}
+
+    def _entities(self, principal: Principal) -> cedarpy.Entities:
+        key = (principal.subject, principal.client_id, principal.scopes, principal.groups)
+        entities = self._principals.get(key)
+        if entities is None:
+            entity = {
+                "uid": self.principal_uid(principal),
+                "attrs": {
+                    "scopes": sorted(principal.scopes),
+                    "groups": sorted(principal.groups),
+                    "client": principal.client_id or "",
+                    "issuer": self.issuer,
+                },
+                "parents": [],
+            }
+            entities = self._principals[key] = cedarpy.Entities.from_json_str(json.dumps([entity]))
+            if len(self._principals) > PRINCIPALS_KEPT:
+                self._principals.popitem(last=False)
+        else:
+            self._principals.move_to_end(key)
+        return entities
+
+    def resource(self, spec: ToolSpec[Any], arguments: Any) -> dict[str, str]:
+        if spec.acts_on is None:
+            return {"type": SERVER_TYPE, "id": self.server_name}
+        return {"type": spec.acts_on.type, "id": spec.acts_on.entity_id(arguments)}
+
+    def decide(self, principal: Principal, spec: ToolSpec[Any], arguments: Any, now: float | None = None) -> Decision:
+        """Whether `principal` may call `spec` with these (validated) arguments, and the policies that decided."""
+        moment = time.gmtime(now)
+        typed = self._typed[spec.name]
+        values = arguments.model_dump(mode="json", by_alias=True, exclude_none=True)
+        request = {
+            "principal": self.principal_uid(principal),
+            "action": {"type": "Action", "id": spec.name},
+            "resource": self.resource(spec, arguments),
+            "context": {
+                "arguments": {name: value for name, value in values.items() if name in typed},
+                "hour": moment.tm_hour,
+                "weekday": moment.tm_wday + 1,
+            },
+        }
+        result = cedarpy.is_authorized(request, self.set, self._entities(principal))
+        ids = result.diagnostics.id_annotations_by_reason or {}
+        decided = tuple(sorted(ids.get(reason, reason) for reason in result.diagnostics.reasons))
+        return Decision(result.decision == cedarpy.Decision.Allow, decided)
+
+    def may_list(self, principal: Principal, spec: ToolSpec[Any]) -> bool:
+        """Whether some policy could permit the tool to this principal, whatever the resource and arguments."""
+        uid = self.principal_uid(principal)
+        # partial evaluation takes Cedar's own syntax; its string escapes are JSON's for what an id may hold
+        request = {"principal": f"{uid['type']}::{json.dumps(uid['id'], ensure_ascii=False)}",
+                   "action": f'Action::"{spec.name}"'}  # fmt: skip
+        try:
+            result = cedarpy.is_authorized_partial(request, self.set, self._entities(principal))
+        except (ValueError, TypeError):  # an id Cedar's syntax cannot hold: listed; the call itself is decided
+            return True
+        if result.decision == cedarpy.Decision.Allow:
+            return True
+        if result.decision == cedarpy.Decision.Deny:
+            return False
+        return any(
+            residual.get("effect") == "permit"
+            and not any(condition.get("body") == {"Value": False} for condition in residual.get("conditions", []))
+            for residual in (result.residuals or {}).values()
+        )
