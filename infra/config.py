@@ -343,6 +343,9 @@ class StackConfig(Model):
     issuer: str
     identity: IdentityConfig = IdentityConfig()
     jwks_url: HttpUrl | None = None  # the external issuer's signing keys (the local one's are derived)
+    # The organisation's Cedar policies: a folder of this project holding `<app>/*.cedar` (`apps.kit.call.policy`);
+    # each app's are checked against its tools before anything is created, and mounted for it.
+    policies: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_./-]{1,200}$")
 
     @model_validator(mode="after")
     def _local_issuer_has_an_image(self) -> StackConfig:

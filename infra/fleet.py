@@ -12,9 +12,20 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from apps.kit import FocusedServer, KitSettings, Volume, describe_errors, schema_files, settings_from_env
+from apps.kit import (
+    FocusedServer,
+    KitSettings,
+    PolicyError,
+    Volume,
+    cedar_schema,
+    check_policies,
+    default_policies,
+    describe_errors,
+    schema_files,
+    settings_from_env,
+)
 from apps.kit import load_server as kit_load_server
-from infra.config import NAMESPACE, AppConfig, StackConfig, StackConfigError
+from infra.config import NAMESPACE, REPO, AppConfig, StackConfig, StackConfigError
 
 PLACEHOLDER_SECRET = "placeholder-for-the-check-0123456789"  # noqa: S105 - never deployed; only for the check
 
@@ -187,3 +198,24 @@ def check_connections(stack: StackConfig, servers: dict[str, FocusedServer[Any, 
             f"{stack.postgres.max_connections}; lower maxReplicas or the pool size, or raise maxConnections:\n"
             + "\n".join(lines)
         )
+
+
+POLICY_DIR = "/etc/mcpfleet/policies"  # where an app's policies are mounted
+
+
+def policy_files(stack: StackConfig, name: str) -> dict[str, str]:
+    """An app's organisation policies, by file name: `<stack.policies>/<app>/*.cedar` (none without the folder)."""
+    if stack.policies is None:
+        return {}
+    folder = (REPO / stack.policies).resolve()
+    if not folder.is_dir() or REPO.resolve() not in folder.parents:
+        raise StackConfigError(f"{NAMESPACE}:policies {stack.policies!r} is not a folder of this project")
+    return {path.name: path.read_text() for path in sorted((folder / name).glob("*.cedar"))}
+
+
+def check_app_policies(stack: StackConfig, name: str, server: FocusedServer[Any, Any]) -> None:
+    """The app's policies fit its tools (the Cedar schema its declarations give), or the stack stops here."""
+    try:
+        check_policies(cedar_schema(server), list(policy_files(stack, name).items()), default_policies(server))
+    except PolicyError as error:
+        raise StackConfigError(f"{NAMESPACE}:policies {stack.policies}/{name}: {error}") from None

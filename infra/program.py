@@ -95,6 +95,7 @@ def checked_stack(
             )
     for name, app in stack.apps.items():
         fleet.check(name, app, servers[name])
+        fleet.check_app_policies(stack, name, servers[name])
     stack = without_uncredentialed(stack, servers, secrets)
     servers = {name: servers[name] for name in stack.apps}
     sized = {name: serverless.sized_for_instance(app, servers[name]) for name, app in stack.apps.items()}

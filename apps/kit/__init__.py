@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from apps.kit.call.admission import Admission
 from apps.kit.call.asking import ask_person, can_ask_person
 from apps.kit.call.pipeline import current_principal
+from apps.kit.call.policy import Policies, PolicyError
+from apps.kit.call.policy import check as check_policies
 from apps.kit.cli.token import mint
 from apps.kit.declare.config import (
     KitSettings,
@@ -29,7 +31,7 @@ from apps.kit.declare.config import (
     split_list,
 )
 from apps.kit.declare.needs import Needs, OutsideHost, Volume, role_password_variable, url_port
-from apps.kit.declare.policy import On
+from apps.kit.declare.policy import On, cedar_schema, default_policies
 from apps.kit.declare.server import FocusedServer, load_server
 from apps.kit.declare.telemetry import AlertCase, Chart, DashboardRow, ServerAlert, Telemetry
 from apps.kit.declare.tools import CallerError, ConnectRequired, Overloaded, ServerError, ToolArgs, WithMeta
@@ -99,6 +101,8 @@ __all__ = [
     "On",
     "OutsideHost",
     "Overloaded",
+    "Policies",
+    "PolicyError",
     "Principal",
     "ReadinessSource",
     "RefreshRefused",
@@ -120,8 +124,11 @@ __all__ = [
     "ask_person",
     "bounded",
     "can_ask_person",
+    "cedar_schema",
+    "check_policies",
     "create_app",
     "current_principal",
+    "default_policies",
     "describe_errors",
     "dumps",
     "lambda_app",

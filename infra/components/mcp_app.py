@@ -75,6 +75,14 @@ class McpApp(pulumi.ComponentResource):
         self.meta = {"name": name, "namespace": APP_NAMESPACE, "labels": self.pod_labels}
         self.url = f"http://{name}.{APP_NAMESPACE}.svc/mcp"
         self.read_only_volumes = fleet.read_only_volumes(name, app, server)
+        self.policies = fleet.policy_files(platform.stack, name)
+        if self.policies:  # the organisation's policies for this app, read-only beside it
+            k8s.core.v1.ConfigMap(
+                f"{name}-policies",
+                metadata={**self.meta, "name": f"{name}-policies"},
+                data=self.policies,
+                opts=self._opts(),
+            )
 
         self.service_account = k8s.core.v1.ServiceAccount(
             f"{name}-sa", metadata=self.meta, automount_service_account_token=False, opts=self._opts()
@@ -214,6 +222,8 @@ class McpApp(pulumi.ComponentResource):
             egress_proxy=proxy.url if (proxy := self._egress_proxy()) is not None else None,
         )
         plain = [{"name": name, "value": value} for name, value in wired.env.items()]
+        if self.policies:
+            plain.append({"name": "MCP_POLICY_DIR", "value": fleet.POLICY_DIR})
         return plain + [secret_env(key, self.secret_name, key) for key in wired.secret_env]
 
     def _deployment(self) -> k8s.apps.v1.Deployment:
@@ -230,6 +240,9 @@ class McpApp(pulumi.ComponentResource):
             }
             for v in volumes
         ]
+        if self.policies:
+            mounts.append({"name": "policies", "mountPath": fleet.POLICY_DIR, "readOnly": True})
+            pod_volumes.append({"name": "policies", "configMap": {"name": f"{self.name}-policies"}})
         single_node = any(c.access_mode == "ReadWriteOnce" for c in self.app.volumes.values())
         # A ReadWriteOnce volume mounts on one node: replace the pod rather than surge a second one.
         strategy = (

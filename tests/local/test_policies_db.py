@@ -19,7 +19,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "policies" / "examples"
 def db_with_policies(start_server, pg, tmp_path):
     folder = tmp_path / "policies"
     folder.mkdir()
-    shutil.copy(EXAMPLES / "mcp-db.cedar", folder / "contractors.cedar")
+    shutil.copy(EXAMPLES / "mcp-db" / "contractors.cedar", folder / "contractors.cedar")
     return start_server(
         db_server,
         DB_READ_URL=pg.url("mcp_db_reader", READER_PASSWORD),

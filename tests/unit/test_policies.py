@@ -49,17 +49,18 @@ def test_the_default_policies_are_exactly_each_tools_scope_rule(module):
 @pytest.mark.parametrize(("app", "module"), [("mcp-db", "apps.db"), ("mcp-notify", "apps.notify"),
                                              ("mcp-github", "apps.github")])  # fmt: skip
 def test_each_example_policy_fits_its_servers_schema(app, module, tmp_path):
-    (tmp_path / "org.cedar").write_text((EXAMPLES / f"{app}.cedar").read_text())
+    [example] = sorted((EXAMPLES / app).glob("*.cedar"))
+    (tmp_path / "org.cedar").write_text(example.read_text())
     Policies(SERVERS[module], tmp_path, "https://issuer.example")  # raises on anything that does not fit
 
 
 def _with(module: str, tmp_path: Path, example: str) -> Policies:
-    (tmp_path / "org.cedar").write_text((EXAMPLES / example).read_text())
+    (tmp_path / "org.cedar").write_text((EXAMPLES / example).read_text())  # `<app>/<file>`
     return Policies(SERVERS[module], tmp_path, "https://issuer.example")
 
 
 def test_only_the_oncall_group_may_page(tmp_path):
-    policies = _with("apps.notify", tmp_path, "mcp-notify.cedar")
+    policies = _with("apps.notify", tmp_path, "mcp-notify/pager.cedar")
     spec = SERVERS["apps.notify"].specs["preview_notification"]
     pager, email = example_arguments(spec), example_arguments(spec).model_copy(update={"target": "team-email"})
     sender = {"notify:send"}
@@ -71,7 +72,7 @@ def test_only_the_oncall_group_may_page(tmp_path):
 
 
 def test_github_writes_on_working_days_only(tmp_path):
-    policies = _with("apps.github", tmp_path, "mcp-github.cedar")
+    policies = _with("apps.github", tmp_path, "mcp-github/working-days.cedar")
     spec = SERVERS["apps.github"].specs["create_issue"]
     saturday = calendar.timegm((2026, 12, 5, 12, 0, 0))
     monday = calendar.timegm((2026, 12, 7, 12, 0, 0))

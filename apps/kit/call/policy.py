@@ -86,9 +86,11 @@ def _located(text: str, error: str) -> str:
 class Policies:
     """A server's policy set, parsed once; decisions per call."""
 
-    def __init__(self, server: Any, folder: Path | None, issuer: str):
+    def __init__(self, server: Any, folder: Path | None, issuer: str, texts: list[tuple[str, str]] | None = None):
         self.schema = cedar_schema(server)
-        self.text = check(self.schema, load_policy_texts(folder), default_policies(server))
+        self.text = check(
+            self.schema, texts if texts is not None else load_policy_texts(folder), default_policies(server)
+        )
         self.set = cedarpy.PolicySet.from_str(self.text)
         self.issuer, self.server_name = issuer, server.name
         self._typed = {name: set(argument_types(spec)) for name, spec in server.specs.items()}
