@@ -191,7 +191,8 @@ def test_no_log_line_carries_a_configured_secret_after_sends_to_every_kind(recei
             assert sent.json()["result"]["structuredContent"]["sent"] is True
     finally:
         server.process.send_signal(signal.SIGTERM)
-        output = server.process.communicate(timeout=30)[0].decode()
+        server.process.wait(timeout=30)
+        output = server.output().decode()
     lines = output.splitlines()
     assert len(receivers.webhook.received) == 2 and len(receivers.smtp.messages) == 1
     assert any('"notify_audit"' in line for line in lines)  # the process did log its sends

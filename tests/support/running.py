@@ -13,6 +13,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -85,6 +86,12 @@ class Running:
 class ServerProcess:
     process: subprocess.Popen[bytes]
     port: int
+    log: Any = None  # its stdout: a file, never a pipe nobody drains (a full pipe would stall the server's writes)
+
+    def output(self) -> bytes:
+        """Everything the process wrote (its log lines and audit events)."""
+        self.log.seek(0)
+        return self.log.read()  # type: ignore[no-any-return]
 
     @property
     def url(self) -> str:
@@ -106,12 +113,11 @@ def start_process(module: str, **env: str) -> ServerProcess:
         "HOST": "127.0.0.1",
         **env,
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", module], env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen([sys.executable, "-m", module], env=environment, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for_health(f"http://127.0.0.1:{port}")
     except RuntimeError:
         process.kill()
         raise
-    return ServerProcess(process, port)
+    return ServerProcess(process, port, log)

@@ -142,7 +142,8 @@ def test_unreachable_dependencies_at_start_are_named_and_the_server_waits_not_re
         assert answer["isError"] and answer["content"][0]["text"].startswith("database unavailable")
     finally:
         server.process.terminate()
-        output = server.process.communicate(timeout=30)[0].decode()
+        server.process.wait(timeout=30)
+        output = server.output().decode()
     warnings = [json.loads(line) for line in output.splitlines() if '"dependency_unavailable"' in line]
     named = {w["dependency"]: w["reason"] for w in warnings}
     assert "db-that-does-not-exist.invalid:5432" in named["db_read"]

@@ -59,9 +59,7 @@ async def test_sigterm_drains_in_flight_calls():
             raise AssertionError("server still accepting after shutdown")
         except httpx.ConnectError:
             pass
-        events = [
-            json.loads(line)["event"] for line in process.stdout.read().decode().splitlines() if '"event"' in line
-        ]
+        events = [json.loads(line)["event"] for line in demo.output().decode().splitlines() if '"event"' in line]
         assert events.count("tool_call") == 3
         assert events[-2:] == ["server_stopping", "server_stopped"]
     finally:

@@ -37,7 +37,8 @@ def test_tool_call_spans_are_exported_with_the_logged_trace_id():
             time.sleep(0.1)
     finally:
         process.terminate()
-        output = process.communicate(timeout=30)[0].decode()
+        process.wait(timeout=30)
+        output = demo.output().decode()
         receiver.server.shutdown()
     [span_batch] = [body for path, body in receiver.bodies if b"tools/call echo" in body]
     assert all(path == "/v1/traces" for path, _ in receiver.bodies)
@@ -67,7 +68,7 @@ def test_spans_of_the_last_seconds_are_flushed_at_shutdown():
             assert httpx.post(demo.url, headers=headers, json=body).status_code == 200
         assert receiver.bodies == []  # nothing exported yet
         demo.process.terminate()
-        demo.process.communicate(timeout=30)
+        demo.process.wait(timeout=30)
     finally:
         if demo.process.poll() is None:
             demo.process.kill()

@@ -33,6 +33,7 @@ from apps.kit.call.sdk import MODERN_PROTOCOL_VERSIONS as MODERN_VERSIONS
 from apps.kit.call.sdk import Protocol, Reply, Served, tool_error
 from apps.kit.declare.tools import ToolSpec
 from apps.kit.identity.tokens import Principal
+from apps.kit.observe.audit import AuditTrail, Who
 from apps.kit.observe.logs import bounded, log_event
 from apps.kit.observe.metrics import KitMetrics
 from apps.kit.wire.encoding import dumps
@@ -88,9 +89,10 @@ class CallPipeline:
         metrics: KitMetrics,
         state: Callable[[], Any],
         policies: Policies,
+        audit: AuditTrail,
     ):
         self.protocol, self.specs, self.step_up, self.limiter, self.metrics = protocol, specs, step_up, limiter, metrics
-        self.state, self.policies = state, policies
+        self.state, self.policies, self.audit = state, policies, audit
         self._tracer = trace.get_tracer("mcpfleet.kit")
         metrics.declare_tools(list(specs))
 
@@ -126,7 +128,7 @@ class CallPipeline:
         self, request: Admitted, message: dict[str, Any], spec: ToolSpec[Any] | None, span: trace.Span, served: Served
     ) -> Reply:
         principal = request.principal
-        await self._rate_limit(principal, message["id"])
+        await self._rate_limit(principal, message["id"], spec.name if spec else "_unknown")
         arguments = (message.get("params") or {}).get("arguments") or {}
         with self._observed(spec, principal, arguments, span) as observation:
             if spec is None:
@@ -177,6 +179,7 @@ class CallPipeline:
             elapsed = time.perf_counter() - started
             self.metrics.inflight.dec()
             outcome, tool = observation.outcome, spec.name if spec else "_unknown"
+            digest = input_digest(arguments)
             self.metrics.operation_duration.labels(
                 mcp_method_name="tools/call", gen_ai_tool_name=tool, outcome=outcome.value
             ).observe(elapsed)
@@ -186,6 +189,18 @@ class CallPipeline:
                     span.set_status(StatusCode.ERROR)
             # A server fault (a dependency down, a crash, overload) or a refused scope is worth a look: warning, with
             # what the caller was told; a caller's own mistake stays at info.
+            decision = observation.decision
+            self.audit.record(
+                who=Who(principal.subject, principal.client_id, tuple(sorted(principal.groups))),
+                allowed=decision.allowed if decision is not None else outcome is not CallOutcome.FORBIDDEN,
+                decided_by="policy" if decision is not None else _decided_by(outcome),
+                outcome=outcome.value,
+                tool=tool,
+                resource=decision.resource if decision is not None else None,
+                activity=("read" if spec.hints.read_only else "update") if spec else "other",
+                arguments_sha256=digest,
+                policies=decision.policies if decision is not None else (),
+            )
             log_event(
                 "tool_call",
                 logging.WARNING if outcome.server_fault or outcome is CallOutcome.FORBIDDEN else logging.INFO,
@@ -194,16 +209,24 @@ class CallPipeline:
                 client_id=principal.client_id,
                 status=outcome.value,
                 duration_ms=round(elapsed * 1000, 2),
-                input_sha256=input_digest(arguments),
+                input_sha256=digest,
                 **({"reason": observation.reason} if observation.reason else {}),
             )
 
-    async def _rate_limit(self, principal: Principal, request_id: Any) -> None:
+    async def _rate_limit(self, principal: Principal, request_id: Any, tool: str) -> None:
         decision = await self.limiter.hit(principal.rate_key)
         if decision.allowed:
             return
         retry_after = max(1, math.ceil(decision.retry_after))
         self.metrics.rate_limited.inc()
+        self.audit.record(
+            who=Who(principal.subject, principal.client_id, tuple(sorted(principal.groups))),
+            allowed=False,
+            decided_by="rate_limit",
+            outcome="rate_limited",
+            tool=tool,
+            status_code=429,
+        )
         log_event(
             "rate_limited",
             logging.WARNING,
@@ -222,6 +245,15 @@ class CallPipeline:
             for spec in self.specs.values()
             if spec.scopes <= principal.scopes and self.policies.may_list(principal, spec)
         ]
+
+
+def _decided_by(outcome: CallOutcome) -> str:
+    """Which layer decided a call the policies never saw: its scopes (403), its arguments, or the server."""
+    if outcome is CallOutcome.FORBIDDEN:
+        return "scope"
+    if outcome in (CallOutcome.INVALID_PARAMS, CallOutcome.UNKNOWN_TOOL):
+        return "validation"
+    return "server"
 
 
 def _first_text(result: dict[str, Any]) -> str | None:

@@ -39,7 +39,8 @@ class PolicyError(ValueError):
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
-    policies: tuple[str, ...]  # the `@id`s (or `file:N`) of the policies that decided
+    policies: tuple[str, ...]  # the `@id`s of the policies that decided (cedar's `policyN` for one without)
+    resource: dict[str, str] | None = None  # what the call acts on, as the policies saw it
 
 
 def load_policy_texts(folder: Path | None) -> list[tuple[str, str]]:
@@ -65,10 +66,23 @@ def check(schema: dict[str, Any], texts: list[tuple[str, str]], defaults: str) -
         if not result.validation_passed:
             problems += [f"{name}: {_located(text, str(error))}" for error in result.errors]
             continue
-        parts.append(text)
+        parts.append(_named(name, text))
     if problems:
         raise PolicyError("policies that do not fit this server's tools:\n" + "\n".join(f"  {p}" for p in problems))
     return "\n\n".join(parts)
+
+
+def _named(name: str, text: str) -> str:
+    """Each policy of an organisation's file without an `@id` is named `<file>:<line>`, so an audit event says
+    which one decided."""
+    lines, out = text.splitlines(), []
+    for number, line in enumerate(lines, 1):
+        starts = line.lstrip().startswith(("permit", "forbid"))
+        previous = next((p.strip() for p in reversed(out) if p.strip() and not p.strip().startswith("//")), "")
+        if starts and not previous.startswith("@"):
+            out.append(f'@id("{name}:{number}")')
+        out.append(line)
+    return "\n".join(out)
 
 
 def _located(text: str, error: str) -> str:
@@ -130,10 +144,11 @@ class Policies:
         moment = time.gmtime(now)
         typed = self._typed[spec.name]
         values = arguments.model_dump(mode="json", by_alias=True, exclude_none=True)
-        request = {
+        resource = self.resource(spec, arguments)
+        request: dict[str, Any] = {
             "principal": self.principal_uid(principal),
             "action": {"type": "Action", "id": spec.name},
-            "resource": self.resource(spec, arguments),
+            "resource": resource,
             "context": {
                 "arguments": {name: value for name, value in values.items() if name in typed},
                 "hour": moment.tm_hour,
@@ -143,7 +158,7 @@ class Policies:
         result = cedarpy.is_authorized(request, self.set, self._entities(principal))
         ids = result.diagnostics.id_annotations_by_reason or {}
         decided = tuple(sorted(ids.get(reason, reason) for reason in result.diagnostics.reasons))
-        return Decision(result.decision == cedarpy.Decision.Allow, decided)
+        return Decision(result.decision == cedarpy.Decision.Allow, decided, resource)
 
     def may_list(self, principal: Principal, spec: ToolSpec[Any]) -> bool:
         """Whether some policy could permit the tool to this principal, whatever the resource and arguments."""

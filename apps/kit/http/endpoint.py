@@ -25,6 +25,7 @@ from apps.kit.declare.tools import ToolSpec
 from apps.kit.http.gate import HttpGate
 from apps.kit.http.shedding import Shedder
 from apps.kit.identity.tokens import JwtVerifier
+from apps.kit.observe.audit import AuditTrail
 from apps.kit.observe.metrics import KitMetrics
 from apps.kit.wire.encoding import dumps
 from apps.kit.wire.outcomes import RefusalReason
@@ -49,6 +50,7 @@ class McpEndpoint:
         resource_metadata_url: str,
         answers: Answers,
         policies: Policies,
+        audit: AuditTrail,
     ):
         self.metrics, self.answers = metrics, answers
         self.shedder = Shedder(
@@ -58,8 +60,9 @@ class McpEndpoint:
         server_scopes = frozenset(scope for spec in specs.values() for scope in spec.scopes)
         self.gate = HttpGate(settings, verifier, server_scopes, resource_metadata_url, lambda: self.shedder.crowded)
         self.calls = CallPipeline(
-            Protocol(name, version, instructions), specs, self.gate.step_up, limiter, metrics, state, policies
+            Protocol(name, version, instructions), specs, self.gate.step_up, limiter, metrics, state, policies, audit
         )
+        self.audit = audit
 
     @property
     def bodies(self) -> Any:
@@ -76,6 +79,10 @@ class McpEndpoint:
         except Refusal as refusal:
             if refusal.reason:
                 self.metrics.rejected_requests.labels(reason=refusal.reason.value).inc()
+            if refusal.audit is not None:  # the HTTP gate's (the pipeline records its own, with who asked)
+                self.audit.record(
+                    who=None, allowed=False, decided_by="gate", outcome=refusal.audit, status_code=refusal.status
+                )
             body = dumps(refusal.body) if refusal.body is not None else None
             await _respond(send, refusal.status, body, [*refusal.headers, *(cors or [])])
 

@@ -137,15 +137,18 @@ class HttpGate:
         if scheme.lower() != "bearer" or not token.strip():
             self.verifier.record_failure(AuthFailureReason.MISSING_TOKEN)
             # RFC 6750 §3.1: a request with no credentials gets no error code, only the challenge.
-            raise Refusal(401, {"error": "unauthorized"}, None, [(b"www-authenticate", self._www_no_token)])
+            raise Refusal(
+                401, {"error": "unauthorized"}, None, [(b"www-authenticate", self._www_no_token)], "missing_token"
+            )
         try:
             return await self.verifier.authenticate(token.strip())
-        except AuthFailure:
+        except AuthFailure as failure:
             raise Refusal(
                 401,
                 {"error": "invalid_token", "error_description": "The access token is invalid"},
                 None,
                 [(b"www-authenticate", self._www_invalid)],
+                failure.reason.value,  # the audit says why (expired, wrong audience, ...)
             ) from None
 
     @staticmethod

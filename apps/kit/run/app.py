@@ -36,6 +36,7 @@ from apps.kit.declare.telemetry import Telemetry
 from apps.kit.http.endpoint import McpEndpoint
 from apps.kit.http.shedding import Shedder
 from apps.kit.identity.tokens import JwtVerifier
+from apps.kit.observe.audit import AuditTrail
 from apps.kit.observe.logs import configure_logging, log_event
 from apps.kit.observe.metrics import KitMetrics
 from apps.kit.observe.probes import PageSource, Readiness, ReadinessSource
@@ -112,6 +113,7 @@ class Runtime:
             resource_metadata_url=base + self.metadata_path,
             answers=Answers(self.redis, settings.redis_key_prefix),
             policies=Policies(server, settings.mcp_policy_dir, settings.mcp_issuer),
+            audit=AuditTrail(server.name, server.version, settings.mcp_issuer),
         )
         self.server_state: Any = None
         self.state = State()  # the app's state, shared with the shell once it is built

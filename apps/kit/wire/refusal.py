@@ -17,9 +17,13 @@ class Refusal(Exception):
         body: dict[str, Any] | None,
         reason: RefusalReason | None = None,
         headers: list[tuple[bytes, bytes]] | None = None,
+        audit: str | None = None,
     ):
         super().__init__(reason.value if reason else str(status))
         self.status, self.body, self.reason, self.headers = status, body, reason, headers or []
+        # What the audit trail records it as, when the layer that refused did not record it itself (the gate's
+        # refusals; the call pipeline records its own, with who asked): the reason, or for a 401 why.
+        self.audit = audit if audit is not None else (reason.value if reason else None)
 
 
 def refused(status: int, reason: RefusalReason, message: str, code: int = INVALID_REQUEST, data: Any = None) -> Refusal:
