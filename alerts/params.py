@@ -52,6 +52,9 @@ class AlertParams:
     auth_window: str = "2m"
     auth_for: str = "1m"
     rate_limited_per_second: float = 0.1
+    denials_per_minute: float = 10.0  # calls refused by the policies, per app and tool
+    denial_window: str = "5m"
+    denial_for: str = "5m"
     rate_limit_window: str = "10m"
     rate_limit_for: str = "15m"
     cpu_ratio: float = 0.8

@@ -162,6 +162,18 @@ def alerting_rules(p: AlertParams) -> list[dict[str, Any]]:
         ),
         _alert(
             p,
+            "McpPolicyDenials",
+            f'sum by (app, gen_ai_tool_name) (rate(mcp_authz_denials_total{{job="{j}"}}[{p.denial_window}])) * 60 '
+            f"> {p.denials_per_minute:g}",
+            p.denial_for,
+            "warning",
+            "{{ $labels.app }}: {{ $value | humanize }} calls a minute to {{ $labels.gen_ai_tool_name }} refused",
+            f"More than {p.denials_per_minute:g} calls a minute to {{{{ $labels.gen_ai_tool_name }}}} on "
+            f"{{{{ $labels.app }}}} were refused by its scopes or policies for {p.denial_for}. The audit stream "
+            "says who (the McpPrincipalDenialBurst alert, per principal, comes from it).",
+        ),
+        _alert(
+            p,
             "McpHighCpu",
             f"mcp:cpu_usage:ratio_limit > {p.cpu_ratio}",
             p.saturation_for,

@@ -149,6 +149,22 @@ def tests() -> list[dict[str, Any]]:
             [fires("McpRateLimitViolations", "35m", app, "mcp-db: 0.20 calls/s refused by the rate limit")],
         ),
         case([(f"mcp_rate_limited_total{{{DB1}}}", "0+6x40")], [silent("McpRateLimitViolations", "35m")]),
+        # Policy denials: 20/min to one tool for 5 m fires (by app and tool); 8/min does not.
+        case(
+            [(f'mcp_authz_denials_total{{{DB1}, gen_ai_tool_name="query"}}', "0+20x15")],
+            [
+                fires(
+                    "McpPolicyDenials",
+                    "12m",
+                    app | {"gen_ai_tool_name": "query"},
+                    "mcp-db: 20 calls a minute to query refused",
+                )
+            ],
+        ),
+        case(
+            [(f'mcp_authz_denials_total{{{DB1}, gen_ai_tool_name="query"}}', "0+8x15")],
+            [silent("McpPolicyDenials", "12m")],
+        ),
         # CPU and memory against limits: from the process metrics where no cAdvisor/KSM exists ...
         case(
             saturation("cpu", 0.9, in_kubernetes=False),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from alerts.audit import audit_alert_names
 from alerts.rules import alert_names as prometheus_alert_names
 from alerts.serverless import SERVERLESS_ALERTS
 from apps import fleet
@@ -22,8 +23,11 @@ SECTIONS = ["Meaning", "Impact", "Diagnosis", "Mitigation", "Resolution and foll
 SERVERLESS = {alert.name for alert in SERVERLESS_ALERTS}  # the clouds' alerts: diagnosed with their CLIs
 
 
+AUDIT = set(audit_alert_names())  # Loki's ruler, over the audit stream: diagnosed with LogQL
+
+
 def alert_names() -> list[str]:
-    return prometheus_alert_names() + sorted(SERVERLESS)
+    return prometheus_alert_names() + sorted(SERVERLESS) + sorted(AUDIT)
 
 
 def runbook_pages() -> dict[str, str]:
@@ -44,6 +48,9 @@ def test_runbook_has_every_section_in_order(name):
     diagnosis = text.split("## Diagnosis")[1].split("## Mitigation")[0]
     if name in SERVERLESS:  # nothing scrapes a serverless instance: the cloud's CLI instead of PromQL
         assert "gcloud" in diagnosis and "aws " in diagnosis
+        return
+    if name in AUDIT:  # per principal: the audit stream's own query
+        assert fenced_blocks(diagnosis, "logql"), "Diagnosis needs the LogQL to run"
         return
     assert fenced_blocks(diagnosis, "promql"), "Diagnosis needs the PromQL to run"
     assert fenced_blocks(diagnosis, "sh") or "kubectl" in diagnosis

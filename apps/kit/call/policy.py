@@ -75,7 +75,7 @@ def check(schema: dict[str, Any], texts: list[tuple[str, str]], defaults: str) -
 def _named(name: str, text: str) -> str:
     """Each policy of an organisation's file without an `@id` is named `<file>:<line>`, so an audit event says
     which one decided."""
-    lines, out = text.splitlines(), []
+    lines, out = text.splitlines(), list[str]()
     for number, line in enumerate(lines, 1):
         starts = line.lstrip().startswith(("permit", "forbid"))
         previous = next((p.strip() for p in reversed(out) if p.strip() and not p.strip().startswith("//")), "")

@@ -58,12 +58,12 @@ class _Stdout(logging.StreamHandler):  # type: ignore[type-arg]
 def audit_logger() -> logging.Logger:
     """Its own logger, not the root's: its lines are the events themselves, written once, on stdout."""
     logger = logging.getLogger(AUDIT_LOGGER)
-    if not logger.handlers:
+    if not any(isinstance(handler, _Stdout) for handler in logger.handlers):
         handler = _Stdout()
         handler.setFormatter(_Verbatim())
         logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
     return logger
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
+from alerts.render import AUDIT_RULES_FILE
 from infra.components.k8s import config_hash, http_probe, resources
 from infra.components.network import namespace_peer
 from infra.components.observability.backend import CONFIG_DIR, Backend, read, volume_claim
@@ -20,7 +21,8 @@ class Loki(Backend):
     ):
         super().__init__("Loki", "loki", namespace, provider, opts)
         config = read(CONFIG_DIR / "loki.yaml")
-        self.config = self.config_map("loki", {"loki.yaml": config})
+        rules = AUDIT_RULES_FILE.read_text()  # alerts on unusual callers, over the audit stream (alerts/audit.py)
+        self.config = self.config_map("loki", {"loki.yaml": config, "audit-rules.yml": rules})
         self.run(
             "StatefulSet",
             {
@@ -32,13 +34,25 @@ class Loki(Backend):
                 "resources": resources("100m", "256Mi", "1", "1Gi"),
                 "volumeMounts": [
                     {"name": "config", "mountPath": "/etc/loki"},
+                    {"name": "rules", "mountPath": "/etc/loki-rules", "readOnly": True},
                     {"name": "data", "mountPath": "/loki"},
                     {"name": "tmp", "mountPath": "/tmp"},
                 ],
             },
             uid=10001,
-            annotations={"mcpfleet.io/config-hash": config_hash(config)},
-            volumes=[{"name": "config", "configMap": {"name": "loki"}}, {"name": "tmp", "emptyDir": {}}],
+            annotations={"mcpfleet.io/config-hash": config_hash(config + rules)},
+            volumes=[
+                {"name": "config", "configMap": {"name": "loki", "items": [{"key": "loki.yaml", "path": "loki.yaml"}]}},
+                # the ruler reads `<directory>/<tenant>/`; without auth the tenant is `fake`
+                {
+                    "name": "rules",
+                    "configMap": {
+                        "name": "loki",
+                        "items": [{"key": "audit-rules.yml", "path": "fake/audit-rules.yml"}],
+                    },
+                },
+                {"name": "tmp", "emptyDir": {}},
+            ],
             extra_spec=volume_claim(stack.observability.loki_storage),
         )
         self.expose([("http", PORT)])
