@@ -13,6 +13,7 @@ error, tool error). Variants:
                     JSON logs to a file, metrics, traces sampled as shipped (10 %, parent-based), no exporter
     mcpfleet+redis  the same, the rate limit in Redis (as in Kubernetes)
     mcpfleet+otlp   the same, spans exported over OTLP/HTTP to a local sink
+    mcpfleet+policy the same, with an organisation's Cedar policy (policies/examples/mcp-db): every call asks Cedar
     bare-sdk        the MCP SDK's own server, no auth (bench/peers/bare_sdk.py)
     fastmcp         FastMCP 4.1 with its JWT verifier, in its own virtualenv (bench/peers/fastmcp_jwt.py)
     starlette       raw Starlette + asyncpg, no MCP (bench/peers/raw_starlette.py)
@@ -56,6 +57,7 @@ from tests.support.postgres import LocalPostgres, free_port
 from tests.support.redis import LocalRedis
 
 ROOT = Path(__file__).resolve().parents[1]
+POLICIES = ROOT / "policies" / "examples" / "mcp-db"  # an organisation's policy for the db server
 BENCH = ROOT / "bench"
 FASTMCP_VENV = BENCH / ".venv-fastmcp"
 # The same event loop and HTTP parser as the main environment (uvicorn picks them up), so the comparison is fair.
@@ -256,6 +258,7 @@ def variants(
         Variant("mcpfleet", [python, "-m", "apps.db"], "query", app_env),
         Variant("mcpfleet+redis", [python, "-m", "apps.db"], "query", {**app_env, "REDIS_URL": redis_url}),
         Variant("mcpfleet+otlp", [python, "-m", "apps.db"], "query", {**app_env, "OTEL_EXPORTER_OTLP_ENDPOINT": sink}),
+        Variant("mcpfleet+policy", [python, "-m", "apps.db"], "query", {**app_env, "MCP_POLICY_DIR": str(POLICIES)}),
         Variant("bare-sdk", [python, str(BENCH / "peers/bare_sdk.py")], "query_rows", peer_env, auth=False),
         Variant("fastmcp", [str(fastmcp_python), str(BENCH / "peers/fastmcp_jwt.py")], "query_rows", peer_env),
         Variant("starlette", [python, str(BENCH / "peers/raw_starlette.py")], "query_rows", peer_env, auth=False),
@@ -662,6 +665,12 @@ def report(runs: list[Run], names: list[str], concurrencies: tuple[int, ...], ve
                 if variant in have:
                     ratio = rps(variant, c) / rps("mcpfleet", c)
                     verdicts.append((f"{cost} costs <= 5 % at {c} ({(1 - ratio) * 100:.1f} %)", ratio >= 0.95))
+            if "mcpfleet+policy" in have:  # issue 34: a Cedar decision per call, under 5 % of a call's CPU
+                extra = median(of("mcpfleet+policy", c), "cpu_ms_per_call") / median(
+                    of("mcpfleet", c), "cpu_ms_per_call"
+                )
+                verdicts.append((f"Cedar policies cost <= 5 % CPU per call at {c} ({(extra - 1) * 100:.1f} %)",
+                                 extra <= 1.05))  # fmt: skip
     return report_targets(verdicts)
 
 
