@@ -25,6 +25,7 @@ cluster hold here unchanged. What differs, and why:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from dataclasses import dataclass
@@ -195,6 +196,16 @@ def platform_wiring(app: LocalApp, stack: StackConfig) -> Wiring:
     )
 
 
+def policies_variable(app: str) -> str:
+    """The variable `scripts/up` sets to the digest of an app's policy files (`mcp-db` -> MCPFLEET_POLICIES_MCP_DB)."""
+    return "MCPFLEET_POLICIES_" + app.upper().replace("-", "_")
+
+
+def policies_digest(stack: StackConfig, app: str) -> str:
+    files = fleet.policy_files(stack, app)
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def app_service(app: LocalApp, stack: StackConfig) -> dict[str, Any]:
     wired = platform_wiring(app, stack)
     secrets = _secret_values(app, stack)
@@ -230,6 +241,11 @@ def app_service(app: LocalApp, stack: StackConfig) -> dict[str, Any]:
         service["volumes"] = [
             f"{app.name}-{v.name}:{v.mount_path}{':ro' if v.name in read_only else ''}" for v in needs.volumes
         ]
+    if fleet.policy_files(stack, app.name):  # the organisation's policies, read at start
+        service.setdefault("volumes", []).append(f"./{stack.policies}/{app.name}:{fleet.POLICY_DIR}:ro")
+        env["MCP_POLICY_DIR"] = fleet.POLICY_DIR
+        # `scripts/up` sets their digest: a changed policy recreates the app, an unchanged one leaves it running
+        service["labels"] = {"mcpfleet.dev/policies-sha256": f"${{{policies_variable(app.name)}:-}}"}
     return service
 
 

@@ -47,6 +47,8 @@ from onebox.compose import (
     default_ports,
     load_stack,
     local_apps,
+    policies_digest,
+    policies_variable,
     port_variable,
     redis_users,
     secret_variable,
@@ -298,6 +300,7 @@ def up(stack_name: str, as_json: bool, observability: bool | None) -> int:
     values = ensure_secrets(apps, stack, stack_name)
     apps = with_ports(apps, values)
     env = {**os.environ, "COMPOSE_PROJECT_NAME": values["COMPOSE_PROJECT_NAME"]}
+    env |= {policies_variable(app.name): policies_digest(stack, app.name) for app in apps}
     if observability is None:
         observability = registry_reachable() and not any(k.startswith("MCPFLEET_IMAGE_") for k in env)
     say("building the apps image (once per change to apps/, the Dockerfile or the lock)")

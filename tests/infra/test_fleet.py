@@ -57,7 +57,8 @@ def test_the_new_app_gets_its_workload_and_a_volume_claim(with_notes):
         "storageClassName": "standard",
     }
     assert with_notes.one("Deployment", "mcp-db", APPS)["spec"]["template"]["spec"]["volumes"] == [
-        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}
+        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+        {"name": "policies", "configMap": {"name": "mcp-db-policies"}},  # the dev stack's policies for it
     ]  # the db app declares no volume and gets none
 
 
