@@ -35,7 +35,7 @@ from infra.components.redis import Redis
 from infra.components.route import ingress_spec
 from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, OBSERVABILITY_NAMESPACE, AppConfig, StackConfig
 from infra.egress import EgressPlan
-from infra.policy.checks import RESOURCE_ANNOTATION, SCOPES_ANNOTATION
+from infra.policy.checks import POLICIES_FOR, RESOURCE_ANNOTATION, SCOPES_ANNOTATION
 from infra.wiring import SHUTDOWN_GRACE_SECONDS, secret_values, wiring
 
 APP_UID = 10001
@@ -79,7 +79,8 @@ class McpApp(pulumi.ComponentResource):
         if self.policies:  # the organisation's policies for this app, read-only beside it
             k8s.core.v1.ConfigMap(
                 f"{name}-policies",
-                metadata={**self.meta, "name": f"{name}-policies"},
+                # the policy pack checks them against this server's tools (`infra.policy.checks.policy_problems`)
+                metadata={**self.meta, "name": f"{name}-policies", "annotations": {POLICIES_FOR: app.module}},
                 data=self.policies,
                 opts=self._opts(),
             )

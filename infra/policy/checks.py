@@ -21,6 +21,7 @@ LONG_RUNNING = {"Deployment", "StatefulSet", "DaemonSet"}
 SECRET_NAME = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|CREDENTIAL)", re.I)
 CREDENTIAL_IN_URL = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]*:[^/\s@]+@", re.I)
 EXEMPT = "mcpfleet.io/policy-exempt"
+POLICIES_FOR = "mcpfleet.dev/policies-for"  # on an app's Cedar policies: the server module they must fit
 
 
 def kind_of(resource_type: str) -> str:
@@ -68,6 +69,8 @@ def check_resource(resource_type: str, props: dict[str, Any], allow_load_balance
         problems += egress_problems(where, props)
     if kind == "Ingress":
         problems += route_problems(where, props)
+    if kind == "ConfigMap" and POLICIES_FOR in ((props.get("metadata") or {}).get("annotations") or {}):
+        problems += policy_problems(where, props)
     template = pod_template(kind, props)
     if template is None:
         return problems
@@ -235,6 +238,21 @@ def restricted_profile(template: dict[str, Any]) -> list[str]:
 def _matches(selector: dict[str, Any], pod_labels: dict[str, str]) -> bool:
     wanted = selector.get("matchLabels") or {}
     return all(pod_labels.get(k) == v for k, v in wanted.items()) and not selector.get("matchExpressions")
+
+
+def policy_problems(where: str, props: dict[str, Any]) -> list[str]:
+    """An app's Cedar policies fit its server's tools (the schema its declarations give): a policy naming an unknown
+    tool, resource type or attribute stops the deploy, with its file and line."""
+    from apps.kit import PolicyError, cedar_schema, check_policies, default_policies
+    from infra.fleet import load_server
+
+    server = load_server(props["metadata"]["annotations"][POLICIES_FOR])
+    texts = sorted((str(name), str(text)) for name, text in (props.get("data") or {}).items())
+    try:
+        check_policies(cedar_schema(server), texts, default_policies(server))
+    except PolicyError as error:
+        return [f"{where}: {line.strip()}" for line in str(error).splitlines()[1:]]
+    return []
 
 
 def provider_problems(resources: list[tuple[str, dict[str, Any]]]) -> list[str]:

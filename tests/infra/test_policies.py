@@ -55,3 +55,17 @@ def test_a_policy_naming_an_unknown_tool_stops_pulumi_up_with_its_file_and_line(
 def test_a_policy_folder_outside_the_project_is_refused():
     result = run_program("dev", {"mcpfleet:policies": "../elsewhere"})
     assert result.returncode != 0 and "is not a folder of this project" in result.stderr
+
+
+def test_the_policy_pack_refuses_policies_that_do_not_fit_their_servers_tools(dev):
+    from infra.policy.checks import check_resource
+
+    config_map = dev.one("ConfigMap", "mcp-db-policies", APPS)
+    assert config_map["metadata"]["annotations"] == {"mcpfleet.dev/policies-for": "apps.db"}
+    assert check_resource("kubernetes:core/v1:ConfigMap", config_map) == []
+    broken = {
+        **config_map,
+        "data": {**config_map["data"], "typo.cedar": "forbid (principal, action, resource is Row);"},
+    }
+    problems = check_resource("kubernetes:core/v1:ConfigMap", broken)
+    assert "ConfigMap mcp-db-policies: typo.cedar: line 1: unrecognized entity type `Row`" in problems
