@@ -6,7 +6,6 @@ file Loki is given."""
 from __future__ import annotations
 
 import json
-import logging
 import re
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import yaml
 
 from alerts.audit import FIELDS, STREAM, audit_rules
 from alerts.render import AUDIT_RULES_FILE, rendered
-from apps.kit.observe.audit import AUDIT_LOGGER, AuditTrail, Who
+from apps.kit.observe.audit import SINKS, AuditTrail, Who
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,21 +29,14 @@ def flattened(event: dict, prefix: str = "") -> dict[str, object]:
 
 def a_real_event() -> dict:
     lines: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(record.getMessage())
-
-    logger = logging.getLogger(AUDIT_LOGGER)
-    keep = Keep()
-    logger.addHandler(keep)
+    SINKS.append(lines.append)
     try:
         AuditTrail("mcpfleet-db", "1", "https://issuer").record(
             who=Who("ada", "client-1"), allowed=False, decided_by="policy", outcome="forbidden", tool="query",
             resource={"type": "Table", "id": "customers"}, activity="read", arguments_sha256="0" * 64,
         )  # fmt: skip
     finally:
-        logger.removeHandler(keep)
+        SINKS.remove(lines.append)
     return json.loads(lines[0])
 
 

@@ -6,35 +6,32 @@ altered event."""
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
 
-from apps.kit.observe.audit import AUDIT_LOGGER, verify
+from apps.kit.observe.audit import SINKS, verify
 from tests.support.raw import post, tool_call
 
 SECRET_TEXT = "the-argument-value-that-must-not-be-audited"
 
 
-class Lines(logging.Handler):
+class Lines:
     def __init__(self) -> None:
-        super().__init__()
         self.lines: list[str] = []
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
 
 
 @pytest.fixture
 def audit() -> Iterator[Lines]:
     capture = Lines()
-    logger = logging.getLogger(AUDIT_LOGGER)
-    logger.addHandler(capture)
+    SINKS.append(capture)
     yield capture
-    logger.removeHandler(capture)
+    SINKS.remove(capture)
 
 
 def events(capture: Lines) -> list[dict]:

@@ -8,7 +8,7 @@ Splunk, Sentinel, Security Lake and Elastic ingest OCSF as it is. What OCSF has 
 `unmapped.mcp` (the tool, the arguments' digest, which layer decided). Arguments are never recorded: only the
 SHA-256 of their canonical JSON, which matches the `input_sha256` of the operational line.
 
-Each event is one JSON line on the `mcpfleet.audit` logger (its own stream: the collector routes lines whose
+Each event is one JSON line on the process's output (its own stream: the collector routes lines whose
 `class_uid` is 6003 to Loki's `mcpfleet_stream="audit"`), and **chained**: `unmapped.chain` holds the process's
 chain id, a sequence number and the SHA-256 of the previous event's hash and this event, so a removed or altered
 line breaks the chain (`python -m apps.kit.cli.audit verify`). A chain starts when its process does; removing
@@ -19,52 +19,34 @@ a chain's last lines is detected only by comparing the last sequence number with
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from apps.kit.observe.logs import current_trace_id
 from apps.kit.wire.encoding import dumps
 
-AUDIT_LOGGER = "mcpfleet.audit"
 OCSF_VERSION = "1.3.0"
 API_ACTIVITY = 6003
 GENESIS = "0" * 64
 ACTIVITY = {"create": 1, "read": 2, "update": 3, "delete": 4, "other": 99}
 
 
-class _Verbatim(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return record.getMessage()
+def write_stdout(line: str) -> None:
+    """An event on the process's output, flushed (as the log handler flushes its lines), whatever `sys.stdout` is
+    when it writes (a test's capture, a worker's redirection)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
-class _Stdout(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever `sys.stdout` is when it writes (a test's capture, a worker's redirection)."""
-
-    @property
-    def stream(self) -> Any:
-        return sys.stdout
-
-    @stream.setter
-    def stream(self, _: Any) -> None:
-        return None
-
-
-def audit_logger() -> logging.Logger:
-    """Its own logger, not the root's: its lines are the events themselves, written once, on stdout."""
-    logger = logging.getLogger(AUDIT_LOGGER)
-    if not any(isinstance(handler, _Stdout) for handler in logger.handlers):
-        handler = _Stdout()
-        handler.setFormatter(_Verbatim())
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    return logger
+# Where events go: the process's output (the collector's stream). Written directly, not through `logging`: its
+# record, caller lookup and handler locks were half an event's cost (19 us -> 9 us an event here).
+SINKS: list[Callable[[str], None]] = [write_stdout]
 
 
 @dataclass(frozen=True)
@@ -85,7 +67,7 @@ class AuditTrail:
         self.chain = uuid.uuid4().hex
         self._previous, self._sequence = GENESIS, 0
         self._lock = threading.Lock()  # the chain is the process's: one writer at a time
-        self._logger = audit_logger()
+        self._host = os.environ.get("HOSTNAME")
         self.recorded = 0
 
     def record(
@@ -141,7 +123,7 @@ class AuditTrail:
                     "decided_by": decided_by,
                     "arguments_sha256": arguments_sha256,
                     "http_status": status_code,
-                    "host": os.environ.get("HOSTNAME"),
+                    "host": self._host,
                 }
             },
         }
@@ -152,7 +134,9 @@ class AuditTrail:
             event["unmapped"]["chain"]["hash"] = digest
             self._previous = digest
             self.recorded += 1
-            self._logger.info(dumps(event, sort_keys=True).decode("utf-8", "surrogatepass"))
+            line = dumps(event, sort_keys=True).decode("utf-8", "surrogatepass")
+            for sink in SINKS:
+                sink(line)
 
 
 def verify(lines: list[str]) -> list[str]:
