@@ -13,7 +13,7 @@ Each event is one JSON line on the process's output (its own stream: the collect
 chain id, a sequence number and the SHA-256 of the previous event's hash and this event, so a removed or altered
 line breaks the chain (`python -m apps.kit.cli.audit verify`). A chain starts when its process does; removing
 a chain's last lines is detected only by comparing the last sequence number with the process's own count
-(`mcp_audit_events_total`).
+(`AuditTrail.recorded`); no metric exports it yet.
 """
 
 from __future__ import annotations
