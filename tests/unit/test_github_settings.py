@@ -61,3 +61,15 @@ def test_a_user_mode_that_cannot_work_is_refused_naming_what_is_wrong(change, me
 def test_the_vault_schema_holds_the_kits_tables_word_for_word():
     [sql] = sorted(Path(server.needs.schema or "").glob("*.sql"))
     assert VAULT_TABLE_SQL.format(schema="github_vault").strip() in sql.read_text()
+
+
+def test_the_vault_keyring_takes_a_generated_secret_as_a_key_of_its_own():
+    """A dev stack generates `vault-keys` as a bare 40-character secret: it becomes key `k0`, derived; a new key put
+    first (`id:base64`) becomes the primary, the bare one still opening old rows."""
+    generated = "A" * 40
+    assert Keyring(generated).primary == "k0"
+    rotated = Keyring(f"{Keyring.new_key('k1')} {generated}")
+    key_id, sealed = Keyring(generated).seal(b"token", b"github\0ada")
+    assert rotated.primary == "k1" and rotated.open(key_id, sealed, b"github\0ada") == b"token"
+    with pytest.raises(ValueError, match="at least 32 characters"):
+        Keyring("short")

@@ -101,11 +101,14 @@ def test_monitoring_code_imports_nothing_of_the_platform(top):
 
 
 def test_a_server_without_a_database_loads_neither_the_schema_command_nor_the_lambda_adapter():
-    """What only the platform or a Lambda entry uses is exported on first use: not at a server's start-up."""
+    """What only the platform or a Lambda entry uses is exported on first use: not at a server's start-up (nor the
+    Cedar engine, which only the organisation's policies need)."""
     import subprocess
     import sys
 
-    probe = "import sys, apps.files.server; print(sorted(m for m in ('asyncpg', 'mangum') if m in sys.modules))"
+    probe = (
+        "import sys, apps.files.server; print(sorted(m for m in ('asyncpg', 'mangum', 'cedarpy') if m in sys.modules))"
+    )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
     assert loaded.stdout.strip() == "[]"
     both = "from apps.kit import LAMBDA_HANDLER, apply_schema; import sys; print('asyncpg' in sys.modules)"

@@ -121,3 +121,16 @@ def test_a_policy_naming_what_the_server_does_not_have_is_refused_with_its_line(
     with pytest.raises(PolicyError) as refused:
         Policies(SERVERS["apps.db"], tmp_path, "https://issuer.example")
     assert problem in str(refused.value)
+
+
+def test_one_principal_varying_its_arguments_evicts_only_its_own_kept_decisions(tmp_path):
+    from apps.kit.call import policy as engine
+
+    policies = _with("apps.db", tmp_path, "mcp-db/contractors.cedar")
+    spec = SERVERS["apps.db"].specs["query"]
+    ada, mallory = person({"db:read"}, subject="ada"), person({"db:read"}, subject="mallory")
+    policies.decide(ada, spec, example_arguments(spec))
+    for n in range(10 * engine.DECISIONS_PER_PRINCIPAL):
+        policies.decide(mallory, spec, example_arguments(spec).model_copy(update={"table": f"t{n}"}))
+    kept = {key[0]: decisions for key, (_, decisions) in policies._principals.items()}
+    assert len(kept["mallory"]) == engine.DECISIONS_PER_PRINCIPAL and len(kept["ada"]) == 1

@@ -15,9 +15,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import cedarpy
+from typing import TYPE_CHECKING, Any
 
 from apps.kit.declare.policy import (
     PRINCIPAL_TYPE,
@@ -30,8 +28,14 @@ from apps.kit.declare.tools import ToolSpec
 from apps.kit.identity.tokens import Principal
 from apps.kit.wire.encoding import dumps
 
-PRINCIPALS_KEPT = 4096  # parsed principal entities kept, most recent first
-DECISIONS_KEPT = 8192  # decisions kept for the same question asked again (least recently asked goes first)
+if TYPE_CHECKING:
+    import cedarpy
+
+# What is kept per principal, most recent first: its parsed entity and the decisions for questions it asked again.
+# Each principal holds at most DECISIONS_PER_PRINCIPAL (a caller varying its arguments evicts only its own), and
+# PRINCIPALS_KEPT principals are kept.
+PRINCIPALS_KEPT = 1024
+DECISIONS_PER_PRINCIPAL = 16
 
 
 class PolicyError(ValueError):
@@ -56,6 +60,8 @@ def load_policy_texts(folder: Path | None) -> list[tuple[str, str]]:
 
 def check(schema: dict[str, Any], texts: list[tuple[str, str]], defaults: str) -> str:
     """All policies as one text, or `PolicyError` naming each problem (the file, the policy, what is wrong)."""
+    import cedarpy  # loaded only where there are policies to check (a server without its own never loads it)
+
     problems, parts = [], [defaults]
     schema_text = json.dumps(schema)
     for name, text in texts:
@@ -102,18 +108,31 @@ def _located(text: str, error: str) -> str:
 class Policies:
     """A server's policy set, parsed once; decisions per call."""
 
-    def __init__(self, server: Any, folder: Path | None, issuer: str, texts: list[tuple[str, str]] | None = None):
-        self.schema = cedar_schema(server)
-        texts = texts if texts is not None else load_policy_texts(folder)
-        self.text = check(self.schema, texts, default_policies(server))
+    def __init__(self, server: Any, folder: Path | None, issuer: str):
+        self.server, self.issuer, self.server_name = server, issuer, server.name
+        texts = load_policy_texts(folder)
         # Without the organisation's policies the set is the scope rules, which the HTTP gate has just applied to
-        # this very call: its decision is known without asking Cedar (a Cedar call costs ~50 us, a tenth of a call).
+        # this very call: its decision is known without asking Cedar (a Cedar call costs ~50 us, a tenth of a call),
+        # and the engine is not even loaded (16 ms and 4 MiB at start, measured here).
         self.defaults_only = not any(text.strip() for _, text in texts)
-        self.set = cedarpy.PolicySet.from_str(self.text)
-        self.issuer, self.server_name = issuer, server.name
+        self.text = default_policies(server)
+        if not self.defaults_only:
+            self.text = check(cedar_schema(server), texts, self.text)
+        self._set: cedarpy.PolicySet | None = None
         self._typed = {name: set(argument_types(spec)) for name, spec in server.specs.items()}
-        self._principals: OrderedDict[tuple[Any, ...], cedarpy.Entities] = OrderedDict()
-        self._decisions: OrderedDict[tuple[Any, ...], Decision] = OrderedDict()
+        # principal -> (its entity, its decisions by question)
+        self._principals: OrderedDict[tuple[Any, ...], tuple[cedarpy.Entities, OrderedDict[Any, Decision]]] = (
+            OrderedDict()
+        )
+
+    @property
+    def set(self) -> cedarpy.PolicySet:
+        """The parsed policy set, on first use."""
+        if self._set is None:
+            import cedarpy
+
+            self._set = cedarpy.PolicySet.from_str(self.text)
+        return self._set
 
     def principal_uid(self, principal: Principal) -> dict[str, str]:
         return {"type": PRINCIPAL_TYPE, "id": principal.subject or f"client:{principal.client_id}"}
@@ -122,10 +141,13 @@ class Policies:
     def _principal_key(principal: Principal) -> tuple[Any, ...]:
         return (principal.subject, principal.client_id, principal.scopes, principal.groups)
 
-    def _entities(self, principal: Principal) -> cedarpy.Entities:
+    def _kept(self, principal: Principal) -> tuple[cedarpy.Entities, OrderedDict[Any, Decision]]:
+        """The principal's parsed entity and its decisions kept, made on first use."""
+        import cedarpy
+
         key = self._principal_key(principal)
-        entities = self._principals.get(key)
-        if entities is None:
+        kept = self._principals.get(key)
+        if kept is None:
             entity = {
                 "uid": self.principal_uid(principal),
                 "attrs": {
@@ -136,12 +158,12 @@ class Policies:
                 },
                 "parents": [],
             }
-            entities = self._principals[key] = cedarpy.Entities.from_json_str(json.dumps([entity]))
+            kept = self._principals[key] = (cedarpy.Entities.from_json_str(json.dumps([entity])), OrderedDict())
             if len(self._principals) > PRINCIPALS_KEPT:
                 self._principals.popitem(last=False)
         else:
             self._principals.move_to_end(key)
-        return entities
+        return kept
 
     def resource(self, spec: ToolSpec[Any], arguments: Any) -> dict[str, str]:
         if spec.acts_on is None:
@@ -170,10 +192,13 @@ class Policies:
         ).decode()
         # A decision depends on nothing else (the resource entity has no attributes): the same question gets the
         # same answer, so a repeated one is not asked again.
-        key = (*self._principal_key(principal), spec.name, resource["type"], resource["id"], context)
-        known = self._decisions.get(key)
+        import cedarpy
+
+        entities, decisions = self._kept(principal)
+        question = (spec.name, resource["type"], resource["id"], context)
+        known = decisions.get(question)
         if known is not None:
-            self._decisions.move_to_end(key)
+            decisions.move_to_end(question)
             return known
         request: dict[str, Any] = {
             "principal": self.principal_uid(principal),
@@ -181,12 +206,12 @@ class Policies:
             "resource": resource,
             "context": context,
         }
-        result = cedarpy.is_authorized(request, self.set, self._entities(principal))
+        result = cedarpy.is_authorized(request, self.set, entities)
         ids = result.diagnostics.id_annotations_by_reason or {}
         decided = tuple(sorted(ids.get(reason, reason) for reason in result.diagnostics.reasons))
-        decision = self._decisions[key] = Decision(result.decision == cedarpy.Decision.Allow, decided, resource)
-        if len(self._decisions) > DECISIONS_KEPT:
-            self._decisions.popitem(last=False)
+        decision = decisions[question] = Decision(result.decision == cedarpy.Decision.Allow, decided, resource)
+        if len(decisions) > DECISIONS_PER_PRINCIPAL:
+            decisions.popitem(last=False)
         return decision
 
     def may_list(self, principal: Principal, spec: ToolSpec[Any]) -> bool:
@@ -197,8 +222,10 @@ class Policies:
         # partial evaluation takes Cedar's own syntax; its string escapes are JSON's for what an id may hold
         request = {"principal": f"{uid['type']}::{json.dumps(uid['id'], ensure_ascii=False)}",
                    "action": f'Action::"{spec.name}"'}  # fmt: skip
+        import cedarpy
+
         try:
-            result = cedarpy.is_authorized_partial(request, self.set, self._entities(principal))
+            result = cedarpy.is_authorized_partial(request, self.set, self._kept(principal)[0])
         except (ValueError, TypeError):  # an id Cedar's syntax cannot hold: listed; the call itself is decided
             return True
         if result.decision == cedarpy.Decision.Allow:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ class On:
         if not _TYPE_NAME.fullmatch(self.type) or self.type in (PRINCIPAL_TYPE, "Action"):
             raise ValueError(f"not a resource type name: {self.type!r} (CamelCase, not Person or Action)")
 
-    @property
+    @cached_property  # parsed once, not per call
     def fields(self) -> list[str]:
         return [name for _, name, _, _ in string.Formatter().parse(self.id) if name]
 
