@@ -188,8 +188,27 @@ class PostgresConfig(Model):
         return self
 
 
+class AuditExportConfig(Model):
+    """A SIEM that also receives the audit stream (OTLP/HTTP logs: Splunk, Elastic, Sentinel and Datadog take it).
+
+    `logsUrl` is the full logs endpoint (`https://siem.example.com/v1/logs`): https outside the cluster, reached
+    through the collector's own port on the egress proxy. `header` names the header that carries the SIEM's
+    credential (`Authorization`, `X-Splunk-Token`); its value is the secret `mcpfleet:auditExportCredential`."""
+
+    logs_url: HttpUrl
+    header: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9-]*$")
+
+    @model_validator(mode="after")
+    def _https_outside_the_cluster(self) -> AuditExportConfig:
+        if self.logs_url.scheme != "https" and not in_cluster_host(self.logs_url.host or ""):
+            raise ValueError("logsUrl must be https unless it names a Service in the cluster")
+        return self
+
+
 class ObservabilityConfig(Model):
     webhook_url: HttpUrl = HttpUrl("http://alert-receiver.mcp-observability.svc:8080/alerts")
+    # The audit stream also goes to a SIEM (it always goes to Loki): unset, it stays in the cluster.
+    audit_export: AuditExportConfig | None = None
     # Head sampling of traces (parent-based: a caller's sampled trace is always kept). Alerts and dashboards
     # read the apps' own metrics, which count every call; traces are for finding out why.
     trace_sample_ratio: float = Field(default=0.1, ge=0, le=1)

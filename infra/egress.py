@@ -2,7 +2,8 @@
 
 An app's allowlist is what it declares (`Needs.outside_hosts`), what its settings name
 (`Needs.outside_hosts_from`, e.g. a webhook target's host) and, when tokens are checked against a JWKS,
-the issuer's key host. Alertmanager is a client too when the stack's webhook is outside the cluster.
+the issuer's key host. Two platform clients are too: Alertmanager when the stack's webhook is outside the
+cluster, and the collector when the audit stream also goes to a SIEM outside it.
 The proxy (Squid) identifies a client by the port it connects to: one listening port per client, and
 each client's NetworkPolicy reaches only its own. After resolving a name the proxy refuses loopback,
 private, link-local and metadata addresses unless the host is marked internal; every request is logged
@@ -24,7 +25,8 @@ from sidecars.egress_meter import LOG_PORT as METER_LOG_PORT
 
 FIRST_APP_PORT = 3130  # 3128 stays unassigned: a caller that reaches the proxy without an app port gets nothing
 PROXY_NAME = "egress-proxy"
-ALERTMANAGER = "alertmanager"  # the one platform client: notifications to a webhook outside the cluster
+ALERTMANAGER = "alertmanager"  # a platform client: notifications to a webhook outside the cluster
+COLLECTOR = "otel-collector"  # a platform client: the audit stream to a SIEM outside the cluster
 # Never reachable through the proxy (after resolution) unless the host is marked internal: unspecified,
 # private (RFC 1918, unique-local), shared (CGNAT), loopback, link-local (the cloud metadata address
 # 169.254.169.254 among them), IETF, benchmarking, multicast and reserved blocks, and NAT64 (Squid matches
@@ -52,6 +54,15 @@ def webhook_allowlist(stack: StackConfig) -> list[OutsideHost]:
     return [] if in_cluster_host(webhook.host) else [webhook]  # in the cluster: reached directly
 
 
+def audit_export_allowlist(stack: StackConfig) -> list[OutsideHost]:
+    """The collector's outside host: the SIEM's, when the audit stream goes to one outside the cluster."""
+    export = stack.observability.audit_export
+    if export is None:
+        return []
+    siem = OutsideHost.of_url(str(export.logs_url))
+    return [] if in_cluster_host(siem.host) else [siem]
+
+
 @dataclass(frozen=True)
 class EgressPlan:
     """Each app's allowlist and its own port on the proxy."""
@@ -73,10 +84,11 @@ class EgressPlan:
 
 
 def plan(stack: StackConfig, servers: Mapping[str, FocusedServer[Any, Any]]) -> EgressPlan:
-    if ALERTMANAGER in stack.apps:
-        raise ValueError(f"an app may not be named {ALERTMANAGER!r}: the egress proxy knows Alertmanager by it")
+    for client in (ALERTMANAGER, COLLECTOR):
+        if client in stack.apps:
+            raise ValueError(f"an app may not be named {client!r}: the egress proxy knows a platform client by it")
     apps = {name: allowlist(name, app, servers[name], stack) for name, app in stack.on_cluster().items()}
-    return EgressPlan({**apps, ALERTMANAGER: webhook_allowlist(stack)})
+    return EgressPlan({**apps, ALERTMANAGER: webhook_allowlist(stack), COLLECTOR: audit_export_allowlist(stack)})
 
 
 def _acl(app: str) -> str:

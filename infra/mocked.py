@@ -26,6 +26,7 @@ MOCK_SECRETS = {
         "mcp-notify.signingKey": "mock-signing-key-0123456789abcdef0123456789",
         "mcp-notify.targetSecrets": '{"team-chat": {"url": "https://hooks.slack.com/services/T0/B0/mock"}}',
         "mcp-notify.smtpPassword": "mock-smtp-password",
+        "auditExportCredential": "Splunk mock-siem-token",
     },
     "serverless": {
         "postgresAdminUrl": "postgresql://admin:mock-admin-password@db.internal:5432/mcpfleet",

@@ -151,6 +151,7 @@ def main() -> None:
         cluster.provider,
         egress,
         grafana_admin_password=secrets.get_secret("grafanaAdminPassword"),
+        audit_export_credential=secrets.get_secret("auditExportCredential"),
         opts=after_baseline,
     )
     if stack.cluster.mode == "kind" and (stack.routed() or stack.issuer_routed()):

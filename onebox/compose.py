@@ -38,7 +38,7 @@ from apps.kit import FocusedServer, role_password_variable
 from infra import authz, fleet, redis_acl
 from infra.components.observability import SERVICES
 from infra.components.observability.alertmanager import alertmanager_files
-from infra.components.observability.collector import otlp_endpoint
+from infra.components.observability.collector import SIEM_CREDENTIAL_ENV, collector_config, otlp_endpoint
 from infra.config import (
     AGENTS_NAMESPACE,
     AUTH_NAMESPACE,
@@ -330,7 +330,7 @@ def render(stack_name: str = "dev") -> dict[str, str]:
             "restart": "unless-stopped",
             **_aliases("alert-receiver", "mcp-observability"),
         },
-        **_observability_profile(),
+        **_observability_profile(stack),
     }
     if any(app.server.needs.volumes for app in apps):
         services["volumes-init"] = {  # Kubernetes' fsGroup: the app user owns its volumes
@@ -362,6 +362,7 @@ def render(stack_name: str = "dev") -> dict[str, str]:
         COMPOSE_FILE: header + yaml.safe_dump(compose, sort_keys=False, width=120),
         f"{GENERATED_DIR}/prometheus.yml": _prometheus(apps),
         f"{GENERATED_DIR}/alertmanager.yml": alertmanager_files(stack)["alertmanager.yml"],
+        f"{GENERATED_DIR}/otelcol.yaml": collector_config(stack, proxy_url=None),
     }
 
 
@@ -378,9 +379,16 @@ def _signing_key_reference(apps: list[LocalApp]) -> str:
     return ""
 
 
-def _observability_profile() -> dict[str, Any]:
-    """Grafana, Loki and the collector, with the cluster's configs; official images only (no stand-ins)."""
+def _observability_profile(stack: StackConfig) -> dict[str, Any]:
+    """Grafana, Loki and the collector, with the cluster's configs; official images only (no stand-ins). With a
+    SIEM (`observability.auditExport`) the collector sends it the audit stream directly: no egress proxy here."""
     profile = {"profiles": [OBSERVABILITY_PROFILE], "restart": "unless-stopped"}
+    export = stack.observability.audit_export
+    collector_env = (
+        {SIEM_CREDENTIAL_ENV: f"${{{SIEM_CREDENTIAL_ENV}:?set the SIEM's credential in .env}}"}
+        if export is not None and export.header is not None
+        else {}
+    )
     return {
         "grafana": {
             "image": image("grafana"),
@@ -405,7 +413,8 @@ def _observability_profile() -> dict[str, Any]:
         "otel-collector": {
             "image": image("otelcol"),
             "command": ["--config=/etc/otelcol/otelcol.yaml"],
-            "volumes": ["./infra/observability/otelcol.yaml:/etc/otelcol/otelcol.yaml:ro"],
+            "volumes": [f"./{GENERATED_DIR}/otelcol.yaml:/etc/otelcol/otelcol.yaml:ro"],
+            **({"environment": collector_env} if collector_env else {}),
             **profile,
             **_aliases("otel-collector", "mcp-node-agents"),
         },

@@ -17,15 +17,16 @@ from tests.infra.rendered_proxy import proxy_allowlists, proxy_ports
 
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 PROXY_LABELS = {"app.kubernetes.io/name": "egress-proxy"}
-DATA, APPS, OBS = "mcp-data", "mcp-apps", "mcp-observability"
+DATA, APPS, OBS, AGENTS = "mcp-data", "mcp-apps", "mcp-observability", "mcp-node-agents"
 JWKS = "login.example.com:443"
 
 # What each client may reach outside the cluster, from the stacks' declarations: the issuer's key host on
-# prod (tokens are checked against a JWKS), notify's webhook and Slack targets, prod's alert webhook.
+# prod (tokens are checked against a JWKS), notify's webhook and Slack targets, prod's alert webhook and SIEM.
 EXPECTED = {
     "dev": {"mcp-notify": {"hooks.example.com:443"}},
     "prod": {
         "alertmanager": {"alerts.example.com:443"},
+        "otel-collector": {"siem.example.com:443"},
         "mcp-db": {JWKS},
         "mcp-files": {JWKS},
         "mcp-oncall": {JWKS},
@@ -76,7 +77,7 @@ def test_each_app_reaches_only_its_own_port_on_the_proxy(stack):
         [rule] = admit["ingress"]
         assert rule["ports"] == [{"protocol": "TCP", "port": port}]
         [peer] = rule["from"]
-        namespace = OBS if client == "alertmanager" else APPS
+        namespace = {"alertmanager": OBS, "otel-collector": AGENTS}.get(client, APPS)
         assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": namespace}
         assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": client}
 

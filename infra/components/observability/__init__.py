@@ -47,6 +47,7 @@ class Observability(pulumi.ComponentResource):
         provider: k8s.Provider,
         egress: EgressPlan,
         grafana_admin_password: pulumi.Input[str] | None = None,
+        audit_export_credential: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("mcpfleet:index:Observability", name, None, opts)
@@ -62,7 +63,9 @@ class Observability(pulumi.ComponentResource):
         self.kube_state_metrics = KubeStateMetrics(ns, api_server, provider, child)
         self.loki = Loki(ns, stack, provider, child)
         self.grafana = Grafana(ns, stack, password, provider, child)
-        self.collector = Collector(AGENTS_NAMESPACE, api_server, provider, child)
+        self.collector = Collector(
+            AGENTS_NAMESPACE, stack, egress, api_server, provider, audit_export_credential, child
+        )
         # Within the namespace the backends talk freely (Grafana -> Prometheus, Loki; Prometheus -> Alertmanager).
         same_namespace: dict[str, Any] = {"podSelector": {}}
         self.internal = k8s.networking.v1.NetworkPolicy(
