@@ -14,6 +14,7 @@ error, tool error). Variants:
     mcpfleet+redis  the same, the rate limit in Redis (as in Kubernetes)
     mcpfleet+otlp   the same, spans exported over OTLP/HTTP to a local sink
     mcpfleet+policy the same, with an organisation's Cedar policy (policies/examples/mcp-db): every call asks Cedar
+    unaudited       the same without its audit trail (bench/peers/unaudited.py), to show what the trail costs
     bare-sdk        the MCP SDK's own server, no auth (bench/peers/bare_sdk.py)
     fastmcp         FastMCP 4.1 with its JWT verifier, in its own virtualenv (bench/peers/fastmcp_jwt.py)
     starlette       raw Starlette + asyncpg, no MCP (bench/peers/raw_starlette.py)
@@ -259,6 +260,7 @@ def variants(
         Variant("mcpfleet+redis", [python, "-m", "apps.db"], "query", {**app_env, "REDIS_URL": redis_url}),
         Variant("mcpfleet+otlp", [python, "-m", "apps.db"], "query", {**app_env, "OTEL_EXPORTER_OTLP_ENDPOINT": sink}),
         Variant("mcpfleet+policy", [python, "-m", "apps.db"], "query", {**app_env, "MCP_POLICY_DIR": str(POLICIES)}),
+        Variant("unaudited", [python, str(BENCH / "peers/unaudited.py")], "query", app_env),
         Variant("bare-sdk", [python, str(BENCH / "peers/bare_sdk.py")], "query_rows", peer_env, auth=False),
         Variant("fastmcp", [str(fastmcp_python), str(BENCH / "peers/fastmcp_jwt.py")], "query_rows", peer_env),
         Variant("starlette", [python, str(BENCH / "peers/raw_starlette.py")], "query_rows", peer_env, auth=False),
@@ -670,6 +672,10 @@ def report(runs: list[Run], names: list[str], concurrencies: tuple[int, ...], ve
                     of("mcpfleet", c), "cpu_ms_per_call"
                 )
                 verdicts.append((f"Cedar policies cost <= 5 % CPU per call at {c} ({(extra - 1) * 100:.1f} %)",
+                                 extra <= 1.05))  # fmt: skip
+            if "unaudited" in have:  # issue 34: one audit event per call, under 5 % of a call's CPU
+                extra = median(of("mcpfleet", c), "cpu_ms_per_call") / median(of("unaudited", c), "cpu_ms_per_call")
+                verdicts.append((f"the audit trail costs <= 5 % CPU per call at {c} ({(extra - 1) * 100:.1f} %)",
                                  extra <= 1.05))  # fmt: skip
     return report_targets(verdicts)
 

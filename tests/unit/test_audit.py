@@ -22,8 +22,8 @@ class Lines:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def __call__(self, line: str) -> None:
-        self.lines.append(line)
+    def __call__(self, line: bytes) -> None:
+        self.lines.append(line.decode())
 
 
 @pytest.fixture
@@ -105,3 +105,20 @@ def test_the_verifier_finds_a_removed_or_altered_event(start_demo, audit, tmp_pa
     log.write_text("\n".join(lines[:3] + lines[4:]) + "\n")
     ran = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert ran.returncode == 1 and "jumps from 3 to 5" in ran.stdout
+
+
+def test_an_event_is_canonical_json_whatever_its_fields_hold(capfd, audit):
+    """The hash is spliced into the one serialisation: a subject or tool that spells the splice point cannot move
+    it (every string is escaped), the line is the event's sorted JSON, and stdout gets it as one whole line."""
+    from apps.kit.observe.audit import AuditTrail, Who, write_stdout
+
+    trail = AuditTrail("mcp-demo", "1", "https://issuer")
+    forged = '"unmapped":{"chain":{"hash":"0",'
+    trail.record(who=Who(forged, forged, (forged,)), allowed=False, decided_by="policy", outcome=forged, tool=forged)
+    trail.record(who=None, allowed=True, decided_by="gate", outcome="ok")
+    assert verify(audit.lines) == []
+    first = json.loads(audit.lines[0])
+    assert first["actor"]["user"]["uid"] == forged and next(iter(first["unmapped"]["chain"])) == "hash"
+    assert audit.lines[0] == json.dumps(first, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    write_stdout(audit.lines[1].encode())  # the default sink wrote both already: the output holds three lines
+    assert capfd.readouterr().out == "".join(line + "\n" for line in [*audit.lines, audit.lines[1]])
