@@ -686,6 +686,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repetitions", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--only", nargs="*", help="run only these variants")
+    parser.add_argument(
+        "--concurrencies", nargs="*", type=int, help="measure at these connection counts only (default: all)"
+    )
     parser.add_argument("--cold-starts", type=int, default=7, help="cold starts measured per variant (0: none)")
     parser.add_argument("--cold-only", action="store_true", help="measure the cold starts only")
     parser.add_argument("--no-overload", action="store_true", help="skip the 1,024-connection overload run")
@@ -700,6 +703,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     repetitions, seconds = (1, 2.0) if args.smoke else (args.repetitions, args.seconds)
     concurrencies = (1, 16, 64) if args.smoke else (1, 16, 64, 100, 256)
+    if args.concurrencies:
+        concurrencies = tuple(args.concurrencies)
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("needs two cores: one for the servers, one for the load")
     if not args.cold_only:  # wrk and FastMCP's virtualenv are for the load runs
