@@ -30,6 +30,7 @@ from apps.kit.declare.config import (
     settings_from_env,
     split_list,
 )
+from apps.kit.declare.manifest import DIGEST_META
 from apps.kit.declare.needs import Needs, OutsideHost, Volume, role_password_variable, url_port
 from apps.kit.declare.policy import On, cedar_schema, default_policies
 from apps.kit.declare.server import FocusedServer, load_server
@@ -79,6 +80,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "DIGEST_META",
     "LAMBDA_HANDLER",
     "MAX_LINE_CHARS",
     "SERVER_FAULT_OUTCOMES",

@@ -126,8 +126,8 @@ server: FocusedServer[Oncall, OncallSettings] = FocusedServer(
     "mcpfleet-oncall",
     OncallSettings,
     open_oncall,
-    instructions="For the engineer on call: list firing alerts with their runbooks, run bounded PromQL, and "
-    "silence an alert with a comment. Follow the runbook; silence only what you are handling.",
+    instructions="For the engineer on call: firing alerts with their runbooks, bounded PromQL, and silences. "
+    "Silence an alert with a comment; follow the runbook; silence only what you are handling.",
     needs=Needs(services={"PROMETHEUS_URL": "prometheus", "ALERTMANAGER_URL": "alertmanager"}),
 )
 
