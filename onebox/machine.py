@@ -236,6 +236,18 @@ def dev_token(
     return str(sign_in(local_issuer(values), app.url, login, password, wanted)["access_token"])
 
 
+# The MCP Inspector's CLI, pinned: an unpinned `npx` on Node 20 resolves 0.15, which cannot send a bearer token.
+# 2.12 needs Node >= 22.19. The interop tests install the same version (tests/interop/package.json; a test holds them).
+INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
+
+
+def inspector_command(url: str, token: str) -> str:
+    return (
+        f"npx -y {INSPECTOR} --cli {url} --transport http --method tools/list "
+        f'--header "Authorization: Bearer {token}"  # Node >= 22.19'
+    )
+
+
 def client_configs(name: str, url: str) -> dict[str, Any]:
     """What to paste into MCP clients for one app: the URL alone, as each client's documentation shows a remote
     HTTP server; the client discovers the authorization server and signs the person in itself."""
@@ -280,10 +292,7 @@ def print_summary(result: dict[str, Any]) -> None:
         print(f"  Claude Code: {app['clients']['claude_code']}")
         print(f"  Cursor (~/.cursor/mcp.json): {json.dumps(app['clients']['cursor'])}")
         print(f"  token ({app['signed_in_as']}): {app['token']}")
-        print(
-            f"  inspect: npx @modelcontextprotocol/inspector --cli {app['url']} --transport http "
-            f'--method tools/list --header "Authorization: Bearer {app["token"]}"'
-        )
+        print(f"  inspect: {inspector_command(app['url'], app['token'])}")
     print(f"\nPrometheus:   {result['prometheus']}")
     print(f"Alertmanager: {result['alertmanager']}")
     print(f"Webhook sink: {result['sink']}  (Alertmanager's notifications and notify's local-sink target)")

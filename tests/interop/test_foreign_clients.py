@@ -234,3 +234,12 @@ def test_the_conformance_suites_authorization_scenarios_pass_against_the_local_s
     checks = [check for path in (tmp_path / "results").rglob("checks.json") for check in json.loads(path.read_text())]
     assert {c["id"] for c in checks} >= {"authorization-server-metadata", "authorization-code-grant"}
     assert all(c["status"] == "SUCCESS" for c in checks), [(c["id"], c["status"]) for c in checks]
+
+
+def test_the_inspector_command_scripts_up_prints_is_the_version_tested_here():
+    """`scripts/up` prints an Inspector command with the version these tests run, pinned (never whatever npx finds)."""
+    from onebox.machine import INSPECTOR, inspector_command
+
+    tested = json.loads((Path(__file__).parent / "package.json").read_text())["dependencies"]
+    assert INSPECTOR == f"@modelcontextprotocol/inspector@{tested['@modelcontextprotocol/inspector']}"
+    assert inspector_command("http://127.0.0.1:8001/mcp", "t").startswith(f"npx -y {INSPECTOR} --cli ")
