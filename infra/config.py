@@ -42,6 +42,11 @@ class Resources(Model):
     memory_limit: str = "512Mi"
 
     @property
+    def cpu_limit_cores(self) -> float:
+        """The CPU limit (`500m`, `2`) in cores."""
+        return int(self.cpu_limit[:-1]) / 1000 if self.cpu_limit.endswith("m") else float(self.cpu_limit)
+
+    @property
     def memory_limit_mib(self) -> int:
         """The memory limit (`512Mi`, `1Gi`) in MiB."""
         units = {"Mi": 1, "Gi": 1024}
@@ -205,7 +210,39 @@ class AuditExportConfig(Model):
         return self
 
 
+class MonitoringConfig(Model):
+    """A Prometheus and Alertmanager the platform does not deploy (`observability.mode` operator or external):
+    where they run, the labels of the Prometheus pods that scrape (the NetworkPolicies admit those alone), their
+    URLs (the on-call server reads them), and for the Prometheus Operator the labels its selectors match
+    (kube-prometheus-stack's default: `release: <its release name>`) and the Grafana sidecar's dashboard label."""
+
+    namespace: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    prometheus_labels: dict[str, str] = Field(default_factory=lambda: {"app.kubernetes.io/name": "prometheus"})
+    prometheus_url: HttpUrl
+    alertmanager_url: HttpUrl
+    resource_labels: dict[str, str] = Field(default_factory=dict)
+    dashboard_label: str = "grafana_dashboard"
+    grafana_labels: dict[str, str] = Field(default_factory=lambda: {"app.kubernetes.io/name": "grafana"})
+    alertmanager_labels: dict[str, str] = Field(default_factory=lambda: {"app.kubernetes.io/name": "alertmanager"})
+
+    @model_validator(mode="after")
+    def _in_its_namespace(self) -> MonitoringConfig:
+        for url in (self.prometheus_url, self.alertmanager_url):
+            host = url.host or ""
+            if not in_cluster_host(host) or host.split(".")[1] != self.namespace:
+                raise ValueError(f"{url} must name a Service in the monitoring namespace {self.namespace!r}")
+        return self
+
+
 class ObservabilityConfig(Model):
+    # `bundled`: the platform deploys Prometheus, Alertmanager, Grafana and kube-state-metrics. `operator`: the
+    # cluster runs the Prometheus Operator (kube-prometheus-stack): the platform hands it PrometheusRule,
+    # PodMonitor/ServiceMonitor and AlertmanagerConfig objects and dashboards as ConfigMaps. `external`: a Prometheus
+    # and Alertmanager in the cluster that their owners configure: they load alerts/mcp-rules.yml, the route of
+    # alerts/alertmanager.yml and dashboards/ themselves; the platform admits their scrapes and points at them.
+    # Loki and the collector are the platform's in every mode (the audit stream and the logs).
+    mode: Literal["bundled", "operator", "external"] = "bundled"
+    monitoring: MonitoringConfig | None = None
     webhook_url: HttpUrl = HttpUrl("http://alert-receiver.mcp-observability.svc:8080/alerts")
     # The audit stream also goes to a SIEM (it always goes to Loki): unset, it stays in the cluster.
     audit_export: AuditExportConfig | None = None
@@ -213,6 +250,26 @@ class ObservabilityConfig(Model):
     # read the apps' own metrics, which count every call; traces are for finding out why.
     trace_sample_ratio: float = Field(default=0.1, ge=0, le=1)
     prometheus_retention: str = Field(default="15d", pattern=r"^[0-9]+[dhw]$")
+
+    @model_validator(mode="after")
+    def _monitoring_when_not_bundled(self) -> ObservabilityConfig:
+        if (self.mode == "bundled") != (self.monitoring is None):
+            raise ValueError(
+                "monitoring (namespace, prometheusUrl, alertmanagerUrl) is set exactly when mode is "
+                "operator or external"
+            )
+        return self
+
+    @property
+    def bundled(self) -> bool:
+        return self.mode == "bundled"
+
+    def scraper(self) -> tuple[str, dict[str, str]]:
+        """The Prometheus pods that scrape the apps, the proxy's meter and the collector: namespace and labels."""
+        if self.monitoring is None:
+            return OBSERVABILITY_NAMESPACE, {"app.kubernetes.io/name": "prometheus"}
+        return self.monitoring.namespace, self.monitoring.prometheus_labels
+
     prometheus_storage: str = "10Gi"
     loki_storage: str = "10Gi"
     grafana_storage: str = "1Gi"

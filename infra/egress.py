@@ -49,9 +49,12 @@ def allowlist(name: str, app: AppConfig, server: FocusedServer[Any, Any], stack:
 
 
 def webhook_allowlist(stack: StackConfig) -> list[OutsideHost]:
-    """Alertmanager's outside host: the webhook's, unless the receiver runs in the cluster."""
+    """Alertmanager's outside host: the webhook's, unless the receiver runs in the cluster or the Alertmanager is
+    neither the platform's nor the operator's it configures (`external`: its route and egress are its owners')."""
     webhook = OutsideHost.of_url(str(stack.observability.webhook_url))
-    return [] if in_cluster_host(webhook.host) else [webhook]  # in the cluster: reached directly
+    if in_cluster_host(webhook.host) or stack.observability.mode == "external":
+        return []  # in the cluster: reached directly
+    return [webhook]
 
 
 def audit_export_allowlist(stack: StackConfig) -> list[OutsideHost]:

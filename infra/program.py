@@ -161,7 +161,9 @@ def main() -> None:
         # RFC 6761 names *.localhost loopback; a resolver that does not (macOS's, glibc without systemd) needs these
         pulumi.export("dev_hosts_entries", [f"127.0.0.1 {host}" for host in routed_hosts(stack)])
     if egress.ports:
-        EgressProxy("egress-proxy", egress, cluster.image, cluster.provider, opts=after_baseline)
+        EgressProxy(
+            "egress-proxy", egress, cluster.image, cluster.provider, stack.observability.scraper(), opts=after_baseline
+        )
     declared_secrets = app_secrets(stack, servers, secrets)
     platform = Platform(
         stack=stack,
@@ -197,11 +199,8 @@ def export_outputs(
     pulumi.export("issuer", stack.issuer)
     pulumi.export("app_urls", urls)
     pulumi.export("grafana_url", observability.grafana_url)
-    pulumi.export(
-        "port_forward",
-        {
-            **{name: f"kubectl -n {APP_NAMESPACE} port-forward svc/{name} 8080:80" for name in stack.apps},
-            "grafana": f"kubectl -n {OBSERVABILITY_NAMESPACE} port-forward svc/grafana 3000:3000",
-            "prometheus": f"kubectl -n {OBSERVABILITY_NAMESPACE} port-forward svc/prometheus 9090:9090",
-        },
-    )
+    forwards = {name: f"kubectl -n {APP_NAMESPACE} port-forward svc/{name} 8080:80" for name in stack.apps}
+    if stack.observability.bundled:  # else Grafana and Prometheus are the cluster's own
+        forwards["grafana"] = f"kubectl -n {OBSERVABILITY_NAMESPACE} port-forward svc/grafana 3000:3000"
+        forwards["prometheus"] = f"kubectl -n {OBSERVABILITY_NAMESPACE} port-forward svc/prometheus 9090:9090"
+    pulumi.export("port_forward", forwards)

@@ -39,8 +39,10 @@ class EgressProxy(pulumi.ComponentResource):
         plan: EgressPlan,
         apps_image: pulumi.Input[str],
         provider: k8s.Provider,
+        scraper: tuple[str, dict[str, str]] = (OBSERVABILITY_NAMESPACE, {"app.kubernetes.io/name": "prometheus"}),
         opts: pulumi.ResourceOptions | None = None,
     ):
+        """`scraper`: the namespace and pod labels of the Prometheus that reads each replica's meter."""
         super().__init__("mcpfleet:index:EgressProxy", name, None, opts)
         self.plan = plan
         self.ports = plan.ports
@@ -118,9 +120,7 @@ class EgressProxy(pulumi.ComponentResource):
             opts=child_opts(self, provider),
         )
         self.metrics = Reachable(PROXY_NAME, DATA_NAMESPACE, METRICS_PORT, pod_labels=select)
-        self.metrics.admit(
-            "prometheus", OBSERVABILITY_NAMESPACE, {"app.kubernetes.io/name": "prometheus"}, self, provider
-        )
+        self.metrics.admit("prometheus", *scraper, self, provider)
         k8s.networking.v1.NetworkPolicy(
             f"{name}-egress",
             metadata={"name": f"{PROXY_NAME}-egress", "namespace": DATA_NAMESPACE},

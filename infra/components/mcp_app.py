@@ -33,7 +33,7 @@ from infra.components.observability.collector import otlp_egress
 from infra.components.postgres import Postgres
 from infra.components.redis import Redis
 from infra.components.route import ingress_spec
-from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, OBSERVABILITY_NAMESPACE, AppConfig, StackConfig
+from infra.config import AGENTS_NAMESPACE, APP_NAMESPACE, AppConfig, StackConfig
 from infra.egress import EgressPlan
 from infra.policy.checks import POLICIES_FOR, RESOURCE_ANNOTATION, SCOPES_ANNOTATION
 from infra.wiring import SHUTDOWN_GRACE_SECONDS, secret_values, wiring
@@ -118,7 +118,9 @@ class McpApp(pulumi.ComponentResource):
         self.autoscaler = self._autoscaler()
         self.network_policy = self._network_policy()
         self.admissions = [
-            reachable.admit(name, APP_NAMESPACE, self.select, self, platform.provider) for reachable in self._reached()
+            reachable.admit(name, APP_NAMESPACE, self.select, self, platform.provider)
+            for reachable in self._reached()
+            if reachable.ours
         ]
         self.register_outputs({"url": self.url})
 
@@ -346,7 +348,7 @@ class McpApp(pulumi.ComponentResource):
                 "ingress": [
                     {"from": [namespace_peer(ingress_namespace)], "ports": tcp(PORT)},  # /mcp and its metadata
                     {
-                        "from": [namespace_peer(OBSERVABILITY_NAMESPACE, {"app.kubernetes.io/name": "prometheus"})],
+                        "from": [namespace_peer(*self.platform.stack.observability.scraper())],
                         "ports": tcp(METRICS_PORT),  # /metrics, which the port the ingress reaches does not serve
                     },
                 ],

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network
 from typing import Any
+from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -35,6 +36,16 @@ class Reachable:
     port: int
     scheme: str = "http"
     pod_labels: dict[str, str] = field(default_factory=dict)
+    # A service of the platform's: its side admits each client. A cluster's own (the operator's Prometheus) is not:
+    # its namespace's policies are its owners', and a policy made there would isolate its pods.
+    ours: bool = True
+
+    @classmethod
+    def at(cls, url: str, pod_labels: dict[str, str], ours: bool = True) -> Reachable:
+        """The service a `http://name.namespace.svc:port` URL names."""
+        parts = urlsplit(url)
+        name, namespace = (parts.hostname or "").split(".")[:2]
+        return cls(name, namespace, parts.port or 80, parts.scheme, pod_labels, ours)
 
     @property
     def host(self) -> str:

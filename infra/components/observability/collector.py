@@ -170,7 +170,7 @@ class Collector(Backend):
                         "ports": [{"protocol": "TCP", "port": OTLP_GRPC}, {"protocol": "TCP", "port": OTLP_HTTP}],
                     },
                     {
-                        "from": [namespace_peer(OBSERVABILITY_NAMESPACE, {"app.kubernetes.io/name": "prometheus"})],
+                        "from": [namespace_peer(*stack.observability.scraper())],
                         "ports": [{"protocol": "TCP", "port": SPANMETRICS}],
                     },
                 ],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -15,12 +17,25 @@ from infra.images import image
 PORT = 3100
 
 
+BUNDLED_ALERTMANAGER = "http://alertmanager.mcp-observability.svc:9093"
+
+
+def loki_config(stack: StackConfig) -> str:
+    """loki.yaml, its ruler notifying the stack's Alertmanager (the platform's, or the cluster's own)."""
+    config = read(CONFIG_DIR / "loki.yaml")
+    assert f"alertmanager_url: {BUNDLED_ALERTMANAGER}\n" in config
+    monitoring = stack.observability.monitoring
+    if monitoring is None:
+        return config
+    return config.replace(BUNDLED_ALERTMANAGER, str(monitoring.alertmanager_url).rstrip("/"))
+
+
 class Loki(Backend):
     def __init__(
         self, namespace: str, stack: StackConfig, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None
     ):
         super().__init__("Loki", "loki", namespace, provider, opts)
-        config = read(CONFIG_DIR / "loki.yaml")
+        config = loki_config(stack)
         rules = AUDIT_RULES_FILE.read_text()  # alerts on unusual callers, over the audit stream (alerts/audit.py)
         self.config = self.config_map("loki", {"loki.yaml": config, "audit-rules.yml": rules})
         self.run(
@@ -56,6 +71,33 @@ class Loki(Backend):
             extra_spec=volume_claim(stack.observability.loki_storage),
         )
         self.expose([("http", PORT)])
+        if (monitoring := stack.observability.monitoring) is not None:
+            # The cluster's Grafana reads the logs; the ruler's alerts go to the cluster's Alertmanager.
+            self.allow(
+                "loki-from-grafana",
+                {
+                    "policyTypes": ["Ingress"],
+                    "ingress": [
+                        {
+                            "from": [namespace_peer(monitoring.namespace, monitoring.grafana_labels)],
+                            "ports": [{"protocol": "TCP", "port": PORT}],
+                        }
+                    ],
+                },
+            )
+            alertmanager = urlsplit(str(monitoring.alertmanager_url))
+            self.allow(
+                "loki-to-alertmanager",
+                {
+                    "policyTypes": ["Egress"],
+                    "egress": [
+                        {
+                            "to": [namespace_peer(monitoring.namespace, monitoring.alertmanager_labels)],
+                            "ports": [{"protocol": "TCP", "port": alertmanager.port or 80}],
+                        }
+                    ],
+                },
+            )
         self.allow(
             "loki-from-collector",
             {
