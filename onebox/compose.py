@@ -233,6 +233,10 @@ def app_service(app: LocalApp, stack: StackConfig) -> dict[str, Any]:
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges:true"],
         "restart": "unless-stopped",
+        # The stack's limits, as on the cluster: the process's own saturation series (mcp_process_*_limit, read
+        # from the cgroup) make the CPU and memory alerts fire here as there.
+        "cpus": app.config.resources.cpu_limit_cores,
+        "mem_limit": f"{app.config.resources.memory_limit_mib}m",
         **_aliases(app.name, "mcp-apps"),
     }
     if depends:

@@ -62,6 +62,9 @@ def test_every_app_of_the_stack_runs_with_the_environment_pulumi_up_derives(serv
         assert published == f"${{{compose.port_variable(app.name)}:-{app.port}}}"
         assert services[app.name]["command"] == [app.config.module]
         assert services[app.name]["ports"] == [f"127.0.0.1:{published}:8080"]
+        # The stack's CPU and memory limits, so the saturation alerts can fire here (from the cgroup's limits).
+        assert services[app.name]["cpus"] == on_cluster.resources.cpu_limit_cores == 0.5
+        assert services[app.name]["mem_limit"] == f"{on_cluster.resources.memory_limit_mib}m" == "512m"
 
 
 def test_each_app_gets_only_its_own_secrets(services):

@@ -138,6 +138,29 @@ def test_forged_tokens_page_the_on_call_who_finds_the_runbook_and_silences_it(pl
     assert "McpAuthFailureBurst" not in [a["alertname"] for a in after["alerts"]]
 
 
+def test_each_app_runs_within_the_stacks_limits_so_the_saturation_alerts_can_fire(platform):
+    """compose.yaml sets the stack's CPU and memory limits; each app reads them from its cgroup and Prometheus records
+    usage over limit, the series McpHighCpu and McpHighMemory compare (as on the cluster, where cAdvisor gives it)."""
+
+    def series(query: str) -> dict[str, float]:
+        answer = httpx.get(f"{platform['prometheus']}/api/v1/query", params={"query": query}, timeout=10).json()
+        return {r["metric"].get("app", ""): float(r["value"][1]) for r in answer["data"]["result"]}
+
+    apps = set(platform["apps"])
+    limits = wait_until(
+        lambda: (found := series("mcp_process_memory_limit_bytes")) and set(found) >= apps and found,
+        60, 2, "every app's memory limit scraped",
+    )  # fmt: skip
+    assert {app: limits[app] for app in apps} == {app: 512 * 2**20 for app in apps}
+    cores = series("mcp_process_cpu_limit_cores")
+    assert {app: cores[app] for app in apps} == {app: 0.5 for app in apps}
+    ratios = wait_until(
+        lambda: (found := series("mcp:memory_usage:ratio_limit")) and set(found) >= apps and found,
+        60, 2, "the memory saturation series of every app",
+    )  # fmt: skip
+    assert all(0 < ratios[app] < 1 for app in apps), ratios
+
+
 def test_a_notification_reaches_the_sink_signed(platform):
     made = call(
         platform,
@@ -212,6 +235,15 @@ def test_the_readme_blocks_run_as_written(platform):
     blocks = readme_blocks()
     helper = next(block for path, block in blocks if path == "README.md" and "mcp() {" in block)
     assert {path for path, _ in blocks} >= {f"apps/{name}/README.md" for name in ("db", "files", "oncall", "notify")}
+    policies_before = set((REPO / "policies").rglob("*"))
+    try:
+        _run_blocks(blocks, helper)
+    finally:  # a block that stops halfway must not leave its policy change to the tests after it
+        for left in set((REPO / "policies").rglob("*")) - policies_before:
+            left.unlink()
+
+
+def _run_blocks(blocks: list[tuple[str, str]], helper: str) -> None:
     for path, block in blocks:
         script = block if block is helper else helper + "\n" + block
         result = subprocess.run(["bash", "-e", "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
