@@ -6,6 +6,7 @@ may reach, its scopes and its alerts all follow from its own declaration.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pulumi
@@ -30,6 +31,7 @@ from infra.components.mcp_app import McpApp, Platform
 from infra.components.observability import Observability
 from infra.components.postgres import Postgres
 from infra.components.redis import Redis
+from infra.components.registries import ArtifactRegistryRemote, EcrCopy
 from infra.config import APP_NAMESPACE, OBSERVABILITY_NAMESPACE, StackConfig, StackConfigError
 from infra.egress import plan as egress_plan
 
@@ -181,13 +183,34 @@ def main() -> None:
         for name, app in stack.on_cluster().items()
     }
     elsewhere = serverless.ServerlessPlatform(stack, cluster.image, postgres, serverless_redis, declared_secrets)
+    images = serverless_images(stack)
     for name, app in stack.apps.items():
         if app.target == "cloudrun":
-            urls[name] = CloudRunApp(name, app, servers[name], elsewhere).url
+            urls[name] = CloudRunApp(name, app, servers[name], replace(elsewhere, image=images["cloudrun"])).url
         elif app.target == "lambda":
-            urls[name] = LambdaApp(name, app, servers[name], elsewhere).url
+            urls[name] = LambdaApp(name, app, servers[name], replace(elsewhere, image=images["lambda"])).url
 
     export_outputs(stack, urls, observability)
+
+
+def serverless_images(stack: StackConfig) -> dict[str, pulumi.Input[str]]:
+    """The apps image as each serverless target pulls it, from a registry of its own cloud and region: Lambda from
+    ECR (the stack's image copied there, by digest), Cloud Run through an Artifact Registry remote repository."""
+    targets = {app.target for app in stack.apps.values()} - {"kubernetes"}
+    source = stack.cluster.image
+    if targets and source is None:
+        raise StackConfigError(
+            f"apps targeting {sorted(targets)} need cluster.image: the apps image in a registry their cloud can copy "
+            "or pull it from (a kind cluster's image is built on this machine)"
+        )
+    images: dict[str, pulumi.Input[str]] = {}
+    if "lambda" in targets and source is not None and (aws_config := stack.serverless.aws) is not None:
+        images["lambda"] = EcrCopy("apps-image-ecr", source, aws_config.region).image
+    if "cloudrun" in targets and source is not None and (gcp_config := stack.serverless.gcp) is not None:
+        images["cloudrun"] = ArtifactRegistryRemote(
+            "apps-image-gcp", source, gcp_config.project, gcp_config.region
+        ).image
+    return images
 
 
 def export_outputs(

@@ -6,6 +6,7 @@ serverless target cannot give an app is refused before anything is created."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +39,15 @@ def inputs(stack: Declared, type_: str) -> list[dict[str, Any]]:
 
 def test_the_lambda_app_runs_the_same_image_behind_exactly_two_routes(declared):
     [function] = inputs(declared, "aws:lambda/function:Function")
-    assert function["packageType"] == "Image" and function["imageUri"] == "ghcr.io/mcpfleet/apps:0.1.0"
+    assert function["packageType"] == "Image"
+    # Lambda runs ECR images of its own region only: the stack's image copied there, named by the copy's digest.
+    assert re.fullmatch(r"\d{12}\.dkr\.ecr\.eu-west-1\.amazonaws\.com/mcpfleet/apps@sha256:[0-9a-f]{64}",
+                        function["imageUri"]), function["imageUri"]  # fmt: skip
+    [repository] = inputs(declared, "aws:ecr/repository:Repository")
+    assert repository["region"] == function["region"] == "eu-west-1"
+    assert repository["imageTagMutability"] == "IMMUTABLE" and repository["imageScanningConfiguration"]["scanOnPush"]
+    [copy] = [c for c in inputs(declared, "command:local:Command") if "crane" in c["create"]]
+    assert copy["create"].startswith("crane copy ghcr.io/mcpfleet/apps:0.1.0 123456789012.dkr.ecr.eu-west-1.")
     assert function["imageConfig"]["commands"] == ["awslambdaric", "apps.lambda_main.handler"]
     assert function["reservedConcurrentExecutions"] == 50  # maxReplicas: the most sandboxes
     env = function["environment"]["value"]["variables"]  # the whole map is a Pulumi secret
@@ -77,7 +86,7 @@ def test_the_cloud_run_app_scales_to_zero_reads_secrets_from_secret_manager_and_
     assert template["maxInstanceRequestConcurrency"] == 20
     assert template["vpcAccess"]["egress"] == "ALL_TRAFFIC"
     [container] = template["containers"]
-    assert container["args"] == ["apps.notify"] and container["image"] == "ghcr.io/mcpfleet/apps:0.1.0"
+    assert container["args"] == ["apps.notify"] and container["image"].endswith("/mcpfleet/apps:0.1.0")
     assert container["resources"]["limits"]["cpu"] == "1"  # under one CPU, Cloud Run allows one request at once
     assert container["resources"]["cpuIdle"] is True
     assert container["startupProbe"]["httpGet"]["path"] == "/health"
@@ -158,6 +167,29 @@ def test_the_dry_run_prints_every_resource_of_every_target_and_no_secret():
     assert lines[-1].startswith(f"{len(lines) - 1} resources: ")
     for value in MOCK_SECRETS["serverless"].values():
         assert value not in result.stdout
+    assert "None" not in result.stdout  # every value a cloud computes (an account's address) is there as it would be
+
+
+def test_cloud_run_pulls_the_image_through_artifact_registry_in_its_region(declared):
+    """Cloud Run pulls from Artifact Registry or Docker Hub, not ghcr.io: through a remote repository whose
+    upstream is the image's registry, in the service's project and region."""
+    [service] = inputs(declared, "gcp:cloudrunv2/service:Service")
+    [container] = service["template"]["containers"]
+    assert container["image"] == "europe-west1-docker.pkg.dev/mcpfleet-prod/mcpfleet-remote/mcpfleet/apps:0.1.0"
+    [repository] = inputs(declared, "gcp:artifactregistry/repository:Repository")
+    assert (repository["location"], repository["project"]) == (service["location"], "mcpfleet-prod")
+    assert repository["mode"] == "REMOTE_REPOSITORY" and repository["format"] == "DOCKER"
+    assert repository["remoteRepositoryConfig"]["dockerRepository"] == {"customRepository": {"uri": "https://ghcr.io"}}
+    assert repository["repositoryId"] == "mcpfleet-remote"
+
+
+def test_image_references_split_into_registry_and_path():
+    from infra.components.registries import split_reference
+
+    assert split_reference("ghcr.io/mcpfleet/apps:0.1.0") == ("ghcr.io", "mcpfleet/apps:0.1.0")
+    assert split_reference("mcpfleet/apps:0.1.0") == ("docker.io", "mcpfleet/apps:0.1.0")
+    assert split_reference("python:3.12") == ("docker.io", "library/python:3.12")
+    assert split_reference("registry.local:5000/apps@sha256:" + "a" * 64)[0] == "registry.local:5000"
 
 
 def test_each_serverless_app_alerts_from_what_its_platform_exports_with_a_runbook(declared):
