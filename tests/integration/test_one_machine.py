@@ -25,6 +25,7 @@ import pytest
 
 from onebox.machine import SECRETS_FILE, compose_command, read_env_file
 from tests.conftest import requirement_missing
+from tests.support import runbooks
 from tests.support.raw import post, rpc, tool_call
 from tests.support.stack import wait_until
 
@@ -159,6 +160,34 @@ def test_each_app_runs_within_the_stacks_limits_so_the_saturation_alerts_can_fir
         60, 2, "the memory saturation series of every app",
     )  # fmt: skip
     assert all(0 < ratios[app] < 1 for app in apps), ratios
+
+
+# `docker compose` for the runbooks' steps: Compose v2 where it is installed, else this machine's docker-compose 1.29
+COMPOSE_SHIM = """
+if ! command docker compose version >/dev/null 2>&1; then
+  docker() { if [ "$1" = compose ]; then shift; docker-compose "$@"; else command docker "$@"; fi; }
+fi
+"""
+
+
+def test_every_runbook_step_runs_on_one_machine(platform):
+    """Each page's one-machine diagnosis blocks run from the checkout against the composed stack, as pasted (the
+    page's APP filled in), and every PromQL of every page is a query the composed Prometheus answers."""
+    ran = 0
+    for name, page in sorted(runbooks.pages().items()):
+        if name in runbooks.CLUSTER_ONLY:
+            continue
+        for step in runbooks.one_machine_steps(name, page):
+            result = subprocess.run(
+                ["bash", "-e", "-c", COMPOSE_SHIM + step], capture_output=True, text=True, cwd=REPO, timeout=60
+            )
+            assert result.returncode == 0, (name, step, result.stdout[-1000:], result.stderr[-1000:])
+            assert "requires at least 1 argument" not in result.stderr, (name, step)  # a service with no container
+            ran += 1
+        for query in runbooks.promql_queries(name, page):
+            answer = httpx.get(f"{platform['prometheus']}/api/v1/query", params={"query": query}, timeout=10).json()
+            assert answer["status"] == "success", (name, query, answer)
+    assert ran >= 25
 
 
 def test_a_notification_reaches_the_sink_signed(platform):

@@ -15,6 +15,7 @@ from apps import fleet
 from dashboards.build import DASHBOARDS
 from dashboards.build import main as build_dashboards
 from tests.monitoring.promql import fenced_blocks, grafana_to_promql, parse_errors
+from tests.support import runbooks
 
 DASHBOARDS_DIR = Path("dashboards")
 SECTIONS = ["Meaning", "Impact", "Diagnosis", "Mitigation", "Resolution and follow-up"]
@@ -54,6 +55,30 @@ def test_runbook_has_every_section_in_order(name):
         return
     assert fenced_blocks(diagnosis, "promql"), "Diagnosis needs the PromQL to run"
     assert fenced_blocks(diagnosis, "sh") or "kubectl" in diagnosis
+
+
+def test_every_kubectl_and_loki_step_has_its_one_machine_form():
+    """Each diagnosis step that needs the cluster (`kubectl`) or Loki is followed by what to run on one machine;
+    pages whose alert cannot fire there say why (tests/support/runbooks.py). The forms run in
+    tests/integration/test_one_machine.py against the composed stack."""
+    pages = runbooks.pages()
+    assert set(runbooks.CLUSTER_ONLY) <= set(pages)
+    missing = {
+        name: gaps
+        for name, page in pages.items()
+        if name not in runbooks.CLUSTER_ONLY and (gaps := runbooks.missing_one_machine_forms(page))
+    }
+    assert missing == {}
+    assert runbooks.missing_one_machine_forms("## Diagnosis\n```sh\nkubectl get pods\n```\n## Mitigation") == [
+        "kubectl get pods"
+    ]  # the check can fail
+    assert "cannot fire" in pages["McpEgressDenied"]
+
+
+def test_the_ingress_step_names_both_ingresses_a_stack_runs():
+    """The auth-failure page looks at the ingress the stack runs: NGINX (prod's className) or the dev edge's Traefik."""
+    page = runbooks.pages()["McpAuthFailureBurst"]
+    assert "ingress-nginx-controller" in page and "-n mcp-ingress logs deploy/traefik" in page
 
 
 def test_every_runbook_promql_parses(promtool, tmp_path):
