@@ -23,9 +23,9 @@ from typing import Any
 import httpx
 import pytest
 
+from onebox import runbooks
 from onebox.machine import SECRETS_FILE, compose_command, read_env_file
 from tests.conftest import requirement_missing
-from tests.support import runbooks
 from tests.support.raw import post, rpc, tool_call
 from tests.support.stack import wait_until
 
@@ -310,3 +310,18 @@ def test_a_second_checkout_runs_beside_the_first_and_recovers_when_its_env_is_lo
     finally:
         stopped = scripts("down", "--volumes", checkout=other)
         assert stopped.returncode == 0, stopped.stderr[-2000:]
+
+
+def test_a_drill_brings_an_alert_to_the_sink_with_its_runbook_and_resolves_it(platform):
+    """`scripts/drill McpServerDown`: the server's container stops, the page reaches the sink with its runbook link,
+    the runbook's one-machine steps are printed, the container starts again and the resolve arrives. (The forged
+    token drill's firing is the test above; drills whose `for:` is 5 minutes or more are run by hand.)"""
+    started = time.monotonic()
+    drilled = scripts("drill", "McpServerDown", "--app", "mcp-notify", "--timeout", "300")
+    assert drilled.returncode == 0, drilled.stdout[-2000:] + drilled.stderr[-2000:]
+    out = drilled.stdout
+    assert "[drill] firing after" in out and "runbooks/McpServerDown.md" in out
+    assert "docker compose ps mcp-notify" in out  # the page's one-machine step, for this server
+    assert "[drill] resolved after" in out
+    print(f"\nscripts/drill McpServerDown: fired and resolved in {time.monotonic() - started:.0f} s")
+    assert httpx.get(platform["apps"]["mcp-notify"]["url"].replace("/mcp", "/health"), timeout=5).status_code == 200

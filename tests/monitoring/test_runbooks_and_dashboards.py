@@ -14,8 +14,8 @@ from alerts.serverless import SERVERLESS_ALERTS
 from apps import fleet
 from dashboards.build import DASHBOARDS
 from dashboards.build import main as build_dashboards
+from onebox import runbooks
 from tests.monitoring.promql import fenced_blocks, grafana_to_promql, parse_errors
-from tests.support import runbooks
 
 DASHBOARDS_DIR = Path("dashboards")
 SECTIONS = ["Meaning", "Impact", "Diagnosis", "Mitigation", "Resolution and follow-up"]

@@ -3,6 +3,7 @@ one by name, through the egress proxy)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 import pulumi
@@ -23,11 +24,16 @@ from infra.images import image
 PORT = 9093
 
 
-def alertmanager_files(stack: StackConfig, proxy: Reachable | None = None) -> dict[str, str]:
-    """alertmanager.yml and its templates; with `proxy`, notifications go through Alertmanager's port on it."""
+def alertmanager_files(
+    stack: StackConfig, proxy: Reachable | None = None, timing: dict[str, str] | None = None
+) -> dict[str, str]:
+    """alertmanager.yml and its templates; with `proxy`, notifications go through Alertmanager's port on it;
+    `timing` overrides the grouping's waits (`group_wait`, `group_interval`: the one-machine stack's)."""
     params = AlertParams(
         webhook_url=str(stack.observability.webhook_url), webhook_proxy_url=proxy.url if proxy else None
     )
+    if timing is not None:
+        params = replace(params, group_wait=timing["group_wait"], group_interval=timing["group_interval"])
     files = {
         "alertmanager.yml": yaml.safe_dump(render_alertmanager(params, "/etc/alertmanager/templates"), sort_keys=False)
     }

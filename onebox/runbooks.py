@@ -1,10 +1,11 @@
-"""The runbooks' diagnosis steps, per target: each `kubectl` or LogQL block and the one-machine block after it."""
+"""The runbooks' diagnosis steps on one machine: each `kubectl` or LogQL block and the one-machine block after it.
+
+`scripts/drill` prints a page's one-machine steps; the tests hold every page to having them and run them."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from apps import fleet
 
@@ -49,9 +50,10 @@ def missing_one_machine_forms(page: str) -> list[str]:
     return missing
 
 
-def one_machine_steps(name: str, page: str) -> list[str]:
-    """The page's one-machine blocks with its placeholders filled for the composed stack."""
-    app = APP_OF_PAGE.get(name, "mcp-db")
+def one_machine_steps(name: str, page: str, app: str | None = None) -> list[str]:
+    """The page's one-machine blocks with its placeholders filled for the composed stack (APP: `app`, else the
+    server the page is about)."""
+    app = app or APP_OF_PAGE.get(name, "mcp-db")
     filled = {"APP": app, "SUBJECT": "writer", "HOST": "postgres.mcp-data.svc"}
     steps = []
     for block in diagnosis_blocks(page):
@@ -63,6 +65,3 @@ def one_machine_steps(name: str, page: str) -> list[str]:
 def promql_queries(name: str, page: str) -> list[str]:
     app = APP_OF_PAGE.get(name, "mcp-db")
     return [re.sub(r"\bAPP\b", app, b.text.strip()) for b in diagnosis_blocks(page) if b.language == "promql"]
-
-
-REPO = Path(__file__).resolve().parents[2]
