@@ -172,3 +172,33 @@ async def test_a_failed_call_is_logged_with_its_reason_at_warning_when_the_serve
     assert (caller["level"], caller["status"], caller["reason"]) == ("info", "rejected", "no such thing")
     assert crash["level"] == "warning" and crash["status"] == "internal_error"
     assert "internal detail" not in json.dumps(crash)  # the crash's own text stays out, as it does for the caller
+
+
+def test_an_event_written_directly_is_the_line_the_json_handler_writes(capfd):
+    """With only the JSON handler listening, events skip `logging` and come out the same; another listener (a
+    test's handler, an embedding app's) gets them through `logging` as before."""
+    from apps.kit.observe import logs as kit_logs
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        root.handlers[:] = []
+        kit_logs.configure_logging("INFO", ["configured-secret-0123"])
+        assert kit_logs._written_directly()
+        kit_logs.log_event("tool_call", tool="query", status="ok", note="configured-secret-0123", big="x" * 5000)
+        direct = json.loads(capfd.readouterr().out)
+        listener = logging.Handler()
+        seen: list[logging.LogRecord] = []
+        listener.emit = seen.append  # type: ignore[method-assign]
+        root.addHandler(listener)
+        assert not kit_logs._written_directly()
+        kit_logs.log_event("tool_call", tool="query", status="ok", note="configured-secret-0123", big="x" * 5000)
+        through_logging = json.loads(capfd.readouterr().out)
+        assert [record.fields["tool"] for record in seen] == ["query"]  # type: ignore[attr-defined]
+    finally:
+        kit_logs.configure_logging("INFO", [])
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    assert {k: v for k, v in direct.items() if k != "ts"} == {k: v for k, v in through_logging.items() if k != "ts"}
+    assert direct["note"] == "[REDACTED]" and direct["big"].startswith("x" * 1024 + "...[5000 chars")
+    assert list(direct) == ["ts", "level", "logger", "event", "tool", "status", "note", "big"]
