@@ -312,16 +312,32 @@ def test_a_second_checkout_runs_beside_the_first_and_recovers_when_its_env_is_lo
         assert stopped.returncode == 0, stopped.stderr[-2000:]
 
 
-def test_a_drill_brings_an_alert_to_the_sink_with_its_runbook_and_resolves_it(platform):
-    """`scripts/drill McpServerDown`: the server's container stops, the page reaches the sink with its runbook link,
-    the runbook's one-machine steps are printed, the container starts again and the resolve arrives. (The forged
-    token drill's firing is the test above; drills whose `for:` is 5 minutes or more are run by hand.)"""
+def test_drills_bring_alerts_to_the_sink_with_their_runbooks_and_resolve_them(platform):
+    """`scripts/drill`, two at once: McpServerDown (mcp-notify's container stops) and McpAuthFailureBurst (forged
+    tokens to mcp-files; mcp-db's page is silenced by the test above). Each page reaches the sink with its runbook
+    link, the runbook's one-machine steps are printed for that server, the condition ends and the resolve arrives.
+    McpNotReady's drill (7 minutes: its `for:` is 5) is run by hand."""
     started = time.monotonic()
-    drilled = scripts("drill", "McpServerDown", "--app", "mcp-notify", "--timeout", "300")
-    assert drilled.returncode == 0, drilled.stdout[-2000:] + drilled.stderr[-2000:]
-    out = drilled.stdout
-    assert "[drill] firing after" in out and "runbooks/McpServerDown.md" in out
-    assert "docker compose ps mcp-notify" in out  # the page's one-machine step, for this server
-    assert "[drill] resolved after" in out
-    print(f"\nscripts/drill McpServerDown: fired and resolved in {time.monotonic() - started:.0f} s")
+    drills = {
+        alert: subprocess.Popen(
+            [str(REPO / "scripts" / "drill"), alert, "--app", app, "--timeout", "360"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        for alert, app in (("McpServerDown", "mcp-notify"), ("McpAuthFailureBurst", "mcp-files"))
+    }
+    outputs = {}
+    for alert, process in drills.items():
+        out, err = process.communicate(timeout=900)
+        assert process.returncode == 0, (alert, out[-2000:], err[-2000:])
+        assert "[drill] firing after" in out and f"runbooks/{alert}.md" in out, out
+        assert "[drill] resolved after" in out, out
+        outputs[alert] = out
+        print(f"\nscripts/drill {alert}: " + " ".join(line for line in out.splitlines() if "after" in line))
+    # the pages' one-machine steps, for the server each drill was about
+    assert "docker compose ps mcp-notify" in outputs["McpServerDown"]
+    assert "$(docker compose ps -q mcp-files) 2>&1 | grep auth_failure" in outputs["McpAuthFailureBurst"]
+    print(f"both drills in {time.monotonic() - started:.0f} s")
     assert httpx.get(platform["apps"]["mcp-notify"]["url"].replace("/mcp", "/health"), timeout=5).status_code == 200
