@@ -91,7 +91,24 @@ def test_every_app_answers_with_the_token_it_was_given(platform):
     assert platform["grafana"] is None  # the observability profile is left out here (see the module docstring)
 
 
-def test_forged_tokens_page_the_on_call_who_finds_the_runbook_and_silences_it(platform):
+@pytest.fixture(scope="module")
+def drills(platform: dict[str, Any]) -> Iterator[dict[str, subprocess.Popen[str]]]:
+    """`scripts/drill`, two at once, started by the test that asks first and left running beside it:
+    McpServerDown (mcp-notify's container stops) and McpAuthFailureBurst (forged tokens to mcp-files)."""
+    started = {
+        alert: subprocess.Popen(
+            [str(REPO / "scripts" / "drill"), alert, "--app", app, "--timeout", "360"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        )
+        for alert, app in (("McpServerDown", "mcp-notify"), ("McpAuthFailureBurst", "mcp-files"))
+    }  # fmt: skip
+    yield started
+    for process in started.values():
+        if process.poll() is None:
+            process.kill()
+
+
+def test_forged_tokens_page_the_on_call_who_finds_the_runbook_and_silences_it(platform, drills):
     db = platform["apps"]["mcp-db"]["url"]
     forged = platform["apps"]["mcp-db"]["token"][:-4] + "AAAA"
     since = time.time()
@@ -115,7 +132,12 @@ def test_forged_tokens_page_the_on_call_who_finds_the_runbook_and_silences_it(pl
                             return alert  # type: ignore[no-any-return]
             return None
 
-        alert = wait_until(paged, 240, 2, "McpAuthFailureBurst delivered to the sink")
+        try:
+            alert = wait_until(paged, 240, 2, "McpAuthFailureBurst delivered to the sink")
+        except TimeoutError as late:  # say what Alertmanager and Prometheus held
+            held = httpx.get(f"{platform['alertmanager']}/api/v2/alerts", timeout=5).json()
+            rules = httpx.get(f"{platform['prometheus']}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+            raise AssertionError(f"{late}; Alertmanager: {held}; Prometheus: {rules}") from None
         print(f"\nMcpAuthFailureBurst reached the sink {time.time() - since:.0f} s after the first forged token")
         assert "runbook_url" in alert["annotations"]
     finally:
@@ -137,6 +159,25 @@ def test_forged_tokens_page_the_on_call_who_finds_the_runbook_and_silences_it(pl
     assert silence["created_by"] == "writer via mcp-oncall"  # the dev login the token was issued to
     after = call(platform, "mcp-oncall", "list_firing_alerts", {"app": "mcp-db"})
     assert "McpAuthFailureBurst" not in [a["alertname"] for a in after["alerts"]]
+
+
+def test_drills_bring_alerts_to_the_sink_with_their_runbooks_and_resolve_them(platform, drills):
+    """Each drill's page reaches the sink with its runbook link, the runbook's one-machine steps are printed for that
+    server, the condition ends and the resolve arrives. (They ran beside the forged-token test: mcp-db's page is
+    silenced there, so the auth drill is on mcp-files.) McpNotReady's drill (7 minutes: its `for:` is 5) is run by
+    hand."""
+    outputs = {}
+    for alert, process in drills.items():
+        out, err = process.communicate(timeout=900)
+        assert process.returncode == 0, (alert, out[-2000:], err[-2000:])
+        assert "[drill] firing after" in out and f"runbooks/{alert}.md" in out, out
+        assert "[drill] resolved after" in out, out
+        outputs[alert] = out
+        print(f"\nscripts/drill {alert}: " + " ".join(line for line in out.splitlines() if "after" in line))
+    # the pages' one-machine steps, for the server each drill was about
+    assert "docker compose ps mcp-notify" in outputs["McpServerDown"]
+    assert "$(docker compose ps -q mcp-files) 2>&1 | grep auth_failure" in outputs["McpAuthFailureBurst"]
+    assert httpx.get(platform["apps"]["mcp-notify"]["url"].replace("/mcp", "/health"), timeout=5).status_code == 200
 
 
 def test_each_app_runs_within_the_stacks_limits_so_the_saturation_alerts_can_fire(platform):
@@ -310,34 +351,3 @@ def test_a_second_checkout_runs_beside_the_first_and_recovers_when_its_env_is_lo
     finally:
         stopped = scripts("down", "--volumes", checkout=other)
         assert stopped.returncode == 0, stopped.stderr[-2000:]
-
-
-def test_drills_bring_alerts_to_the_sink_with_their_runbooks_and_resolve_them(platform):
-    """`scripts/drill`, two at once: McpServerDown (mcp-notify's container stops) and McpAuthFailureBurst (forged
-    tokens to mcp-files; mcp-db's page is silenced by the test above). Each page reaches the sink with its runbook
-    link, the runbook's one-machine steps are printed for that server, the condition ends and the resolve arrives.
-    McpNotReady's drill (7 minutes: its `for:` is 5) is run by hand."""
-    started = time.monotonic()
-    drills = {
-        alert: subprocess.Popen(
-            [str(REPO / "scripts" / "drill"), alert, "--app", app, "--timeout", "360"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-        )
-        for alert, app in (("McpServerDown", "mcp-notify"), ("McpAuthFailureBurst", "mcp-files"))
-    }
-    outputs = {}
-    for alert, process in drills.items():
-        out, err = process.communicate(timeout=900)
-        assert process.returncode == 0, (alert, out[-2000:], err[-2000:])
-        assert "[drill] firing after" in out and f"runbooks/{alert}.md" in out, out
-        assert "[drill] resolved after" in out, out
-        outputs[alert] = out
-        print(f"\nscripts/drill {alert}: " + " ".join(line for line in out.splitlines() if "after" in line))
-    # the pages' one-machine steps, for the server each drill was about
-    assert "docker compose ps mcp-notify" in outputs["McpServerDown"]
-    assert "$(docker compose ps -q mcp-files) 2>&1 | grep auth_failure" in outputs["McpAuthFailureBurst"]
-    print(f"both drills in {time.monotonic() - started:.0f} s")
-    assert httpx.get(platform["apps"]["mcp-notify"]["url"].replace("/mcp", "/health"), timeout=5).status_code == 200
