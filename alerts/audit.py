@@ -42,7 +42,7 @@ def _rule(p: AlertParams, name: str, expr: str, for_: str, summary: str, descrip
         "alert": name,
         "expr": expr,
         "for": for_,
-        "labels": {"severity": "warning", "source": "audit"},
+        "labels": {"severity": "warning", "source": "audit", "category": "security"},
         "annotations": {
             "summary": summary,
             "description": description,

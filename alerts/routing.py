@@ -39,7 +39,11 @@ def render_alertmanager(
             ],
         },
         "inhibit_rules": [
-            {"source_matchers": ['severity="critical"'], "target_matchers": ['severity="warning"'], "equal": ["app"]},
+            {  # a critical page on an app stands for its warnings, except the security ones (alerts/rules.py)
+                "source_matchers": ['severity="critical"'],
+                "target_matchers": ['severity="warning"', 'category!="security"'],
+                "equal": ["app"],
+            },
         ],
         "receivers": [
             {"name": "page", "webhook_configs": [webhook]},

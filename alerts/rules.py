@@ -30,6 +30,12 @@ def _calls(p: AlertParams, extra: str = "") -> str:
     return f'mcp_server_operation_duration_seconds_count{{job="{p.job}", mcp_method_name="tools/call"{extra}}}'
 
 
+# Pages about who is calling, not about the service's health: a reliability page on the same app never inhibits
+# them (alerts/routing.py), so a probe with forged tokens stays visible while the app also burns its budget.
+SECURITY_ALERTS = frozenset({"McpAuthFailureBurst", "McpPolicyDenials", "McpEgressDenied"})
+SECURITY = "security"
+
+
 def _alert(
     p: AlertParams, name: str, expr: str, for_: str, severity: str, summary: str, description: str
 ) -> dict[str, Any]:
@@ -37,6 +43,8 @@ def _alert(
     if for_ not in ("0s", "0m", ""):
         rule["for"] = for_
     rule["labels"] = {"severity": severity}
+    if name in SECURITY_ALERTS:
+        rule["labels"]["category"] = SECURITY
     rule["annotations"] = {
         "summary": summary,
         "description": description,

@@ -161,14 +161,19 @@ def test_a_critical_alert_inhibits_the_same_apps_warnings(monitoring):
         {"labels": {"alertname": "InhibitTestCause", "severity": "critical", "app": "app-a"}},
         {"labels": {"alertname": "InhibitTestEcho", "severity": "warning", "app": "app-a"}},
         {"labels": {"alertname": "InhibitTestOther", "severity": "warning", "app": "app-b"}},
+        # who is calling stays visible: a security warning of the same app (McpAuthFailureBurst's label) is not
+        # inhibited. Before, a budget burn on mcp-db hid its forged-token page (the one-machine test found it).
+        {"labels": {"alertname": "InhibitTestProbe", "severity": "warning", "app": "app-a", "category": "security"}},
     ]
     assert httpx.post(api, json=alerts, timeout=10).status_code == 200
     monitoring.wait_for_alert("InhibitTestCause", sent, app="app-a")
     monitoring.wait_for_alert("InhibitTestOther", sent, app="app-b")  # another app's warning is not inhibited
+    monitoring.wait_for_alert("InhibitTestProbe", sent, app="app-a")
     states = {a["labels"]["alertname"]: a["status"] for a in httpx.get(api, timeout=10).json()}
     assert states["InhibitTestEcho"]["state"] == "suppressed"
     assert states["InhibitTestEcho"]["inhibitedBy"]
     assert states["InhibitTestOther"]["state"] == "active"
+    assert states["InhibitTestProbe"]["state"] == "active" and not states["InhibitTestProbe"]["inhibitedBy"]
     notified = {
         alert["labels"]["alertname"]
         for entry in monitoring.notifications()

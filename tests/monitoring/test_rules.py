@@ -121,3 +121,17 @@ def test_webhook_url_is_a_parameter():
     config = render_alertmanager(AlertParams(webhook_url="http://receiver.test/hook"))
     urls = {c["url"] for r in config["receivers"] for c in r["webhook_configs"]}
     assert urls == {"http://receiver.test/hook"}
+
+
+def test_security_pages_are_labelled_and_the_inhibition_spares_them():
+    """A page about who is calling is never inhibited by a reliability page of the same app (the real Alertmanager
+    shows it in tests/integration/test_monitoring_e2e.py)."""
+    from alerts.audit import render_audit_rules
+    from alerts.routing import render_alertmanager
+    from alerts.rules import SECURITY_ALERTS, render_rules
+
+    labelled = {r["alert"] for g in render_rules()["groups"] for r in g["rules"] if r.get("labels", {}).get("category")}
+    assert labelled == SECURITY_ALERTS == {"McpAuthFailureBurst", "McpPolicyDenials", "McpEgressDenied"}
+    assert all(r["labels"]["category"] == "security" for g in render_audit_rules()["groups"] for r in g["rules"])
+    [inhibit] = render_alertmanager()["inhibit_rules"]
+    assert inhibit["target_matchers"] == ['severity="warning"', 'category!="security"']
