@@ -20,11 +20,11 @@ import re
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
-from apps.kit import DIGEST_META, FocusedServer
+from apps.kit import DIGEST_META, FocusedServer, resource_metadata_path
 from infra import fleet
-from infra.config import AppConfig, StackConfig, StackConfigError, parse, stack_config
+from infra.config import AppConfig, StackConfig, StackConfigError, load_stack
 
 SCHEMA = "https://static.modelcontextprotocol.io/schemas/2025-12-11/server.schema.json"
 PUBLISHER = "io.modelcontextprotocol.registry/publisher-provided"
@@ -91,7 +91,7 @@ def server_json(name: str, app: AppConfig, server: FocusedServer[Any, Any], stac
             PUBLISHER: {
                 "dev.mcpfleet/deployment": {
                     "issuer": stack.issuer,
-                    "resourceMetadata": _metadata_url(url),
+                    "resourceMetadata": urljoin(url, resource_metadata_path(url)),
                     "scopes": scopes,
                     "tools": tools,
                     "policies": policies,
@@ -99,12 +99,6 @@ def server_json(name: str, app: AppConfig, server: FocusedServer[Any, Any], stac
             }
         },
     }
-
-
-def _metadata_url(resource_url: str) -> str:
-    """RFC 9728's protected-resource metadata URL of a resource (the path after the well-known part)."""
-    parts = urlsplit(resource_url)
-    return f"{parts.scheme}://{parts.netloc}/.well-known/oauth-protected-resource{parts.path}"
 
 
 def catalogue(stack: StackConfig) -> dict[str, dict[str, Any]]:
@@ -144,9 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack", required=True, help="the stack (Pulumi.<stack>.yaml)")
     parser.add_argument("--out", type=Path, help="also write <out>/<app>/server.json and <out>/README.md")
     args = parser.parse_args(argv)
-    values = {k.split(":", 1)[1]: v for k, v in stack_config(args.stack).items() if k.startswith("mcpfleet:")}
     try:
-        entries = catalogue(parse(values))
+        entries = catalogue(load_stack(args.stack))
     except StackConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -570,3 +570,16 @@ def load() -> StackConfig:
 
     config = pulumi.Config(NAMESPACE)
     return parse({key: _value(config.get(key)) for key in KEYS})
+
+
+def stack_values(stack_name: str) -> dict[str, Any]:
+    """The stack's `mcpfleet:` keys as written in `Pulumi.<stack>.yaml`, without the prefix."""
+    prefix = f"{NAMESPACE}:"
+    return {
+        key.removeprefix(prefix): value for key, value in stack_config(stack_name).items() if key.startswith(prefix)
+    }
+
+
+def load_stack(stack_name: str) -> StackConfig:
+    """The stack's model from `Pulumi.<stack>.yaml`, as `pulumi up` validates it (no Pulumi CLI needed)."""
+    return parse(stack_values(stack_name))

@@ -204,9 +204,11 @@ def serverless_images(stack: StackConfig) -> dict[str, pulumi.Input[str]]:
             "or pull it from (a kind cluster's image is built on this machine)"
         )
     images: dict[str, pulumi.Input[str]] = {}
-    if "lambda" in targets and source is not None and (aws_config := stack.serverless.aws) is not None:
+    if source is None:  # no serverless target (else refused above)
+        return images
+    if "lambda" in targets and (aws_config := stack.serverless.aws) is not None:
         images["lambda"] = EcrCopy("apps-image-ecr", source, aws_config.region).image
-    if "cloudrun" in targets and source is not None and (gcp_config := stack.serverless.gcp) is not None:
+    if "cloudrun" in targets and (gcp_config := stack.serverless.gcp) is not None:
         images["cloudrun"] = ArtifactRegistryRemote(
             "apps-image-gcp", source, gcp_config.project, gcp_config.region
         ).image

@@ -22,8 +22,9 @@ from typing import Any
 
 import httpx
 
+from infra.config import load_stack
 from onebox import runbooks
-from onebox.compose import default_ports, load_stack, local_apps
+from onebox.compose import default_ports, local_apps
 from onebox.machine import SECRETS_FILE, compose, published_url, read_env_file, with_ports
 
 POLL_SECONDS = 2

@@ -38,14 +38,13 @@ import httpx
 
 from apps.kit import role_password_variable
 from infra import authz, redis_acl
-from infra.config import AUTHZ_PORT, StackConfig
+from infra.config import AUTHZ_PORT, StackConfig, load_stack
 from infra.images import APPS, AUTHZ
 from onebox.compose import (
     COMPOSE_FILE,
     OBSERVABILITY_PROFILE,
     LocalApp,
     default_ports,
-    load_stack,
     local_apps,
     policies_digest,
     policies_variable,

@@ -37,7 +37,7 @@ class EcrCopy(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         _, path = split_reference(source)
         repository_name = path.split(":")[0].split("@")[0]  # ghcr.io/mcpfleet/apps -> mcpfleet/apps
-        tag = path.rsplit(":", 1)[1] if ":" in path else "latest-copy"
+        tag = path.rsplit(":", 1)[1]  # the stack's image is pinned: a tag, or a digest's hex (config refuses neither)
         self.repository = aws.ecr.Repository(
             f"{name}-repository",
             name=repository_name,

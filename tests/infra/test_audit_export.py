@@ -10,7 +10,7 @@ import yaml
 
 from infra.components.observability.backend import CONFIG_DIR
 from infra.components.observability.collector import SIEM_EXPORTER, collector_config
-from infra.config import StackConfigError, parse, stack_config
+from infra.config import StackConfigError, parse, stack_values
 from infra.egress import COLLECTOR, audit_export_allowlist
 from infra.mocked import MOCK_SECRETS
 from tests.infra.conftest import run_program
@@ -78,7 +78,7 @@ def test_a_stack_without_a_siem_keeps_the_repositorys_collector_config(dev):
 
 
 def _stack(audit_export: dict) -> dict:
-    values = {k.removeprefix("mcpfleet:"): v for k, v in stack_config("dev").items() if k.startswith("mcpfleet:")}
+    values = stack_values("dev")
     return values | {"observability": {"auditExport": audit_export}}
 
 

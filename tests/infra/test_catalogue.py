@@ -14,14 +14,14 @@ import pytest
 import skillsaw
 
 from infra.catalogue import PUBLISHER, SCHEMA, catalogue, registry_name, server_json
-from infra.config import StackConfigError, parse, stack_config
+from infra.config import StackConfigError, parse, stack_values
 from infra.fleet import load_server
 
 OFFICIAL = Path(skillsaw.__file__).parent / "schemas/mcp_registry/v2025_12_11/server.schema.json"
 
 
 def _stack(name: str, **changes):
-    values = {k.split(":", 1)[1]: v for k, v in stack_config(name).items() if k.startswith("mcpfleet:")}
+    values = stack_values(name)
     return parse(values | changes)
 
 

@@ -14,7 +14,7 @@ import yaml
 from apps.kit.declare.server import load_server
 from infra import fleet
 from infra.components.observability import SERVICES
-from infra.config import parse
+from infra.config import load_stack, parse
 from infra.images import PINNED, env_name
 from infra.wiring import wiring
 from onebox import compose
@@ -38,7 +38,7 @@ def test_the_committed_composition_is_the_rendered_model(rendered):
 
 
 def test_every_app_of_the_stack_runs_with_the_environment_pulumi_up_derives(services):
-    stack = compose.load_stack("dev")
+    stack = load_stack("dev")
     for app in compose.local_apps(stack):
         services_at = {name: reachable.url for name, reachable in SERVICES.items()}
         on_cluster = stack.apps[app.name]  # the entry as the cluster runs it, without its one-machine settings
@@ -68,7 +68,7 @@ def test_every_app_of_the_stack_runs_with_the_environment_pulumi_up_derives(serv
 
 
 def test_each_app_gets_only_its_own_secrets(services):
-    stack = compose.load_stack("dev")
+    stack = load_stack("dev")
     for app in compose.local_apps(stack):
         secrets = {key for key, value in services[app.name]["environment"].items() if "${" in str(value)}
         # a switch and published ports, no secret
@@ -117,13 +117,13 @@ def test_the_apps_scrape_job_lists_every_app(rendered):
     scrape = yaml.safe_load(rendered["compose/prometheus.yml"])
     [job] = [job for job in scrape["scrape_configs"] if job["job_name"] == "mcp-apps"]
     names = {entry["labels"]["app"] for entry in job["static_configs"]}
-    assert names == {app.name for app in compose.local_apps(compose.load_stack("dev"))}
-    assert "mcp-github" in compose.load_stack("dev").apps and "mcp-github" not in names  # no GitHub credential here
+    assert names == {app.name for app in compose.local_apps(load_stack("dev"))}
+    assert "mcp-github" in load_stack("dev").apps and "mcp-github" not in names  # no GitHub credential here
 
 
 def test_a_stack_app_declared_in_a_module_is_composed_by_its_folder_and_stack_entry_alone():
     """The demo `notes` server (tests/support/notes_app): a stack entry and nothing else."""
-    stack = compose.load_stack("dev")
+    stack = load_stack("dev")
     notes = {"module": "tests.support.notes_app", "resourceUrl": "http://mcp-notes.mcp-apps.svc/mcp"}
     notes |= {"replicas": 1, "maxReplicas": 1, "volumes": {"notes": {"size": "1Gi"}}}
     extended = parse({**stack.model_dump(by_alias=True, mode="json"), "apps": {"mcp-notes": notes}})

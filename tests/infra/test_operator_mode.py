@@ -20,7 +20,7 @@ import yaml
 from alerts.names import EGRESS_JOB, METRICS_PORT, SCRAPE_JOB
 from alerts.render import RULES_FILE
 from alerts.routing import render_alertmanager
-from infra.config import StackConfigError, parse, stack_config
+from infra.config import StackConfigError, parse, stack_values
 from infra.mocked import kubernetes_objects
 from tests.conftest import requirement_missing
 from tests.infra.conftest import Declared, run_program
@@ -183,7 +183,7 @@ def test_dashboards_and_the_loki_datasource_are_config_maps_for_the_grafana_side
 
 
 def _values(**observability) -> dict:
-    values = {k.split(":", 1)[1]: v for k, v in stack_config("prod").items() if k.startswith("mcpfleet:")}
+    values = stack_values("prod")
     return values | {"observability": observability}
 
 

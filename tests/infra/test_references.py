@@ -240,8 +240,8 @@ def test_grafana_carries_every_dashboard_and_both_datasources(stack):
 def test_loki_and_collector_load_the_repo_files(stack):
     """Loki's file as it is; the collector's as the stack renders it (the file, plus a SIEM's exporter on prod)."""
     from infra.components.observability.collector import collector_config
+    from infra.config import load_stack
     from infra.egress import COLLECTOR
-    from onebox.compose import load_stack
     from tests.infra.rendered_proxy import proxy_ports
 
     assert stack.one("ConfigMap", "loki", OBS)["data"]["loki.yaml"] == Path("infra/observability/loki.yaml").read_text()

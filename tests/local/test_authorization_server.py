@@ -21,8 +21,7 @@ import pytest
 
 from apps.db.server import server as db_server
 from infra import authz
-from infra.config import IdentityConfig, PersonConfig, StackConfigError
-from onebox.compose import load_stack
+from infra.config import IdentityConfig, PersonConfig, StackConfigError, load_stack
 from onebox.login import REDIRECT_URI, SignInFailed, sign_in
 from tests.support import demo_server
 from tests.support.authz import Fleet, LocalAuthz, authorized_fleet

@@ -23,8 +23,7 @@ import pytest
 from apps.files.server import server as files_server
 from apps.kit import create_app
 from infra import authz
-from infra.config import IdentityConfig, PersonConfig
-from onebox.compose import load_stack
+from infra.config import IdentityConfig, PersonConfig, load_stack
 from onebox.login import sign_in
 from tests.conftest import requirement_missing
 from tests.support import demo_server

@@ -24,8 +24,7 @@ import pytest
 from apps.github.server import server as github_server
 from apps.kit import Keyring, apply_schema, create_app, schema_files
 from infra import authz
-from infra.config import IdentityConfig, PersonConfig
-from onebox.compose import load_stack
+from infra.config import IdentityConfig, PersonConfig, load_stack
 from onebox.login import sign_in
 from tests.support.authz import LocalAuthz
 from tests.support.fake_github import FakeGitHub

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from apps import fleet as apps_fleet
 from apps.kit import create_app, resource_metadata_path
+from infra.config import load_stack
 from infra.fleet import app_settings
-from onebox.compose import load_stack
 from tests.support.jwks import JwksServer
 from tests.support.raw import BASE_HEADERS, rpc
 

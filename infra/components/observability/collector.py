@@ -9,15 +9,13 @@ in the audit pipeline: one rendering, used by Kubernetes and the one-machine com
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from apps.kit import url_port
 from infra.components.k8s import config_hash, container_security, http_probe, resources
-from infra.components.network import namespace_peer, tcp
+from infra.components.network import Reachable, namespace_peer, tcp
 from infra.components.observability.backend import CONFIG_DIR, Backend, read
 from infra.components.observability.loki import PORT as LOKI
 from infra.config import APP_NAMESPACE, OBSERVABILITY_NAMESPACE, AuditExportConfig, StackConfig
@@ -183,8 +181,8 @@ class Collector(Backend):
         if proxy is not None:
             egress_rules.append(proxy.egress())
             proxy.admit(COLLECTOR, namespace, {"app.kubernetes.io/name": "otel-collector"}, self, provider)
-        elif export is not None:
-            siem_namespace = (urlsplit(str(export.logs_url)).hostname or "").split(".")[1]
-            egress_rules.append({"to": [namespace_peer(siem_namespace)], "ports": tcp(url_port(str(export.logs_url)))})
+        elif export is not None:  # a Service in the cluster: its namespace, on its port
+            siem = Reachable.at(str(export.logs_url), {}, ours=False)
+            egress_rules.append({"to": [namespace_peer(siem.namespace)], "ports": tcp(siem.port)})
         self.allow("otel-collector-egress", {"policyTypes": ["Egress"], "egress": egress_rules})
         self.register_outputs({})

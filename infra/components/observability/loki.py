@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import pulumi
 import pulumi_kubernetes as k8s
 
 from alerts.render import AUDIT_RULES_FILE
 from infra.components.k8s import config_hash, http_probe, resources
-from infra.components.network import namespace_peer
+from infra.components.network import Reachable, namespace_peer
 from infra.components.observability.backend import CONFIG_DIR, Backend, read, volume_claim
 from infra.config import AGENTS_NAMESPACE, StackConfig
 from infra.images import image
@@ -85,19 +83,8 @@ class Loki(Backend):
                     ],
                 },
             )
-            alertmanager = urlsplit(str(monitoring.alertmanager_url))
-            self.allow(
-                "loki-to-alertmanager",
-                {
-                    "policyTypes": ["Egress"],
-                    "egress": [
-                        {
-                            "to": [namespace_peer(monitoring.namespace, monitoring.alertmanager_labels)],
-                            "ports": [{"protocol": "TCP", "port": alertmanager.port or 80}],
-                        }
-                    ],
-                },
-            )
+            alertmanager = Reachable.at(str(monitoring.alertmanager_url), monitoring.alertmanager_labels, ours=False)
+            self.allow("loki-to-alertmanager", {"policyTypes": ["Egress"], "egress": [alertmanager.egress()]})
         self.allow(
             "loki-from-collector",
             {

@@ -36,9 +36,13 @@ SPANMETRICS_JOB = "otel-collector-spanmetrics"
 _MATCHER = re.compile(r'^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>=~|!~|!=|=)"(?P<value>.*)"$')
 
 
-def _meta(name: str, namespace: str, monitoring: MonitoringConfig) -> dict[str, Any]:
-    labels = {"app.kubernetes.io/part-of": "mcpfleet", **monitoring.resource_labels}
-    return {"name": name, "namespace": namespace, "labels": labels}
+def _labels(monitoring: MonitoringConfig, **extra: str) -> dict[str, str]:
+    """Ours, and what the operator's (or the Grafana sidecar's) selectors match."""
+    return {"app.kubernetes.io/part-of": "mcpfleet", **monitoring.resource_labels, **extra}
+
+
+def _meta(name: str, namespace: str, monitoring: MonitoringConfig, **extra_labels: str) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": _labels(monitoring, **extra_labels)}
 
 
 def _job(name: str) -> dict[str, Any]:
@@ -181,15 +185,14 @@ def alertmanager_config(params: AlertParams, monitoring: MonitoringConfig) -> di
 def dashboard_config_maps(monitoring: MonitoringConfig) -> list[dict[str, Any]]:
     """Each dashboard as a ConfigMap the Grafana sidecar loads (its label), in the monitoring namespace, where the
     sidecar looks by default; and the Loki datasource the dashboards' log panels name (uid `loki`)."""
-    label = {monitoring.dashboard_label: "1"}
+    dashboard = {monitoring.dashboard_label: "1"}
     maps = [
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": {
-                **_meta(f"mcpfleet-dashboard-{name.removesuffix('.json')}", monitoring.namespace, monitoring),
-                "labels": {**_meta("", "", monitoring)["labels"], **label},
-            },
+            "metadata": _meta(
+                f"mcpfleet-dashboard-{name.removesuffix('.json')}", monitoring.namespace, monitoring, **dashboard
+            ),
             "data": {name: text},
         }
         for name, text in dashboard_files().items()
@@ -210,10 +213,7 @@ def dashboard_config_maps(monitoring: MonitoringConfig) -> list[dict[str, Any]]:
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": {
-                **_meta("mcpfleet-datasource-loki", monitoring.namespace, monitoring),
-                "labels": {**_meta("", "", monitoring)["labels"], "grafana_datasource": "1"},
-            },
+            "metadata": _meta("mcpfleet-datasource-loki", monitoring.namespace, monitoring, grafana_datasource="1"),
             "data": {"mcpfleet-loki.yaml": yaml.safe_dump(loki, sort_keys=False)},
         }
     )
