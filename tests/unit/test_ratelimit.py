@@ -11,7 +11,7 @@ from mcp.shared.exceptions import MCPError
 from redis.asyncio import Redis
 
 from apps.kit.call.ratelimit.memory import MemoryLimiter
-from apps.kit.call.ratelimit.redis import RedisLimiter
+from apps.kit.call.ratelimit.redis import MAX_LEASE, RedisLimiter
 from apps.kit.declare.config import RedisFailureMode
 from apps.kit.observe.metrics import KitMetrics
 from tests.support.mcp_client import mcp_client
@@ -96,6 +96,22 @@ async def test_a_caller_one_call_at_a_time_is_lent_slots_too_and_the_ceiling_sta
     await quiet.hit("sub:bob")
     assert not quiet._leases.get("sub:bob") or not quiet._leases["sub:bob"].members  # a lone first hit asks none
     for each in (limiter, busy, quiet):
+        await each.close()
+        await each.redis.aclose()
+
+
+async def test_a_steady_callers_leases_double_up_to_a_cap_and_the_ceiling_stays_exact(redis_server):
+    busy = _redis_limiter(redis_server, 100_000)
+    sizes = []
+    for _ in range(1000):  # back to back: the leases grow 4, 8, 16, ... up to MAX_LEASE
+        assert (await busy.hit("sub:dave")).allowed
+        sizes.append(busy._leases["sub:dave"].size if "sub:dave" in busy._leases else 0)
+    assert max(sizes) == MAX_LEASE
+    assert busy.batches <= 15, busy.batches  # with leases of four, two hundred round trips
+    exact, other = _redis_limiter(redis_server, 300), _redis_limiter(redis_server, 300)
+    assert [(await exact.hit("sub:erin")).allowed for _ in range(320)] == [True] * 300 + [False] * 20
+    assert not (await other.hit("sub:erin")).allowed  # every slot, lent or used, counted once in Redis
+    for each in (busy, exact, other):
         await each.close()
         await each.redis.aclose()
 
