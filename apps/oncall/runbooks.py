@@ -20,6 +20,9 @@ _APP = re.compile(r"\bAPP\b")
 class Runbooks:
     def __init__(self, pages: dict[str, str]):
         self.pages = pages
+        # Each page split once around its APP placeholders: filling one in is a join, not a regex pass over
+        # the page (which cost about 70 us a page, on every alert of every list_firing_alerts call).
+        self._pieces = {name: _APP.split(text) for name, text in pages.items()}
 
     @classmethod
     def load(cls, directories: list[Path]) -> Runbooks:
@@ -38,7 +41,7 @@ class Runbooks:
         text = self.pages.get(alert)
         if text is None or app is None:
             return text
-        return _APP.sub(lambda _: app, text)
+        return app.join(self._pieces[alert])
 
     @staticmethod
     def queries(text: str) -> list[str]:
