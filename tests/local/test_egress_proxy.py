@@ -1,8 +1,8 @@
 """The egress proxy for real (Squid with the configuration `infra.egress` renders): each app reaches exactly the
 outside hosts it declared, through its own port; a name that resolves to a private address is refused unless the
-stack marks the host internal; the kit's JWKS fetch and the notify server's deliveries go through it; every
-request leaves one JSON line naming the app, the host, the port and the verdict, and is counted by app and
-verdict."""
+stack marks the host internal; the kit's JWKS fetch, its upstream client and the notify server's deliveries go
+through it; every request leaves one JSON line naming the app, the host, the port and the verdict, and is counted
+by app and verdict."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import pytest
 
 from apps.kit.declare.needs import OutsideHost
 from apps.kit.identity.tokens import JwksKeys
+from apps.kit.upstream import Upstream
 from apps.notify.config import Target
 from apps.notify.delivery import Courier
 from apps.notify.network import DeliveryFailed
@@ -117,6 +118,29 @@ async def test_the_kits_jwks_fetch_goes_through_the_proxy(proxy: LocalSquid, ups
     refused = JwksKeys(f"http://exfil.test:{upstream}/jwks.json", proxy=proxy.url("mcp-db"), backoff=(60.0,))
     await refused.refresh_if_due()
     assert refused.key_ids == []
+
+
+async def test_the_kits_upstream_client_goes_through_the_proxy_and_nowhere_else(
+    proxy: LocalSquid, upstream: int, monkeypatch: pytest.MonkeyPatch
+):
+    """The kit's `Upstream` (the on-call and GitHub servers' client) uses the proxy it is given, and only that one:
+    a declared host answers, an undeclared one is the proxy's refusal, and an environment proxy is ignored."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # would break every call if it were read
+    allowed = Upstream(
+        "keys", f"http://keys.internal.test:{upstream}", headers={}, timeout=5, max_bytes=4096, read_retries=0,
+        proxy=proxy.url("mcp-db"),
+    )  # fmt: skip
+    refused = Upstream(
+        "exfil", f"http://exfil.test:{upstream}", headers={}, timeout=5, max_bytes=4096, read_retries=0,
+        proxy=proxy.url("mcp-db"),
+    )  # fmt: skip
+    try:
+        answer = await allowed.request("GET", "/jwks.json", idempotent=True)
+        assert (answer.status, answer.body) == (200, JWKS)
+        assert (await refused.request("GET", "/jwks.json", idempotent=True)).status == 403
+    finally:
+        await allowed.aclose()
+        await refused.aclose()
 
 
 async def test_notify_delivers_through_the_proxy_and_an_undeclared_target_is_refused(

@@ -23,6 +23,7 @@ class Script:
     def __init__(self) -> None:
         self.answers: list[tuple[int, dict[str, str], bytes]] = []
         self.seen: list[tuple[str, str]] = []
+        self.cookies: list[str | None] = []
 
 
 @pytest.fixture
@@ -43,6 +44,7 @@ def api() -> Iterator[tuple[str, Script]]:
 
         def script_seen(self) -> None:
             script.seen.append((self.command, self.path))
+            script.cookies.append(self.headers.get("cookie"))
 
         do_GET = do_POST = _answer
 
@@ -135,6 +137,22 @@ async def test_each_request_is_one_client_span(api, monkeypatch):
     [span] = exporter.get_finished_spans()
     assert span.name == "GET API" and span.attributes["http.response.status_code"] == 200
     assert span.attributes["server.address"] == "127.0.0.1"
+
+
+async def test_parameters_are_encoded_for_the_fixed_path_and_no_cookie_is_kept(api):
+    base, script = api
+    script.answers = [(200, {"set-cookie": "session=theirs; Path=/", "link": '<a>; rel="next"'}, b"{}")]
+    client = upstream(base + "/api/")
+    try:
+        params = {"labels": ["bug", "p1"], "open": True, "q": "a b&c=d", "none": None}
+        answer = await client.request("GET", "/issues", idempotent=True, params=params)
+        await client.request("GET", "issues", idempotent=True)
+    finally:
+        await client.aclose()
+    assert script.seen[0] == ("GET", "/api/issues?labels=bug&labels=p1&open=true&q=a+b%26c%3Dd&none=")
+    assert script.seen[1] == ("GET", "/api/issues")
+    assert script.cookies == [None, None]  # the cookie one answer set is never sent with the next call
+    assert answer.headers["link"] == '<a>; rel="next"'  # header names lower-cased
 
 
 def test_retry_after_reads_seconds_and_http_dates():
