@@ -46,6 +46,8 @@ from apps.kit import (
 )
 
 API_VERSION = "2022-11-28"
+MAX_RECORDED = 10_000  # budget keys whose last record this replica remembers
+RECORD_AT_LEAST_EVERY = 10.0  # seconds: an unchanged budget is written to Redis again at least this often
 MAX_BLOCK_SECONDS = 3600  # the longest wait believed from GitHub (Retry-After, a reset): its windows are an hour
 # A search term: words, numbers, paths and names; no qualifier (`:`), operator, quote or parenthesis of the caller's.
 SEARCH_TERM = re.compile(r"[\w.@#/+*-]{1,100}")
@@ -141,6 +143,7 @@ class GitHubApi:
         self.cache = ResponseCache(settings.github_cache_max_bytes, settings.github_cache_seconds)
         self._reserve = redis.register_script(RESERVE)
         self._record_budget = redis.register_script(RECORD)
+        self._recorded: dict[str, tuple[str, int, float]] = {}  # budget key -> (reset, remaining, when) last recorded
 
     async def aclose(self) -> None:
         await self.upstream.aclose()
@@ -262,7 +265,11 @@ class GitHubApi:
         now = time.time()
         if remaining is not None and remaining.isdigit() and reset is not None and reset.isdigit():
             reset = str(min(int(reset), int(now) + MAX_BLOCK_SECONDS))
-            await self._record_budget(keys=[key], args=[remaining, reset, limit if limit.isdigit() else "0"])
+            if self._changes_budget(key, int(remaining), reset, now):
+                await self._record_budget(keys=[key], args=[remaining, reset, limit if limit.isdigit() else "0"])
+                if len(self._recorded) >= MAX_RECORDED:  # one per person and resource: bounded, and forgetting is safe
+                    self._recorded.clear()
+                self._recorded[key] = (reset, int(remaining), now)
             if resource == "core":
                 self.metrics.remaining.set(int(remaining))
         wait = retry_after_seconds(answer.headers.get("retry-after"))
@@ -272,6 +279,14 @@ class GitHubApi:
         elif answer.status in (403, 429) and remaining == "0":  # this resource's budget is spent until its reset
             until = float(reset) if reset and reset.isdigit() else now + 60
             await self.redis.hset(key, "blocked_until", f"{min(until, now + MAX_BLOCK_SECONDS):.3f}")
+
+    def _changes_budget(self, key: str, remaining: int, reset: str, now: float) -> bool:
+        """Whether recording this answer's budget can change what Redis holds. Within a window the smaller remaining
+        wins, and Redis's is at most what this replica last recorded, so an answer of the same window saying as
+        much or more (a 304, which GitHub does not count) changes nothing: its round trip is skipped. Each key is
+        recorded again at least every `RECORD_AT_LEAST_EVERY` seconds, in case Redis lost it."""
+        last = self._recorded.get(key)
+        return last is None or last[0] != reset or remaining < last[1] or now - last[2] >= RECORD_AT_LEAST_EVERY
 
     def _budget_key(self) -> str:
         return f"{self.settings.redis_key_prefix}github:budget:{self.credential.identity}"

@@ -191,6 +191,26 @@ def test_a_304_answers_from_the_cache_and_spends_no_budget(start_github, fake):
     assert registry.get_sample_value("mcp_github_budget_remaining") == fake.budget
 
 
+def test_an_answer_that_cannot_change_the_budget_costs_no_redis_write(start_github, fake):
+    """A 304 says the budget GitHub said before (it is not counted): recording it again could change nothing, so
+    its round trip to Redis is skipped; the next answer that spends is recorded, and the budget stays exact."""
+    github = start_github()
+    api = github.app.state.server_state.api
+    recorded, record = [], api._record_budget
+
+    async def counted(keys: list[str], args: list[str]) -> Any:
+        recorded.append(args[0])
+        return await record(keys=keys, args=args)
+
+    api._record_budget = counted
+    issue = {"owner": "octo", "repo": "hello", "number": 1}
+    call(github, "get_issue", issue)  # the repository, the issue and its comments: each spends one
+    assert recorded == ["4999", "4998", "4997"]
+    call(github, "get_issue", issue)  # the issue answers 304 (4997 left, as before), its comments 200
+    assert recorded == ["4999", "4998", "4997", "4996"]
+    assert error(call(start_github(GITHUB_BUDGET_RESERVE="4996"), "get_issue", issue)).startswith("GitHub budget low")
+
+
 def test_the_budget_is_shared_by_replicas_and_refused_under_the_reserve(start_github, fake):
     first, second = start_github(GITHUB_BUDGET_RESERVE="100"), start_github(GITHUB_BUDGET_RESERVE="100")
     fake.budget = 101
