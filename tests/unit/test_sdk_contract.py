@@ -12,9 +12,12 @@ from typing import Any
 import pytest
 from mcp.server.connection import Connection
 from mcp.server.runner import ServerRunner
+from mcp.shared.message import ServerMessageMetadata
+from mcp.shared.transport_context import TransportContext
 
 from apps.kit.call import sdk
 from apps.kit.call.running import CallResult
+from apps.kit.declare.tools import ConnectRequired
 from apps.kit.wire import jsonrpc
 from apps.kit.wire.outcomes import CallOutcome
 
@@ -135,7 +138,10 @@ async def test_a_served_request_leaves_no_reference_cycle_behind():
             call = request("tools/call", {"name": "echo", "arguments": {}}, n)
             reply = await kernel.answer(call, "2025-11-25", [], served())
             assert reply.message["result"]["content"][0]["text"] == "ok"
-        left = [o for o in gc.get_objects() if isinstance(o, (ServerRunner, Connection))]
+            listed = await kernel.answer(request("tools/list", None, n), "2025-11-25", [], served())
+            assert listed.message["result"]["tools"] == [TOOL]
+        own = (kernel._framer, kernel._framer.connection)  # the protocol's one framer lives as long as it does
+        left = [o for o in gc.get_objects() if isinstance(o, (ServerRunner, Connection)) and o not in own]
     finally:
         gc.enable()
     assert left == []
@@ -178,3 +184,72 @@ def test_the_runner_still_caches_on_request_in_its_instance_dict():
     from functools import cached_property
 
     assert isinstance(ServerRunner.__dict__.get("on_request"), cached_property)
+
+
+# `tools/call` skips the kernel's per-request scaffolding (`Protocol._tools_call`); these hold every reply it gives
+# equal to the kernel's own, so an SDK release that changes how the kernel checks or frames a call fails here.
+
+CALLS: list[dict[str, Any] | None] = [
+    {"name": "echo", "arguments": {"a": 1}},
+    {"name": "echo"},
+    {"name": "echo", "arguments": {}, "_meta": {"progressToken": "t-1"}},
+    {"name": "echo", "arguments": {}, "unknownField": True},
+    {"arguments": {}},
+    {"name": 5},
+    {"name": "echo", "arguments": [1, 2]},
+    {"name": "echo", "arguments": "text"},
+    None,
+]
+RESULTS: dict[str, Any] = {
+    "ok": CallResult(CallOutcome.OK, {"content": [{"type": "text", "text": "ok"}], "isError": False}),
+    "structured": CallResult(
+        CallOutcome.OK,
+        {
+            "content": [{"type": "text", "text": "{}"}],
+            "structuredContent": {"n": 1},
+            "isError": False,
+            "_meta": {"io.example/trace": "t"},
+        },
+    ),
+    "tool error": CallResult(CallOutcome.REJECTED, {"content": [{"type": "text", "text": "no"}], "isError": True}),
+    "connect": CallResult(
+        CallOutcome.CONNECT_REQUIRED,
+        {"content": [{"type": "text", "text": "go"}], "isError": True},
+        connect=ConnectRequired("https://example.test/link", "Link your account.", "e-1"),
+    ),
+    "crash": RuntimeError("internal detail"),
+}
+
+
+async def _kernel_tools_call(self: sdk.Protocol, version: str, params: Any, served: sdk.Served) -> dict[str, Any]:
+    """The same call through the kernel's full request path (`ServerRunner.on_request`)."""
+    exchange = sdk._Exchange(TransportContext(kind="streamable-http", can_send_request=False), 1)
+    exchange.message_metadata = ServerMessageMetadata(request_context=served)
+    return await self._serve_one(exchange, "tools/call", params, Connection.from_envelope(version, None, None))
+
+
+@pytest.mark.parametrize("version", [*sdk.HANDSHAKE_PROTOCOL_VERSIONS, MODERN])
+@pytest.mark.parametrize("outcome", list(RESULTS))
+async def test_a_tool_call_is_answered_as_the_kernel_answers_it(version, outcome, monkeypatch):
+    async def run(arguments: Any) -> CallResult:
+        if isinstance(RESULTS[outcome], Exception):
+            raise RESULTS[outcome]
+        return RESULTS[outcome]
+
+    replies: dict[str, list[tuple[int, dict[str, Any], Any]]] = {}
+    for path in ("direct", "kernel"):
+        if path == "kernel":
+            monkeypatch.setattr(sdk.Protocol, "_tools_call", _kernel_tools_call)
+        replies[path] = []
+        for params in CALLS:
+            headers: list[tuple[str, str]] = []
+            if version == MODERN:
+                params = {**(params or {}), "_meta": {**((params or {}).get("_meta") or {}), **ENVELOPE}}
+                headers = [("mcp-protocol-version", MODERN), ("mcp-method", "tools/call"), ("mcp-name", "echo")]
+            served = sdk.Served(lambda: [TOOL], run, url_elicitation=lambda: True)
+            reply = await protocol().answer(request("tools/call", params), version, headers, served)
+            label = reply.tool_result.label if reply.tool_result else None
+            replies[path].append((reply.status, reply.message, label))
+    assert replies["direct"] == replies["kernel"]
+    answered = [message["result"] for status, message, _ in replies["direct"] if "result" in message]
+    assert len(answered) == (0 if outcome in ("crash", "connect") else 4)  # the first four calls are well formed
