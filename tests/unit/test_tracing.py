@@ -13,7 +13,10 @@ from tests.support.otlp import OtlpReceiver
 
 def test_tool_call_spans_are_exported_with_the_logged_trace_id():
     receiver = OtlpReceiver()
-    demo = start_demo_process(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url, OTEL_BSP_SCHEDULE_DELAY="100")
+    # an environment proxy (here one that cannot be reached) is not the exporter's: the collector is configured
+    demo = start_demo_process(
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url, OTEL_BSP_SCHEDULE_DELAY="100", HTTP_PROXY="http://127.0.0.1:9"
+    )
     process, url = demo.process, demo.url
     try:
         token = demo.token()

@@ -72,7 +72,10 @@ def push_registry(registry: CollectorRegistry, settings: KitSettings, service_na
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.resources import Resource
 
-    reader = PeriodicExportingMetricReader(OTLPMetricExporter(), export_interval_millis=EXPORT_SECONDS * 1000)
+    from apps.kit.observe.tracing import exporter_session
+
+    exporter = OTLPMetricExporter(session=exporter_session())
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=EXPORT_SECONDS * 1000)
     resource = Resource.create({"service.name": settings.otel_service_name or service_name})
     provider = MeterProvider(resource=resource, metric_readers=[reader])
     meter = provider.get_meter("mcpfleet.kit.prometheus")

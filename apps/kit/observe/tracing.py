@@ -5,6 +5,8 @@ request; a server adds its own instrumentation through `Telemetry`.
 
 from __future__ import annotations
 
+from typing import Any
+
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -26,10 +28,20 @@ def setup_tracing(settings: KitSettings, default_service_name: str) -> TracerPro
         # Reads the standard OTEL_EXPORTER_OTLP_* variables (endpoint, headers, timeout) itself.
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(session=exporter_session())))
     trace.set_tracer_provider(provider)
     _installed = provider
     return provider
+
+
+def exporter_session() -> Any:
+    """The OTLP exporters' HTTP session: the collector's address is configured, so nothing is taken from the
+    environment (no proxy variable, no `.netrc` read on every export, which was 1.4 % of a traced server's CPU)."""
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False
+    return session
 
 
 def flush_traces(timeout_seconds: float = 5.0) -> bool:
