@@ -1,5 +1,6 @@
-"""Floor for the on-call server: asking Alertmanager for the firing alerts over one pooled httpx client and
-attaching their runbooks (the server's own runbook pages), no MCP, no checks."""
+"""Floor for the on-call server: asking Alertmanager for the firing alerts over one pooled aiohttp session (the
+client the kit's `Upstream` uses) and attaching their runbooks (the server's own runbook pages), no MCP, no
+checks."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _floor import floor_app, serve
@@ -25,13 +26,15 @@ state: dict[str, Any] = {}
 
 @asynccontextmanager
 async def lifespan(_: Any) -> AsyncIterator[None]:
-    async with httpx.AsyncClient(base_url=os.environ["BENCH_ALERTMANAGER_URL"], timeout=15) as client:
+    timeout = aiohttp.ClientTimeout(total=15)
+    async with aiohttp.ClientSession(os.environ["BENCH_ALERTMANAGER_URL"], timeout=timeout) as client:
         state["client"] = client
         yield
 
 
 async def list_firing_alerts(arguments: dict[str, Any]) -> dict[str, Any]:
-    alerts = (await state["client"].get("/api/v2/alerts", params=FIRING)).json()
+    async with state["client"].get("/api/v2/alerts", params=FIRING) as answer:
+        alerts = await answer.json()
     entries, runbooks = [], {}
     for alert in alerts[: arguments.get("limit", 20)]:
         name, app = alert["labels"]["alertname"], alert["labels"].get("app")
