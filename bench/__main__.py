@@ -1,7 +1,8 @@
 """The production layer against its peers, measured in one run: ratios, not absolute times.
 
-    uv run python -m bench             # 4 interleaved repetitions, 8 s per run (about 25 minutes)
-    uv run python -m bench --smoke     # one repetition, 2 s per run, fewer concurrencies (about 3 minutes)
+    uv run python -m bench                                   # 4 interleaved repetitions of 8 s (about 90 minutes)
+    uv run python -m bench --repetitions 2 --seconds 4       # the README's run (about 30 minutes)
+    uv run python -m bench --smoke     # one repetition, 2 s per run, fewer concurrencies (about 5 minutes)
 
 Every variant serves the same `query` tool (10 rows of sales.products from one PostgreSQL, a pool of 20,
 through asyncpg), is pinned to CPU core 0, and is driven by wrk pinned to core 1 (where PostgreSQL, Redis
@@ -25,7 +26,8 @@ Every other server against a floor written for it (bench/peers/raw_*.py: the sam
     oncall, oncall-floor    list_firing_alerts: 5 alerts from Alertmanager, each with its runbook page
     github, github-floor    list_issues: 10 issues from GitHub's REST API (the server: ETag cache and budget in Redis)
     notify, notify-floor    preview_notification: the secret check, rendering, the preview kept in Redis
-Alertmanager and GitHub are one stand-in process (bench/peers/upstream_stub.py) on the load core.
+Alertmanager and GitHub are one stand-in process (bench/peers/upstream_stub.py) on the load core; the on-call and
+GitHub floors call it with aiohttp, the client the kit's `Upstream` uses.
 """
 
 from __future__ import annotations
