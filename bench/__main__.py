@@ -1,8 +1,8 @@
 """The production layer against its peers, measured in one run: ratios, not absolute times.
 
-    uv run python -m bench                                   # 4 interleaved repetitions of 8 s (about 90 minutes)
-    uv run python -m bench --repetitions 2 --seconds 4       # the README's run (about 30 minutes)
-    uv run python -m bench --smoke     # one repetition, 2 s per run, fewer concurrencies (about 5 minutes)
+    uv run python -m bench                                   # 4 interleaved repetitions of 8 s (some 90 minutes)
+    uv run python -m bench --repetitions 2 --seconds 4       # the benchmark page's run (30 minutes here)
+    uv run python -m bench --smoke     # one repetition, 2 s per run, fewer concurrencies (a few minutes)
 
 Every variant serves the same `query` tool (10 rows of sales.products from one PostgreSQL, a pool of 20,
 through asyncpg), is pinned to CPU core 0, and is driven by wrk pinned to core 1 (where PostgreSQL, Redis

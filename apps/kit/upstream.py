@@ -10,9 +10,8 @@ answer cannot hold a call past it. Answers are read with a byte cap, so an enorm
 much memory (`read_capped` does the same for the httpx clients of the JWKS fetch and notify's deliveries).
 Each request is a client span.
 
-The wire is aiohttp: per request it cost a seventh of httpx's CPU here (about 70 us against 500-1,100 us at
-16 and 64 concurrent requests, most of it httpx's connection-pool bookkeeping), and a server whose tools call an
-API spends most of its time there.
+The wire is aiohttp: with it the on-call and GitHub servers spend about 0.7 ms of CPU per call where they spent
+3.1 ms on httpx, most of which was httpx's connection-pool bookkeeping (`docs/benchmark.md`).
 """
 
 from __future__ import annotations
@@ -42,6 +41,7 @@ WAIT_STATUSES = (429, 503)  # an upstream asking to be called again later (Retry
 # A larger answer is parsed on a worker thread: an 8 MiB JSON body takes tens of milliseconds to parse,
 # which would stall every other request on the event loop.
 PARSE_OFF_LOOP_BYTES = 256 * 1024
+MAX_CONNECTIONS = 100  # pooled connections per upstream, as httpx's default was
 _tracer = trace.get_tracer("apps.kit.upstream")
 
 
@@ -133,7 +133,6 @@ class Upstream:
         proxy: str | None = None,
         too_large_hint: str = "narrow the request",
         tolerated: Callable[[int, Any], bool] | None = None,
-        connections: int = 100,
     ):
         """`tolerated(status, body)`: a 5xx answer that is the API's own typed error (e.g. Prometheus's query
         timeout), returned as an answer instead of raised as the upstream being down."""
@@ -141,15 +140,15 @@ class Upstream:
         self.too_large_hint, self.tolerated = too_large_hint, tolerated
         self.base = URL(base_url.rstrip("/"))
         self.host = self.base.host or ""
-        self.headers, self.proxy, self.connections = headers, proxy, connections
+        self.headers, self.proxy = headers, proxy
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         """One pooled session, opened on first use (inside the event loop that serves the requests)."""
-        if self._session is None or self._session.closed:
+        if self._session is None:
             self._session = aiohttp.ClientSession(
                 headers=self.headers,
-                connector=aiohttp.TCPConnector(limit=self.connections, ssl=_tls()),
+                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ssl=_tls()),
                 timeout=aiohttp.ClientTimeout(total=self.deadline),
                 trust_env=False,  # never the environment's proxies or credentials
                 cookie_jar=aiohttp.DummyCookieJar(),  # one caller's cookies are never sent for another

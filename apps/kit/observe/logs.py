@@ -111,6 +111,11 @@ def _timestamp(created: float, msecs: float) -> str:
     return f"{_second[1]}.{int(msecs):03d}Z"
 
 
+def _payload(stamp: str, level: str, logger: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """A line's fields: when, how severe, whose, then the event's own, each bounded."""
+    return {"ts": stamp, "level": level, "logger": logger, **{key: _bound_value(v) for key, v in fields.items()}}
+
+
 def render(payload: dict[str, Any]) -> str:
     """The line of an event: its trace id added, every string bounded, then redacted."""
     if "trace_id" not in payload:
@@ -124,16 +129,10 @@ class JsonFormatter(logging.Formatter):
     """Render a record as one JSON object: structured `event` dicts pass through as fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        payload: dict[str, Any] = {
-            "ts": _timestamp(record.created, record.msecs),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-        }
         fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            payload.update({key: _bound_value(value) for key, value in fields.items()})
-        else:
-            payload["message"] = bounded(record.getMessage(), MAX_MESSAGE_CHARS)
+        if not isinstance(fields, dict):
+            fields = {"message": bounded(record.getMessage(), MAX_MESSAGE_CHARS)}
+        payload = _payload(_timestamp(record.created, record.msecs), record.levelname.lower(), record.name, fields)
         if record.exc_info and record.exc_info[0] is not None:
             payload["exc_type"] = record.exc_info[0].__name__
         return render(payload)
@@ -191,11 +190,6 @@ def log_event(event: str, level: int = logging.INFO, **fields: Any) -> None:
         _events.log(level, event, extra={"fields": {"event": event, **fields}})
         return
     now = time.time()
-    payload: dict[str, Any] = {
-        "ts": _timestamp(now, (now - int(now)) * 1000),
-        "level": logging.getLevelName(level).lower(),
-        "logger": EVENT_LOGGER,
-        "event": event,
-    }
-    payload.update({key: _bound_value(value) for key, value in fields.items()})
+    stamp, level_name = _timestamp(now, (now - int(now)) * 1000), logging.getLevelName(level).lower()
+    payload = _payload(stamp, level_name, EVENT_LOGGER, {"event": event, **fields})
     write_line(render(payload).encode("utf-8", "surrogatepass"))

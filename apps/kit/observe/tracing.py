@@ -36,7 +36,7 @@ def setup_tracing(settings: KitSettings, default_service_name: str) -> TracerPro
 
 def exporter_session() -> Any:
     """The OTLP exporters' HTTP session: the collector's address is configured, so nothing is taken from the
-    environment (no proxy variable, no `.netrc` read on every export, which was 1.4 % of a traced server's CPU)."""
+    environment (no proxy variable, and no `.netrc` read on every export)."""
     import requests
 
     session = requests.Session()

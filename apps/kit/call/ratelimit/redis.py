@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -71,10 +71,10 @@ class _Lease:
     key: str
     members: list[str]
     deadline: float
-    size: int = 0  # slots lent
+    size: int = field(init=False)  # slots lent (members shrinks as they are handed out)
 
     def __post_init__(self) -> None:
-        self.size = self.size or len(self.members)
+        self.size = len(self.members)
 
 
 class RedisLimiter:
@@ -196,7 +196,7 @@ class RedisLimiter:
         return lease.size if lease is not None and not lease.members and now < lease.deadline else 0
 
     @staticmethod
-    def _ahead(waiting: int, recent: bool, ran_out: int = 0) -> int:
+    def _ahead(waiting: int, recent: bool, ran_out: int) -> int:
         """Slots to ask for ahead: none for a lone hit of a principal quiet for a lease's length, more the more
         hits queued behind the round trip; a principal calling back to back (one call at a time, each right
         after the last) is lent a few, or every one of its calls would wait for its own round trip. A lease
